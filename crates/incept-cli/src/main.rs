@@ -1,0 +1,237 @@
+//! The `incept` command: parses arguments, calls the stage libraries, maps errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod commands;
+
+/// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
+#[derive(Debug, Parser)]
+#[command(name = "incept", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode, augment and run InceptionV3 over <class>/<image> folders; cache feature maps in HDF5.
+    Extract(ExtractArgs),
+    /// Train a classifier head (SE + dropout + dense) on a feature cache.
+    TrainHead(TrainArgs),
+    /// List the runs trained from one cache (or in one folder) side by side.
+    Runs(RunsArgs),
+    /// Confusion matrix and per-class metrics of a trained head.
+    Confusion(ConfusionArgs),
+    /// Classify photos end to end with a trained head.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DtypeArg {
+    F32,
+    F16,
+}
+
+#[derive(Debug, Args)]
+struct ExtractArgs {
+    /// Folder holding one sub-folder of images per class.
+    data_dir: PathBuf,
+    /// The HDF5 cache to create or extend.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Augmented copies per image (variants 1..=K; variant 0 is the original).
+    #[arg(long, default_value_t = 2)]
+    copies: u32,
+    /// Store only the unaugmented images (same as --copies 0).
+    #[arg(long)]
+    no_augment: bool,
+    /// Seed of the augmentation draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The ONNX backbone.
+    #[arg(long, default_value = incept_extract::backbone::DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Replace an existing cache made with other settings.
+    #[arg(long)]
+    overwrite: bool,
+    /// Element type of the stored feature maps.
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Rotation range, degrees (uniform in ±this).
+    #[arg(long, default_value_t = 40.0)]
+    rotation_range: f64,
+    /// Horizontal shift range, fraction of the width (uniform in ±this).
+    #[arg(long, default_value_t = 0.2)]
+    width_shift_range: f64,
+    /// Vertical shift range, fraction of the height (uniform in ±this).
+    #[arg(long, default_value_t = 0.2)]
+    height_shift_range: f64,
+    /// Shear range, degrees (Keras' unit; uniform in ±this).
+    #[arg(long, default_value_t = 0.2)]
+    shear_range: f64,
+    /// Zoom range, factor: zx, zy uniform in [1 - this, 1 + this]; > 1 zooms out.
+    #[arg(long, default_value_t = 0.2)]
+    zoom_range: f64,
+    /// Do not mirror images left-right (by default, with probability 1/2).
+    #[arg(long)]
+    no_horizontal_flip: bool,
+    /// Samples per crash-safe segment (the most an interruption can lose).
+    #[arg(long, default_value_t = 256, hide = true)]
+    segment_samples: usize,
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// The feature cache made by `incept extract`.
+    cache: PathBuf,
+    /// Folder for this run's config, weights, metrics and predictions.
+    #[arg(long)]
+    run_dir: PathBuf,
+    /// TOML file with any of the options below; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Start from a preset: `default` (the best recipe found) or `blog` (the post's).
+    #[arg(long)]
+    preset: Option<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// sgd, adam or adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    #[arg(long)]
+    momentum: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fraction of source photos held out for validation (split by photo, stable).
+    #[arg(long)]
+    validation_split: Option<f64>,
+    /// A separate cache to validate on instead of a split.
+    #[arg(long)]
+    validation_cache: Option<PathBuf>,
+    /// Drop the Squeeze-and-Excitation block.
+    #[arg(long)]
+    no_se: bool,
+    /// flatten or gap (global average pooling).
+    #[arg(long)]
+    pooling: Option<String>,
+    /// Average predictions over all variants of each validation photo.
+    #[arg(long)]
+    tta: bool,
+    /// Continue an interrupted run from its last finished epoch.
+    #[arg(long)]
+    resume: bool,
+    /// Most memory, in MiB, used to hold the cache in memory; larger caches are streamed.
+    #[arg(long)]
+    memory_budget_mib: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// A cache (lists runs made from it under ./runs) or a folder of runs.
+    target: PathBuf,
+    /// Where to look for runs when TARGET is a cache.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ConfusionArgs {
+    /// The run folder made by `incept train-head`.
+    run_dir: PathBuf,
+    /// Evaluate the head on this cache instead of the run's validation predictions.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Average over all variants of each photo (with --cache).
+    #[arg(long)]
+    tta: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+    /// Also draw the matrix as a heatmap (.png or .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PredictFormatArg {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct PredictArgs {
+    /// The run folder made by `incept train-head`.
+    run_dir: PathBuf,
+    /// Images or folders of images.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    format: PredictFormatArg,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The ONNX backbone (must be the one the cache was made with).
+    #[arg(long, default_value = incept_extract::backbone::DEFAULT_MODEL)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+}
+
+/// Exit status for an interrupted run (as shells report SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // First Ctrl-C: finish cleanly; second: leave at once (the caches stay consistent anyway).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        eprintln!("\ninterrupted: finishing the current step (Ctrl-C again to quit now)");
+    });
+    let result = match cli.command {
+        Command::Extract(args) => commands::extract(args, &interrupted),
+        Command::TrainHead(args) => commands::train_head(args, &interrupted),
+        Command::Runs(args) => commands::runs(&args),
+        Command::Confusion(args) => commands::confusion(args),
+        Command::Predict(args) => commands::predict(args),
+    };
+    match result {
+        Ok(()) if interrupted.load(Ordering::SeqCst) => ExitCode::from(EXIT_INTERRUPTED),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

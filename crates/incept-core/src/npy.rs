@@ -1,0 +1,71 @@
+//! A minimal reader for NumPy `.npy` files of little-endian float32 (C order), enough for the
+//! reference tensors in `../shared/reference`.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Reads a float32 `.npy` file: its shape and its values in C order.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let invalid = |reason: &str| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_owned()),
+    };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(invalid("not a .npy file"));
+    }
+    let (header_len, header_start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ if bytes.len() >= 12 => {
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        _ => return Err(invalid("truncated header")),
+    };
+    let header = bytes
+        .get(header_start..header_start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| invalid("truncated header"))?;
+    if !header.contains("'descr': '<f4'") || header.contains("'fortran_order': True") {
+        return Err(invalid("only little-endian float32 in C order is supported"));
+    }
+    let shape_text = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .ok_or_else(|| invalid("no shape in header"))?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| invalid("bad shape"))?;
+    let data = &bytes[header_start + header_len..];
+    let count: usize = shape.iter().product();
+    if data.len() != count * 4 {
+        return Err(invalid("data length does not match the shape"));
+    }
+    let values = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok((shape, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_small_array() -> Result<()> {
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }";
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&1.5f32.to_le_bytes());
+        bytes.extend_from_slice(&(-2.0f32).to_le_bytes());
+        let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tmp".into(), source })?;
+        let path = dir.path().join("a.npy");
+        std::fs::write(&path, bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
+        assert_eq!(read_f32(&path)?, (vec![2, 1], vec![1.5, -2.0]));
+        Ok(())
+    }
+}

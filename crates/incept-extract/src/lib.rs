@@ -1,0 +1,59 @@
+//! Stage 1 of incept: decode photos, augment them (Keras `ImageDataGenerator` semantics), run the
+//! InceptionV3 backbone through ONNX Runtime and cache the feature maps ([`incept_cache`]).
+//!
+//! - [`image_io`]: decode, orientation, RGB, resize, scale to [-1, 1].
+//! - [`augment`]: seeded random affine transforms.
+//! - [`backbone`]: the ONNX Runtime session and how its shared library is found.
+//! - [`pipeline`]: the overlapped decode → inference → write pipeline behind `incept extract`.
+//! - [`scan`]: walking `<class>/<image>` folders.
+
+use std::path::PathBuf;
+
+pub mod augment;
+pub mod backbone;
+pub mod image_io;
+pub mod pipeline;
+pub mod scan;
+
+pub use augment::Augmentation;
+pub use backbone::{Backbone, Device};
+pub use pipeline::{ExtractConfig, ExtractReport, extract};
+
+/// Errors of the extraction stage. Each names the file it is about and, where one exists, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("model not found: {path}; build it with `just model` (part of `just setup`)")]
+    ModelMissing { path: PathBuf },
+    #[error(
+        "ONNX Runtime library not found (looked for {looked}); run `just setup` to install it, \
+         or point ORT_DYLIB_PATH at libonnxruntime.so"
+    )]
+    RuntimeMissing { looked: String },
+    #[error("ONNX Runtime library {path} could not be loaded: {reason}; run `just setup` to reinstall it")]
+    RuntimeUnloadable { path: PathBuf, reason: String },
+    #[error("{path}: ONNX Runtime: {reason}")]
+    Runtime { path: PathBuf, reason: String },
+    #[error(
+        "the CUDA execution provider could not be registered ({reason}); run `just setup-gpu` and \
+         put the CUDA 13 and cuDNN 9 libraries on LD_LIBRARY_PATH (see README), or use --device cpu"
+    )]
+    CudaUnavailable { reason: String },
+    #[error("{path}: model input/output is not [N, 3, S, S] → [N, C, H, W] float32: {reason}")]
+    ModelInterface { path: PathBuf, reason: String },
+    #[error("data folder not found: {path}; pass a folder holding one sub-folder of images per class")]
+    DataMissing { path: PathBuf },
+    #[error("{path}: no class folders with images; expected <class>/<image> sub-folders")]
+    NoImages { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Cache(#[from] incept_cache::Error),
+    #[error(transparent)]
+    Core(#[from] incept_core::Error),
+    #[error("nothing could be extracted from {path}: all {skipped} images were skipped (see warnings above)")]
+    NothingExtracted { path: PathBuf, skipped: usize },
+    #[error("internal pipeline error: {0}")]
+    Pipeline(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

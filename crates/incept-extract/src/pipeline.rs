@@ -1,0 +1,321 @@
+//! `incept extract`: decode + augment on rayon workers, inference on the calling thread, one
+//! writer thread owning the cache; bounded channels between them keep memory bounded.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
+use ndarray::Array4;
+use rayon::prelude::*;
+
+use crate::augment::Augmentation;
+use crate::backbone::{Backbone, Device};
+use crate::image_io::{INPUT_SIZE, PREPROCESSING, load_for_network, to_network_input};
+use crate::scan::{ImageFile, scan};
+use crate::{Error, Result};
+
+/// Batches in flight between stages (each way): bounds memory whatever the data size.
+const QUEUE_DEPTH: usize = 2;
+
+/// Everything `incept extract` needs; the CLI's flags map onto this.
+#[derive(Clone, Debug)]
+pub struct ExtractConfig {
+    pub data_dir: PathBuf,
+    pub output: PathBuf,
+    pub model: PathBuf,
+    /// Augmented copies per image (variants 1..=copies); 0 = originals only.
+    pub copies: u32,
+    pub augmentation: Augmentation,
+    pub seed: u64,
+    pub batch_size: usize,
+    pub device: Device,
+    pub dtype: Dtype,
+    pub overwrite: bool,
+    /// ONNX Runtime intra-op threads; 0 = all cores.
+    pub threads: usize,
+    /// Samples per crash-safe segment: the most a kill can lose.
+    pub segment_samples: usize,
+}
+
+/// What an extraction did, for the final summary line.
+#[derive(Clone, Debug, Default)]
+pub struct ExtractReport {
+    pub images: usize,
+    pub skipped: Vec<String>,
+    pub samples_added: usize,
+    pub samples_total: usize,
+    pub interrupted: bool,
+    pub provider: String,
+    pub wall: Duration,
+    /// Busy time of the decode + augment workers (summed over workers).
+    pub decode: Duration,
+    pub inference: Duration,
+    pub write: Duration,
+    pub bytes_per_sample: f64,
+}
+
+impl ExtractReport {
+    pub fn samples_per_second(&self) -> f64 {
+        self.samples_added as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One image and the variants of it still to extract.
+#[derive(Clone, Debug)]
+struct Job {
+    image: ImageFile,
+    variants: Vec<u32>,
+}
+
+/// A batch of prepared network inputs.
+struct Batch {
+    /// # Shapes
+    /// [n, 3, S, S]
+    inputs: Array4<f32>,
+    samples: Vec<(String, String, u32)>,
+}
+
+/// The settings stored in (and checked against) the cache.
+pub fn settings_for(config: &ExtractConfig, model_sha256: String) -> Settings {
+    Settings {
+        model_sha256,
+        input_size: INPUT_SIZE,
+        preprocessing: PREPROCESSING.to_owned(),
+        augmentation: if config.copies == 0 {
+            "{\"enabled\":false}".to_owned()
+        } else {
+            config.augmentation.to_json()
+        },
+        seed: config.seed,
+        copies: config.copies,
+        dtype: config.dtype,
+    }
+}
+
+/// Runs the extraction; `interrupted` (set by Ctrl-C) stops it cleanly, keeping what is done.
+pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<ExtractReport> {
+    let started = Instant::now();
+    let found = scan(&config.data_dir)?;
+    for warning in &found.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if found.images.is_empty() {
+        return Err(Error::NoImages { path: config.data_dir.clone() });
+    }
+    if !config.model.is_file() {
+        return Err(Error::ModelMissing { path: config.model.clone() });
+    }
+    let model_sha256 = incept_core::sha256_file(&config.model)?;
+    let mut writer = CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
+    let jobs: Vec<Job> = found
+        .images
+        .iter()
+        .filter_map(|image| {
+            let variants: Vec<u32> =
+                (0..=config.copies).filter(|&v| !writer.is_done(&image.relative, v)).collect();
+            (!variants.is_empty()).then(|| Job { image: image.clone(), variants })
+        })
+        .collect();
+    let todo: usize = jobs.iter().map(|j| j.variants.len()).sum();
+    let mut report = ExtractReport { images: found.images.len(), ..ExtractReport::default() };
+    eprintln!(
+        "{} images in {} classes; {} samples cached or pending, {todo} to extract",
+        found.images.len(),
+        found.classes.len(),
+        writer.done_count()
+    );
+    if todo > 0 {
+        run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted)?;
+    }
+    report.interrupted = interrupted.load(Ordering::SeqCst);
+    let write_started = Instant::now();
+    let summary = writer.finish()?;
+    report.write += write_started.elapsed();
+    report.samples_total = summary.total;
+    report.wall = started.elapsed();
+    if summary.total == 0 {
+        return Err(Error::NothingExtracted { path: config.data_dir.clone(), skipped: report.skipped.len() });
+    }
+    let cache = incept_cache::Cache::open(&config.output)?;
+    report.bytes_per_sample = cache.stored_feature_bytes() as f64 / cache.len().max(1) as f64;
+    Ok(report)
+}
+
+fn run_pipeline(
+    config: &ExtractConfig,
+    jobs: Vec<Job>,
+    todo: usize,
+    writer: &mut CacheWriter,
+    report: &mut ExtractReport,
+    interrupted: &AtomicBool,
+) -> Result<()> {
+    let mut backbone = Backbone::load(&config.model, config.device, config.threads)?;
+    report.provider = backbone.provider.clone();
+    let batch_size = config.batch_size.max(1);
+    let side = INPUT_SIZE as usize;
+    let plane = 3 * side * side;
+    let progress = incept_core::progress::bar(todo as u64, "extract", "samples");
+    let (batch_sender, batch_receiver) = bounded::<Batch>(QUEUE_DEPTH);
+    let (sample_sender, sample_receiver) = bounded::<(Vec<Sample>, MapShape)>(QUEUE_DEPTH);
+
+    std::thread::scope(|scope| -> Result<()> {
+        // Producer: decode + augment on the rayon pool, one group of images per batch.
+        let producer_progress = progress.clone();
+        let producer = scope.spawn(move || {
+            let progress = producer_progress;
+            let mut skipped = Vec::new();
+            let mut busy = Duration::ZERO;
+            let mut pending: Vec<(Vec<f32>, (String, String, u32))> = Vec::new();
+            let images_per_group = batch_size.div_ceil(config.copies as usize + 1).max(1);
+            let send = |pending: &mut Vec<(Vec<f32>, (String, String, u32))>, all: bool| -> bool {
+                while pending.len() >= batch_size || (all && !pending.is_empty()) {
+                    let take = pending.len().min(batch_size);
+                    let chunk: Vec<_> = pending.drain(..take).collect();
+                    let mut inputs = Array4::<f32>::zeros((take, 3, side, side));
+                    let mut samples = Vec::with_capacity(take);
+                    for (mut slot, (tensor, meta)) in inputs.outer_iter_mut().zip(chunk) {
+                        if let Some(flat) = slot.as_slice_mut() {
+                            flat.copy_from_slice(&tensor);
+                        }
+                        samples.push(meta);
+                    }
+                    if batch_sender.send(Batch { inputs, samples }).is_err() {
+                        return false;
+                    }
+                }
+                true
+            };
+            for group in jobs.chunks(images_per_group) {
+                if interrupted.load(Ordering::SeqCst) {
+                    break;
+                }
+                let prepared: Vec<(std::result::Result<Vec<(Vec<f32>, u32)>, String>, Duration)> = group
+                    .par_iter()
+                    .map(|job| {
+                        let started = Instant::now();
+                        let result = prepare(job, config, plane);
+                        (result, started.elapsed())
+                    })
+                    .collect();
+                for (job, (result, took)) in group.iter().zip(prepared) {
+                    busy += took;
+                    match result {
+                        Ok(tensors) => {
+                            for (tensor, variant) in tensors {
+                                pending.push((tensor, (job.image.relative.clone(), job.image.class.clone(), variant)));
+                            }
+                        }
+                        Err(reason) => {
+                            let message = format!("{}: {reason}; skipped", job.image.path.display());
+                            progress.suspend(|| eprintln!("warning: {message}"));
+                            progress.inc(job.variants.len() as u64);
+                            skipped.push(message);
+                        }
+                    }
+                }
+                if !send(&mut pending, false) {
+                    break;
+                }
+            }
+            send(&mut pending, true);
+            (skipped, busy)
+        });
+
+        // Writer: the only owner of the cache; one crash-safe segment per `segment_samples`.
+        let writer_thread = scope.spawn(move || -> Result<Duration> {
+            let mut busy = Duration::ZERO;
+            let mut buffer: Vec<Sample> = Vec::new();
+            let mut shape = None;
+            for (samples, map_shape) in sample_receiver {
+                shape = Some(map_shape);
+                buffer.extend(samples);
+                if buffer.len() >= config.segment_samples.max(1) {
+                    let started = Instant::now();
+                    writer.write_segment(&buffer, map_shape)?;
+                    busy += started.elapsed();
+                    buffer.clear();
+                }
+            }
+            if let (Some(map_shape), false) = (shape, buffer.is_empty()) {
+                let started = Instant::now();
+                writer.write_segment(&buffer, map_shape)?;
+                busy += started.elapsed();
+            }
+            Ok(busy)
+        });
+
+        // Inference on this thread.
+        let mut inference = Duration::ZERO;
+        let mut produced = 0;
+        let mut failure = None;
+        for batch in batch_receiver {
+            let started = Instant::now();
+            let output = match backbone.run(batch.inputs.view()) {
+                Ok(output) => output,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            inference += started.elapsed();
+            let (_, height, width, channels) = output.dim();
+            let shape = MapShape { height, width, channels };
+            let samples: Vec<Sample> = output
+                .outer_iter()
+                .zip(batch.samples)
+                .map(|(features, (source, class, variant))| Sample {
+                    source,
+                    class,
+                    variant,
+                    features: features.iter().copied().collect(),
+                })
+                .collect();
+            progress.inc(samples.len() as u64);
+            produced += samples.len();
+            if sample_sender.send((samples, shape)).is_err() {
+                break;
+            }
+        }
+        drop(sample_sender);
+        progress.finish_and_clear();
+        let (skipped, decode) =
+            producer.join().map_err(|_| Error::Pipeline("decode worker panicked".into()))?;
+        let write = writer_thread.join().map_err(|_| Error::Pipeline("writer panicked".into()))??;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        report.skipped = skipped;
+        report.decode = decode;
+        report.inference = inference;
+        report.write = write;
+        report.samples_added = produced;
+        Ok(())
+    })
+}
+
+/// Decodes one image and prepares each wanted variant.
+///
+/// # Shapes
+/// Each tensor is [3 × S × S], planar RGB in [-1, 1].
+fn prepare(job: &Job, config: &ExtractConfig, plane: usize) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
+    let image = load_for_network(&job.image.path)?;
+    let (width, height) = image.dimensions();
+    Ok(job
+        .variants
+        .iter()
+        .map(|&variant| {
+            let mut tensor = vec![0.0f32; plane];
+            if variant == 0 {
+                to_network_input(&image, &mut tensor);
+            } else {
+                let transform =
+                    config.augmentation.draw(config.seed, &job.image.relative, variant, height, width);
+                transform.apply(&image, &mut tensor);
+            }
+            (tensor, variant)
+        })
+        .collect())
+}
+

