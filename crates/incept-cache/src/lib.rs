@@ -43,14 +43,16 @@ const MERGE_BLOCK: usize = 64;
 /// The lossless compression of `features`: byte shuffle, then deflate at this level. Measured on
 /// amid5 (5×5×2048 float32): see the README's "Cache size" section.
 pub const COMPRESSION: &str = "shuffle+deflate";
-const DEFLATE_LEVEL: u8 = 4;
+const DEFLATE_LEVEL: u8 = 1;
 
 /// Errors of the feature cache. Every one names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: no such feature cache; create it with `incept extract DATA_DIR -o {path}`")]
     Missing { path: PathBuf },
-    #[error("{path}: cannot read it as HDF5 ({source}); is it a feature cache made by `incept extract`?")]
+    #[error(
+        "{path}: cannot read it as HDF5 ({source}); is it a feature cache made by `incept extract`?"
+    )]
     Unreadable { path: PathBuf, source: hdf5::Error },
     #[error("{path}: HDF5 error: {source}")]
     Hdf5 { path: PathBuf, source: hdf5::Error },
@@ -420,7 +422,10 @@ impl CacheWriter {
         if differences.is_empty() {
             Ok(())
         } else {
-            Err(Error::SettingsDiffer { path: path.to_path_buf(), differences: differences.join("; ") })
+            Err(Error::SettingsDiffer {
+                path: path.to_path_buf(),
+                differences: differences.join("; "),
+            })
         }
     }
 
@@ -501,14 +506,16 @@ impl CacheWriter {
         {
             let file = hdf5::File::create(&temporary).at(&temporary)?;
             self.settings.write_attributes(&file, &temporary)?;
-            let dataset =
-                create_features(&file, self.settings.dtype, samples.len(), shape, false, &temporary)?;
-            let mut block = Array4::<f32>::zeros((
+            let dataset = create_features(
+                &file,
+                self.settings.dtype,
                 samples.len(),
-                shape.height,
-                shape.width,
-                shape.channels,
-            ));
+                shape,
+                false,
+                &temporary,
+            )?;
+            let mut block =
+                Array4::<f32>::zeros((samples.len(), shape.height, shape.width, shape.channels));
             for (mut row, sample) in block.outer_iter_mut().zip(samples) {
                 let values = ndarray::ArrayView3::from_shape(
                     (shape.height, shape.width, shape.channels),
@@ -516,7 +523,12 @@ impl CacheWriter {
                 )
                 .map_err(|_| Error::Corrupt {
                     path: temporary.clone(),
-                    reason: format!("sample {} has {} values, not {}", sample.source, sample.features.len(), shape.len()),
+                    reason: format!(
+                        "sample {} has {} values, not {}",
+                        sample.source,
+                        sample.features.len(),
+                        shape.len()
+                    ),
                 })?;
                 row.assign(&values);
             }
@@ -563,7 +575,13 @@ impl CacheWriter {
                 sources.into_iter().zip(classes).zip(variants).enumerate()
             {
                 if present.insert((source.clone(), variant as u32)) {
-                    rows.push(SegmentRow { segment: index, row, source, class, variant: variant as u32 });
+                    rows.push(SegmentRow {
+                        segment: index,
+                        row,
+                        source,
+                        class,
+                        variant: variant as u32,
+                    });
                 }
             }
             let dataset = file.dataset(FEATURES).at(path)?;
@@ -572,7 +590,10 @@ impl CacheWriter {
         rows.sort_by(|a, b| (&a.source, a.variant).cmp(&(&b.source, b.variant)));
 
         let Some(shape) = self.shape else {
-            return Err(Error::Corrupt { path: self.parts.clone(), reason: "segments without feature maps".into() });
+            return Err(Error::Corrupt {
+                path: self.parts.clone(),
+                reason: "segments without feature maps".into(),
+            });
         };
         let old_len = old.as_ref().map_or(0, Cache::len);
         let total = old_len + rows.len();
@@ -605,8 +626,11 @@ impl CacheWriter {
             let mut source_column = Vec::with_capacity(total);
             let mut variants = Vec::with_capacity(total);
             if let Some(cache) = &old {
-                let remap: Vec<i32> =
-                    cache.classes.iter().map(|c| class_index.get(c.as_str()).copied().unwrap_or(-1)).collect();
+                let remap: Vec<i32> = cache
+                    .classes
+                    .iter()
+                    .map(|c| class_index.get(c.as_str()).copied().unwrap_or(-1))
+                    .collect();
                 let mut start = 0;
                 while start < old_len {
                     let count = MERGE_BLOCK.min(old_len - start);
@@ -623,7 +647,13 @@ impl CacheWriter {
             for (chunk_index, chunk) in rows.chunks(MERGE_BLOCK).enumerate() {
                 for (slot, row) in chunk.iter().enumerate() {
                     let (_, dataset) = &segment_files[row.segment];
-                    let one = read_feature_block(dataset, dtype, row.row, 1, &self.segments[row.segment])?;
+                    let one = read_feature_block(
+                        dataset,
+                        dtype,
+                        row.row,
+                        1,
+                        &self.segments[row.segment],
+                    )?;
                     block.slice_mut(s![slot..slot + 1, .., .., ..]).assign(&one);
                     labels.push(class_index[row.class.as_str()]);
                     source_column.push(source_index[&row.source]);
@@ -639,15 +669,16 @@ impl CacheWriter {
                 )?;
             }
             for (name, values) in [(LABELS, labels), (SOURCE, source_column), (VARIANT, variants)] {
-                file.new_dataset_builder().with_data(&Array1::from(values)).create(name).at(&merging)?;
+                file.new_dataset_builder()
+                    .with_data(&Array1::from(values))
+                    .create(name)
+                    .at(&merging)?;
             }
             write_strings(&file, CLASSES, &classes, &merging)?;
             write_strings(&file, SOURCES, &sources, &merging)?;
             self.settings.write_attributes(&file, &merging)?;
-            let created = old
-                .as_ref()
-                .and_then(|c| c.created.clone())
-                .unwrap_or_else(|| now_rfc3339());
+            let created =
+                old.as_ref().and_then(|c| c.created.clone()).unwrap_or_else(|| now_rfc3339());
             write_string_attribute(&file, "created", &created, &merging)?;
             write_string_attribute(&file, "compression", COMPRESSION, &merging)?;
             file.flush().at(&merging)?;
@@ -665,7 +696,9 @@ impl CacheWriter {
 
 fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::Io { path: path.to_path_buf(), source: error }),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::Io { path: path.to_path_buf(), source: error })
+        }
         _ => Ok(()),
     }
 }

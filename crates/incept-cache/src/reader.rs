@@ -58,14 +58,20 @@ impl Cache {
         let variant = read_i32(&file, VARIANT, path)?;
         for (name, column) in [(LABELS, &labels), (SOURCE, &source), (VARIANT, &variant)] {
             if column.len() != n {
-                return Err(corrupt(format!("`{name}` has {} entries, `features` {n}", column.len())));
+                return Err(corrupt(format!(
+                    "`{name}` has {} entries, `features` {n}",
+                    column.len()
+                )));
             }
         }
         if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= classes.len()) {
             return Err(corrupt(format!("label {bad} outside the {} classes", classes.len())));
         }
         if let Some(bad) = source.iter().find(|&&s| s < 0 || s as usize >= sources.len()) {
-            return Err(corrupt(format!("source index {bad} outside the {} sources", sources.len())));
+            return Err(corrupt(format!(
+                "source index {bad} outside the {} sources",
+                sources.len()
+            )));
         }
         let created = read_string_attribute(&file, "created", path).ok();
         Ok(Cache {

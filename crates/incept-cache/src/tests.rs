@@ -28,8 +28,10 @@ fn segments_merge_into_a_sorted_deduplicated_cache() -> Result<()> {
     let dir = tempdir();
     let path = dir.path().join("c.h5");
     let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
-    writer.write_segment(&[sample("b/2.jpg", "b", 1, 4.0), sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
-    writer.write_segment(&[sample("b/2.jpg", "b", 0, 3.0), sample("a/1.jpg", "a", 0, 9.0)], SHAPE)?;
+    writer
+        .write_segment(&[sample("b/2.jpg", "b", 1, 4.0), sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer
+        .write_segment(&[sample("b/2.jpg", "b", 0, 3.0), sample("a/1.jpg", "a", 0, 9.0)], SHAPE)?;
     assert!(writer.is_done("b/2.jpg", 1));
     let summary = writer.finish()?;
     assert_eq!(summary, MergeSummary { total: 3, added: 3 });
@@ -77,7 +79,8 @@ fn other_settings_are_refused_with_the_difference_named() -> Result<()> {
     writer.finish()?;
     let mut other = settings(Dtype::F32);
     other.seed = 8;
-    let message = CacheWriter::open(&path, other.clone(), false).map(|_| ()).unwrap_err().to_string();
+    let message =
+        CacheWriter::open(&path, other.clone(), false).map(|_| ()).unwrap_err().to_string();
     assert!(message.contains("seed: cache has 7, this run wants 8"), "{message}");
     assert!(message.contains("--overwrite"), "{message}");
     // The refused run did not touch the cache; --overwrite replaces it.
@@ -95,7 +98,8 @@ fn leftovers_of_a_killed_run_are_recovered() -> Result<()> {
     writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
     drop(writer); // killed before finish
     let parts = dir.path().join("c.h5.parts");
-    std::fs::write(parts.join("segment-00000009.h5.tmp"), b"half a segment").map_err(io_error(&parts))?;
+    std::fs::write(parts.join("segment-00000009.h5.tmp"), b"half a segment")
+        .map_err(io_error(&parts))?;
     std::fs::write(dir.path().join("c.h5.merging"), b"half a merge").map_err(io_error(&parts))?;
     let writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
     assert!(writer.is_done("a/1.jpg", 0));

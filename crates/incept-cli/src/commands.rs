@@ -2,13 +2,21 @@
 
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
-use incept_extract::{Augmentation, Device, ExtractConfig};
+use std::path::Path;
 
-use crate::{ConfusionArgs, DtypeArg, ExtractArgs, PredictArgs, RunsArgs, TrainArgs};
+use anyhow::{Context, Result, bail};
+use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
+use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
+use incept_report::Metrics;
+
+use crate::{
+    ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, PredictArgs, PredictFormatArg, RunsArgs,
+    TrainArgs,
+};
 
 fn parse_device(text: &str) -> Result<Device> {
-    Device::parse(text).with_context(|| format!("unknown device {text:?}; use cpu, cuda, cuda:N or auto"))
+    Device::parse(text)
+        .with_context(|| format!("unknown device {text:?}; use cpu, cuda, cuda:N or auto"))
 }
 
 pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
@@ -64,18 +72,265 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-pub fn train_head(_args: TrainArgs, _interrupted: &AtomicBool) -> Result<()> {
-    bail!("train-head: WIP")
+/// Preset (or TOML file), then flags on top.
+fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut config = match (&args.config, &args.preset) {
+        (Some(path), preset) => {
+            let mut config = TrainConfig::from_toml_file(path)?;
+            if let Some(name) = preset {
+                let base = TrainConfig::preset(name)?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+                // The flag picks the preset the file's overrides apply to.
+                config = TrainConfig::from_toml(&format!(
+                    "{}\npreset = {:?}\n",
+                    strip_preset(&text),
+                    base.preset
+                ))?;
+            }
+            config
+        }
+        (None, Some(name)) => TrainConfig::preset(name)?,
+        (None, None) => TrainConfig::default_preset(),
+    };
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = &args.optimizer {
+        config.optimizer = incept_head::OptimizerKind::parse(v)?;
+    }
+    if let Some(v) = args.learning_rate {
+        config.learning_rate = v;
+    }
+    if let Some(v) = args.momentum {
+        config.momentum = v;
+    }
+    if let Some(v) = args.weight_decay {
+        config.weight_decay = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.validation_split {
+        config.validation_split = v;
+    }
+    if let Some(v) = &args.validation_cache {
+        config.validation_cache = Some(v.clone());
+    }
+    if args.no_se {
+        config.head.se = false;
+    }
+    if let Some(v) = &args.pooling {
+        config.head.pooling = Pooling::parse(v)?;
+    }
+    if args.tta {
+        config.tta = true;
+    }
+    if let Some(v) = args.memory_budget_mib {
+        config.memory_budget_mib = v;
+    }
+    config.validate()?;
+    Ok(config)
 }
 
-pub fn runs(_args: &RunsArgs) -> Result<()> {
-    bail!("runs: WIP")
+fn strip_preset(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("preset"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-pub fn confusion(_args: ConfusionArgs) -> Result<()> {
-    bail!("confusion: WIP")
+pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
+    let config = resolve_train_config(&args)?;
+    let request = TrainRequest {
+        cache: args.cache.clone(),
+        run_dir: args.run_dir.clone(),
+        config,
+        resume: args.resume,
+        backend: Backend::parse(&args.backend)?,
+        max_steps: args.max_steps,
+        verbose: true,
+    };
+    let report = incept_head::train(&request, interrupted)?;
+    if report.interrupted {
+        eprintln!("interrupted: the last finished epoch is saved; continue with --resume");
+    }
+    eprintln!(
+        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}, macro-F1 {:.3}); \
+         {:.0} training samples/s on {}; {:.1} s",
+        report.train_samples,
+        report.metrics.total(),
+        if report.streaming { " (streamed from disk)" } else { "" },
+        report.best_epoch,
+        report.metrics.accuracy,
+        report.metrics.macro_f1,
+        report.samples_per_second,
+        request.backend.name(),
+        report.seconds,
+    );
+    println!("{}", args.run_dir.display());
+    Ok(())
 }
 
-pub fn predict(_args: PredictArgs) -> Result<()> {
-    bail!("predict: WIP")
+pub fn runs(args: &RunsArgs) -> Result<()> {
+    let runs = incept_head::list_runs(&args.target, &args.runs_dir)?;
+    if runs.is_empty() {
+        eprintln!(
+            "no runs found for {} (runs are looked for in {})",
+            args.target.display(),
+            args.runs_dir.display()
+        );
+        return Ok(());
+    }
+    let name_width = runs.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let head_width = runs.iter().map(|r| r.head.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>8}",
+        "run", "head", "epochs", "accuracy", "macro-F1", "time"
+    );
+    for run in runs {
+        let percent =
+            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
+        let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+        println!(
+            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>7.0}s",
+            run.name,
+            run.head,
+            format!("{}/{}", run.epochs, run.planned_epochs),
+            percent(run.validation_accuracy),
+            ratio(run.macro_f1),
+            run.seconds
+        );
+    }
+    Ok(())
+}
+
+pub fn confusion(args: ConfusionArgs) -> Result<()> {
+    let metrics = match &args.cache {
+        Some(cache) => {
+            TrainedHead::load(&args.run_dir, Backend::default())?.evaluate(cache, args.tta)?
+        }
+        None => {
+            if args.tta {
+                bail!(
+                    "--tta needs --cache (train with --tta to average the run's own validation predictions)"
+                );
+            }
+            let path = args.run_dir.join(incept_head::train::METRICS_JSON);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "{}: no metrics; is {} a finished run of `incept train-head`?",
+                    path.display(),
+                    args.run_dir.display()
+                )
+            })?;
+            serde_json::from_str::<Metrics>(&text)
+                .with_context(|| format!("{}: not a metrics file", path.display()))?
+        }
+    };
+    match args.format {
+        FormatArg::Table => print!("{}", metrics.to_table()),
+        FormatArg::Csv => print!("{}", metrics.to_csv()),
+        FormatArg::Json => println!("{}", metrics.to_json()),
+    }
+    if let Some(plot) = &args.plot {
+        let name =
+            args.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        incept_report::plot::heatmap(&metrics, &format!("incept head {name}"), plot)?;
+        eprintln!("heatmap written to {}", plot.display());
+    }
+    Ok(())
+}
+
+pub fn predict(args: PredictArgs) -> Result<()> {
+    let head = TrainedHead::load(&args.run_dir, Backend::default())?;
+    let model_sha = incept_core::sha256_file(&args.model)
+        .map_err(|_| incept_extract::Error::ModelMissing { path: args.model.clone() })?;
+    if model_sha != head.state.cache_model_sha256 {
+        bail!(
+            "{}: not the backbone this head was trained with (its cache used model sha256 {}); pass that model with --model",
+            args.model.display(),
+            head.state.cache_model_sha256
+        );
+    }
+    let mut backbone = Backbone::load(&args.model, parse_device(&args.device)?, 0)?;
+    let (files, warnings) = incept_extract::scan::image_files(&args.inputs);
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let progress = incept_core::progress::bar(files.len() as u64, "predict", "images");
+    let side = incept_extract::image_io::INPUT_SIZE as usize;
+    let (mut classified, mut unreadable) = (0usize, 0usize);
+    for chunk in files.chunks(args.batch_size.max(1)) {
+        let prepared: Vec<(&Path, Result<Vec<f32>, String>)> = {
+            use rayon::prelude::*;
+            chunk
+                .par_iter()
+                .map(|p| (p.as_path(), incept_extract::image_io::network_input(p)))
+                .collect()
+        };
+        let mut batch = Vec::new();
+        let mut names = Vec::new();
+        for (path, result) in prepared {
+            match result {
+                Ok(tensor) => {
+                    batch.extend_from_slice(&tensor);
+                    names.push(path);
+                }
+                Err(reason) => {
+                    progress
+                        .suspend(|| eprintln!("warning: {}: {reason}; skipped", path.display()));
+                    unreadable += 1;
+                }
+            }
+        }
+        progress.inc(chunk.len() as u64);
+        if names.is_empty() {
+            continue;
+        }
+        let inputs = ndarray::ArrayView4::from_shape((names.len(), 3, side, side), &batch)?;
+        let features = backbone.run(inputs)?;
+        let values = features.as_slice().context("feature layout")?;
+        let probabilities = head.probabilities(values, names.len())?;
+        progress.suspend(|| print_predictions(&names, &probabilities, head.classes(), &args));
+        classified += names.len();
+    }
+    progress.finish_and_clear();
+    eprintln!("classified {classified} images; {unreadable} unreadable");
+    if classified == 0 {
+        bail!("no image could be classified");
+    }
+    Ok(())
+}
+
+fn print_predictions(
+    names: &[&Path],
+    probabilities: &[Vec<f64>],
+    classes: &[String],
+    args: &PredictArgs,
+) {
+    for (path, row) in names.iter().zip(probabilities) {
+        let mut ranked: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(args.top_k.max(1));
+        match args.format {
+            PredictFormatArg::Json => {
+                let top: Vec<serde_json::Value> = ranked
+                    .iter()
+                    .map(|(c, p)| serde_json::json!({"class": classes[*c], "probability": p}))
+                    .collect();
+                println!("{}", serde_json::json!({"path": path.display().to_string(), "top": top}));
+            }
+            PredictFormatArg::Table => {
+                let cells: Vec<String> = ranked
+                    .iter()
+                    .map(|(c, p)| format!("{} {:.1}%", classes[*c], 100.0 * p))
+                    .collect();
+                println!("{}\t{}", path.display(), cells.join("\t"));
+            }
+        }
+    }
 }

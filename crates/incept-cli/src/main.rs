@@ -143,6 +143,12 @@ struct TrainArgs {
     /// Most memory, in MiB, used to hold the cache in memory; larger caches are streamed.
     #[arg(long)]
     memory_budget_mib: Option<usize>,
+    /// Burn CPU backend: flex (fastest here) or ndarray.
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Stop after this many optimizer steps (for benchmarks).
+    #[arg(long, hide = true)]
+    max_steps: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -82,14 +82,22 @@ impl Augmentation {
 
     /// Draws the transform of variant `variant` of the image at `relative_path`: it depends only
     /// on `seed`, the path and the variant, never on threads, batches or order.
-    pub fn draw(&self, seed: u64, relative_path: &str, variant: u32, height: u32, width: u32) -> Transform {
+    pub fn draw(
+        &self,
+        seed: u64,
+        relative_path: &str,
+        variant: u32,
+        height: u32,
+        width: u32,
+    ) -> Transform {
         let key = incept_core::stable_hash(&[
             &seed.to_le_bytes(),
             relative_path.as_bytes(),
             &variant.to_le_bytes(),
         ]);
         let mut rng = ChaCha8Rng::seed_from_u64(key);
-        let mut symmetric = |range: f64| if range > 0.0 { rng.random_range(-range..=range) } else { 0.0 };
+        let mut symmetric =
+            |range: f64| if range > 0.0 { rng.random_range(-range..=range) } else { 0.0 };
         let theta_degrees = symmetric(self.rotation_range_degrees);
         let tx = symmetric(self.height_shift_fraction) * f64::from(height);
         let ty = symmetric(self.width_shift_fraction) * f64::from(width);
@@ -97,7 +105,10 @@ impl Augmentation {
         let (zx, zy) = if self.zoom_min == 1.0 && self.zoom_max == 1.0 {
             (1.0, 1.0)
         } else {
-            (rng.random_range(self.zoom_min..=self.zoom_max), rng.random_range(self.zoom_min..=self.zoom_max))
+            (
+                rng.random_range(self.zoom_min..=self.zoom_max),
+                rng.random_range(self.zoom_min..=self.zoom_max),
+            )
         };
         let flip_horizontal = self.horizontal_flip && rng.random::<f64>() < 0.5;
         Transform { theta_degrees, tx, ty, shear_degrees, zx, zy, flip_horizontal }
@@ -133,7 +144,8 @@ impl Transform {
     pub fn matrix(&self, height: u32, width: u32) -> Matrix {
         let theta = self.theta_degrees.to_radians();
         let shear = self.shear_degrees.to_radians();
-        let rotation = [[theta.cos(), -theta.sin(), 0.0], [theta.sin(), theta.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let rotation =
+            [[theta.cos(), -theta.sin(), 0.0], [theta.sin(), theta.cos(), 0.0], [0.0, 0.0, 1.0]];
         let shift = [[1.0, 0.0, self.tx], [0.0, 1.0, self.ty], [0.0, 0.0, 1.0]];
         let shear_matrix = [[1.0, -shear.sin(), 0.0], [0.0, shear.cos(), 0.0], [0.0, 0.0, 1.0]];
         let zoom = [[self.zx, 0.0, 0.0], [0.0, self.zy, 0.0], [0.0, 0.0, 1.0]];
@@ -187,7 +199,9 @@ mod tests {
     use crate::image_io::to_network_input;
 
     fn gradient(size: u32) -> RgbImage {
-        RgbImage::from_fn(size, size, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 17]))
+        RgbImage::from_fn(size, size, |x, y| {
+            image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 17])
+        })
     }
 
     #[test]
@@ -243,7 +257,13 @@ mod tests {
             flips += usize::from(t.flip_horizontal);
         }
         assert!((60..=140).contains(&flips), "{flips} flips in 200");
-        assert_ne!(augmentation.draw(42, "a/b.jpg", 1, 224, 224), augmentation.draw(43, "a/b.jpg", 1, 224, 224));
-        assert_ne!(augmentation.draw(42, "a/b.jpg", 1, 224, 224), augmentation.draw(42, "a/c.jpg", 1, 224, 224));
+        assert_ne!(
+            augmentation.draw(42, "a/b.jpg", 1, 224, 224),
+            augmentation.draw(43, "a/b.jpg", 1, 224, 224)
+        );
+        assert_ne!(
+            augmentation.draw(42, "a/b.jpg", 1, 224, 224),
+            augmentation.draw(42, "a/c.jpg", 1, 224, 224)
+        );
     }
 }

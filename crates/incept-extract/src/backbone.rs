@@ -87,7 +87,9 @@ fn environment(prefer_gpu: bool) -> Result<&'static ort::environment::Environmen
         let builder = ort::init_from(&library).map_err(|e| e.to_string())?;
         builder.with_name("incept").build().map_err(|e| e.to_string())
     });
-    loaded.as_ref().map_err(|reason| Error::RuntimeUnloadable { path: library, reason: reason.clone() })
+    loaded
+        .as_ref()
+        .map_err(|reason| Error::RuntimeUnloadable { path: library, reason: reason.clone() })
 }
 
 /// An InceptionV3 feature extractor session.
@@ -101,7 +103,10 @@ pub struct Backbone {
 
 impl std::fmt::Debug for Backbone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backbone").field("model", &self.model).field("provider", &self.provider).finish()
+        f.debug_struct("Backbone")
+            .field("model", &self.model)
+            .field("provider", &self.provider)
+            .finish()
     }
 }
 
@@ -112,13 +117,15 @@ impl Backbone {
             return Err(Error::ModelMissing { path: model.to_path_buf() });
         }
         let environment = environment(device != Device::Cpu)?;
-        let runtime = |e: ort::Error| Error::Runtime { path: model.to_path_buf(), reason: e.to_string() };
+        let runtime =
+            |e: ort::Error| Error::Runtime { path: model.to_path_buf(), reason: e.to_string() };
         let build = |cuda: Option<i32>| -> Result<Session> {
             let mut builder = Session::builder(environment).map_err(runtime)?;
             if threads > 0 {
-                builder = builder
-                    .with_intra_threads(threads)
-                    .map_err(|e| Error::Runtime { path: model.to_path_buf(), reason: e.to_string() })?;
+                builder = builder.with_intra_threads(threads).map_err(|e| Error::Runtime {
+                    path: model.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
             }
             if let Some(device_id) = cuda {
                 let provider =
@@ -141,11 +148,10 @@ impl Backbone {
                 Err(other) => return Err(other),
             },
         };
-        let input_name = session
-            .inputs()
-            .first()
-            .map(|input| input.name().to_owned())
-            .ok_or_else(|| Error::ModelInterface { path: model.to_path_buf(), reason: "no input".into() })?;
+        let input_name =
+            session.inputs().first().map(|input| input.name().to_owned()).ok_or_else(|| {
+                Error::ModelInterface { path: model.to_path_buf(), reason: "no input".into() }
+            })?;
         Ok(Backbone { session, model: model.to_path_buf(), input_name, provider })
     }
 
@@ -157,16 +163,18 @@ impl Backbone {
         let model = self.model.clone();
         let runtime = |e: ort::Error| Error::Runtime { path: model.clone(), reason: e.to_string() };
         let input = TensorRef::from_array_view(batch).map_err(runtime)?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => input]).map_err(runtime)?;
-        let output = outputs
-            .values()
-            .next()
-            .ok_or_else(|| Error::ModelInterface { path: model.clone(), reason: "no output".into() })?;
-        let array = output.try_extract_array::<f32>().map_err(runtime)?;
-        let nchw = array.into_dimensionality::<ndarray::Ix4>().map_err(|e| Error::ModelInterface {
+        let outputs =
+            self.session.run(ort::inputs![self.input_name.as_str() => input]).map_err(runtime)?;
+        let output = outputs.values().next().ok_or_else(|| Error::ModelInterface {
             path: model.clone(),
-            reason: format!("output is not 4-dimensional: {e}"),
+            reason: "no output".into(),
         })?;
+        let array = output.try_extract_array::<f32>().map_err(runtime)?;
+        let nchw =
+            array.into_dimensionality::<ndarray::Ix4>().map_err(|e| Error::ModelInterface {
+                path: model.clone(),
+                reason: format!("output is not 4-dimensional: {e}"),
+            })?;
         // [N, C, H, W] -> [N, H, W, C]
         Ok(nchw.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned())
     }

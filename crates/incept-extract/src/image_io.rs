@@ -49,7 +49,8 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, String> {
             let width = decoded.width as u32;
             let height = decoded.height as u32;
             let row = decoded.width * 3;
-            let pixels: Vec<u8> = decoded.pixels.chunks(decoded.pitch).flat_map(|r| &r[..row]).copied().collect();
+            let pixels: Vec<u8> =
+                decoded.pixels.chunks(decoded.pitch).flat_map(|r| &r[..row]).copied().collect();
             RgbImage::from_raw(width, height, pixels)
         });
     let mut image = match turbo {
@@ -148,6 +149,18 @@ pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
 /// Decode and resize: the unaugmented network-sized image of a file.
 pub fn load_for_network(path: &Path) -> Result<RgbImage, String> {
     load_rgb(path).map(|image| resize_for_network(&image))
+}
+
+/// The unaugmented network input of a file: decode, resize, scale. Used by `extract` (variant
+/// 0) and `predict` alike, so the two cannot drift apart.
+///
+/// # Shapes
+/// Returns [3 × S × S], planar RGB in [-1, 1].
+pub fn network_input(path: &Path) -> Result<Vec<f32>, String> {
+    let image = load_for_network(path)?;
+    let mut tensor = vec![0.0; 3 * image.width() as usize * image.height() as usize];
+    to_network_input(&image, &mut tensor);
+    Ok(tensor)
 }
 
 /// Scales one pixel value to the network's range.

@@ -29,7 +29,9 @@ pub enum Error {
          or point ORT_DYLIB_PATH at libonnxruntime.so"
     )]
     RuntimeMissing { looked: String },
-    #[error("ONNX Runtime library {path} could not be loaded: {reason}; run `just setup` to reinstall it")]
+    #[error(
+        "ONNX Runtime library {path} could not be loaded: {reason}; run `just setup` to reinstall it"
+    )]
     RuntimeUnloadable { path: PathBuf, reason: String },
     #[error("{path}: ONNX Runtime: {reason}")]
     Runtime { path: PathBuf, reason: String },
@@ -40,7 +42,9 @@ pub enum Error {
     CudaUnavailable { reason: String },
     #[error("{path}: model input/output is not [N, 3, S, S] → [N, C, H, W] float32: {reason}")]
     ModelInterface { path: PathBuf, reason: String },
-    #[error("data folder not found: {path}; pass a folder holding one sub-folder of images per class")]
+    #[error(
+        "data folder not found: {path}; pass a folder holding one sub-folder of images per class"
+    )]
     DataMissing { path: PathBuf },
     #[error("{path}: no class folders with images; expected <class>/<image> sub-folders")]
     NoImages { path: PathBuf },
@@ -50,7 +54,9 @@ pub enum Error {
     Cache(#[from] incept_cache::Error),
     #[error(transparent)]
     Core(#[from] incept_core::Error),
-    #[error("nothing could be extracted from {path}: all {skipped} images were skipped (see warnings above)")]
+    #[error(
+        "nothing could be extracted from {path}: all {skipped} images were skipped (see warnings above)"
+    )]
     NothingExtracted { path: PathBuf, skipped: usize },
     #[error("internal pipeline error: {0}")]
     Pipeline(String),

@@ -108,7 +108,8 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
         return Err(Error::ModelMissing { path: config.model.clone() });
     }
     let model_sha256 = incept_core::sha256_file(&config.model)?;
-    let mut writer = CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
+    let mut writer =
+        CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
     let jobs: Vec<Job> = found
         .images
         .iter()
@@ -136,7 +137,10 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     report.samples_total = summary.total;
     report.wall = started.elapsed();
     if summary.total == 0 {
-        return Err(Error::NothingExtracted { path: config.data_dir.clone(), skipped: report.skipped.len() });
+        return Err(Error::NothingExtracted {
+            path: config.data_dir.clone(),
+            skipped: report.skipped.len(),
+        });
     }
     let cache = incept_cache::Cache::open(&config.output)?;
     report.bytes_per_sample = cache.stored_feature_bytes() as f64 / cache.len().max(1) as f64;
@@ -191,24 +195,29 @@ fn run_pipeline(
                 if interrupted.load(Ordering::SeqCst) {
                     break;
                 }
-                let prepared: Vec<(std::result::Result<Vec<(Vec<f32>, u32)>, String>, Duration)> = group
-                    .par_iter()
-                    .map(|job| {
-                        let started = Instant::now();
-                        let result = prepare(job, config, plane);
-                        (result, started.elapsed())
-                    })
-                    .collect();
+                let prepared: Vec<(std::result::Result<Vec<(Vec<f32>, u32)>, String>, Duration)> =
+                    group
+                        .par_iter()
+                        .map(|job| {
+                            let started = Instant::now();
+                            let result = prepare(job, config, plane);
+                            (result, started.elapsed())
+                        })
+                        .collect();
                 for (job, (result, took)) in group.iter().zip(prepared) {
                     busy += took;
                     match result {
                         Ok(tensors) => {
                             for (tensor, variant) in tensors {
-                                pending.push((tensor, (job.image.relative.clone(), job.image.class.clone(), variant)));
+                                pending.push((
+                                    tensor,
+                                    (job.image.relative.clone(), job.image.class.clone(), variant),
+                                ));
                             }
                         }
                         Err(reason) => {
-                            let message = format!("{}: {reason}; skipped", job.image.path.display());
+                            let message =
+                                format!("{}: {reason}; skipped", job.image.path.display());
                             progress.suspend(|| eprintln!("warning: {message}"));
                             progress.inc(job.variants.len() as u64);
                             skipped.push(message);
@@ -282,7 +291,8 @@ fn run_pipeline(
         progress.finish_and_clear();
         let (skipped, decode) =
             producer.join().map_err(|_| Error::Pipeline("decode worker panicked".into()))?;
-        let write = writer_thread.join().map_err(|_| Error::Pipeline("writer panicked".into()))??;
+        let write =
+            writer_thread.join().map_err(|_| Error::Pipeline("writer panicked".into()))??;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -299,7 +309,11 @@ fn run_pipeline(
 ///
 /// # Shapes
 /// Each tensor is [3 × S × S], planar RGB in [-1, 1].
-fn prepare(job: &Job, config: &ExtractConfig, plane: usize) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
+fn prepare(
+    job: &Job,
+    config: &ExtractConfig,
+    plane: usize,
+) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
     let image = load_for_network(&job.image.path)?;
     let (width, height) = image.dimensions();
     Ok(job
@@ -310,12 +324,16 @@ fn prepare(job: &Job, config: &ExtractConfig, plane: usize) -> std::result::Resu
             if variant == 0 {
                 to_network_input(&image, &mut tensor);
             } else {
-                let transform =
-                    config.augmentation.draw(config.seed, &job.image.relative, variant, height, width);
+                let transform = config.augmentation.draw(
+                    config.seed,
+                    &job.image.relative,
+                    variant,
+                    height,
+                    width,
+                );
                 transform.apply(&image, &mut tensor);
             }
             (tensor, variant)
         })
         .collect())
 }
-

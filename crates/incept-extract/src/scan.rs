@@ -47,7 +47,9 @@ pub fn scan(data_dir: &Path) -> Result<Scan> {
         let mut files = Vec::new();
         walk(&dir, &mut visited, &mut files, &mut result.warnings);
         if files.is_empty() {
-            result.warnings.push(format!("{}: class folder holds no files; skipped", dir.display()));
+            result
+                .warnings
+                .push(format!("{}: class folder holds no files; skipped", dir.display()));
             continue;
         }
         for path in files {
@@ -66,7 +68,12 @@ pub fn scan(data_dir: &Path) -> Result<Scan> {
     Ok(result)
 }
 
-fn walk(dir: &Path, visited: &mut HashSet<PathBuf>, files: &mut Vec<PathBuf>, warnings: &mut Vec<String>) {
+fn walk(
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    warnings: &mut Vec<String>,
+) {
     let canonical = match dir.canonicalize() {
         Ok(path) => path,
         Err(error) => {
@@ -124,4 +131,22 @@ mod tests {
         assert!(scan.warnings.iter().any(|w| w.contains("empty")), "{:?}", scan.warnings);
         Ok(())
     }
+}
+
+/// Files to classify: each path that is a file, and every file under each folder (recursively,
+/// sorted, hidden entries and symbolic-link loops skipped). Warnings name what was skipped.
+pub fn image_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut warnings = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut visited = HashSet::new();
+            walk(path, &mut visited, &mut files, &mut warnings);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            warnings.push(format!("{}: no such file or folder; skipped", path.display()));
+        }
+    }
+    (files, warnings)
 }

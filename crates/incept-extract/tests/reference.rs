@@ -10,7 +10,8 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn reference(name: &str) -> Result<(Vec<usize>, Vec<f32>), Box<dyn std::error::Error>> {
     let path = incept_core::shared_dir().join("reference").join(name);
-    Ok(npy::read_f32(&path).map_err(|e| format!("{e} (the reference tensors live in ../shared/reference)"))?)
+    Ok(npy::read_f32(&path)
+        .map_err(|e| format!("{e} (the reference tensors live in ../shared/reference)"))?)
 }
 
 fn backbone() -> Result<Backbone, Box<dyn std::error::Error>> {
@@ -72,12 +73,20 @@ fn our_preprocessing_gives_the_reference_features() -> TestResult {
         .zip(&reference_inputs)
         .map(|(a, b)| (a - b).abs() * 127.5)
         .fold(0.0f32, f32::max);
-    eprintln!("largest pixel difference to PIL's decode + bilinear resize: {pixel_difference:.1} levels");
+    eprintln!(
+        "largest pixel difference to PIL's decode + bilinear resize: {pixel_difference:.1} levels"
+    );
     assert!(pixel_difference <= 2.0, "{pixel_difference} levels from PIL");
     let (_, expected) = reference("features.npy")?;
     let actual = to_nchw(&backbone()?.run(batch.view())?);
     let per_image = 2048 * 25;
-    for (index, (a, b)) in actual.as_slice().ok_or("layout")?.chunks(per_image).zip(expected.chunks(per_image)).enumerate() {
+    for (index, (a, b)) in actual
+        .as_slice()
+        .ok_or("layout")?
+        .chunks(per_image)
+        .zip(expected.chunks(per_image))
+        .enumerate()
+    {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
         let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         let cosine = dot / (norm(a) * norm(b));

@@ -1,1 +1,63 @@
-//! Stage 2
+//! Stage 2 of incept: train classifier heads with Burn on cached feature maps, without ever
+//! running the backbone, so many heads can be tried against one cache.
+//!
+//! - [`config`]: presets, TOML, validation of the training configuration.
+//! - [`model`]: the SE + dropout + dense head.
+//! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
+//! - [`train`]: the training loop and the run folder it writes.
+//! - [`runs`]: reading run folders back: trained heads for inference, listings.
+
+use std::path::PathBuf;
+
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod runs;
+pub mod train;
+
+pub use config::{OptimizerKind, Pooling, TrainConfig};
+pub use runs::{RunSummary, TrainedHead, list_runs};
+pub use train::{Backend, TrainReport, TrainRequest, train};
+
+/// Errors of the head stage; each names its file and, where one exists, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cache(#[from] incept_cache::Error),
+    #[error(transparent)]
+    Report(#[from] incept_report::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(
+        "{path}: class {class:?} has no training photo; add photos of it or remove its folder and re-extract"
+    )]
+    EmptyClass { path: PathBuf, class: String },
+    #[error(
+        "{path}: classes differ from the training cache ({differences}); extract both from folders with the same class names"
+    )]
+    ClassesDiffer { path: PathBuf, differences: String },
+    #[error(
+        "{path}: sample {sample} ({source_path}) holds NaN or infinite features; re-extract it (delete the cache and run `incept extract` again)"
+    )]
+    NonFinite { path: PathBuf, sample: usize, source_path: String },
+    #[error(
+        "{path}: already holds a run; pass --resume to continue it or choose another --run-dir"
+    )]
+    RunExists { path: PathBuf },
+    #[error("{path}: not a run folder of `incept train-head` ({reason})")]
+    NotARun { path: PathBuf, reason: String },
+    #[error("{path}: cannot save or load weights: {reason}")]
+    Weights { path: PathBuf, reason: String },
+    #[error("{path}: feature maps are {found}, the head was trained on {expected}")]
+    ShapeMismatch { path: PathBuf, expected: String, found: String },
+    #[error("{path}: class {class:?} is unknown to the head (it knows {known})")]
+    UnknownClass { path: PathBuf, class: String, known: String },
+    #[error("data: {0}")]
+    Data(String),
+    #[error("training diverged at epoch {epoch}: the loss became {loss}; lower --learning-rate")]
+    Diverged { epoch: usize, loss: f64 },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

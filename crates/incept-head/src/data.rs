@@ -1,0 +1,226 @@
+//! Which samples train and which validate, and feeding them in batches from memory or, for
+//! caches larger than the memory budget, streamed from disk through a shuffle buffer.
+
+use std::collections::{BTreeMap, HashSet};
+
+use incept_cache::Cache;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Error, Result};
+
+/// Samples read per disk access when streaming (contiguous, one HDF5 hyperslab).
+const DISK_BLOCK: usize = 64;
+
+/// Whether a source photo is held out: a stable hash of its relative path, so adding photos
+/// never moves existing ones across the split.
+pub fn is_validation_source(relative_path: &str, fraction: f64) -> bool {
+    let hash = incept_core::stable_hash(&[b"incept validation split", relative_path.as_bytes()]);
+    (hash as f64 / u64::MAX as f64) < fraction
+}
+
+/// Indices into the training cache: every variant of the training photos.
+/// Indices of validation samples: variant 0 (or every variant, for test-time augmentation).
+#[derive(Clone, Debug, Default)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+}
+
+/// Splits one cache by source photo.
+pub fn split_by_source(cache: &Cache, fraction: f64, tta: bool) -> Split {
+    let held_out: Vec<bool> =
+        cache.sources.iter().map(|s| is_validation_source(s, fraction)).collect();
+    let mut split = Split::default();
+    for index in 0..cache.len() {
+        if held_out[cache.source[index] as usize] {
+            if tta || cache.variant[index] == 0 {
+                split.validation.push(index);
+            }
+        } else {
+            split.train.push(index);
+        }
+    }
+    split
+}
+
+/// Validation samples of a separate cache.
+pub fn validation_samples(cache: &Cache, tta: bool) -> Vec<usize> {
+    (0..cache.len()).filter(|&i| tta || cache.variant[i] == 0).collect()
+}
+
+/// Classes (by index) that have no sample among `indices`.
+pub fn empty_classes(cache: &Cache, indices: &[usize], classes: usize) -> Vec<usize> {
+    let present: HashSet<i32> = indices.iter().map(|&i| cache.labels[i]).collect();
+    (0..classes).filter(|c| !present.contains(&(*c as i32))).collect()
+}
+
+/// Feature maps held in memory, or read from the cache on demand.
+#[derive(Debug)]
+pub enum Store {
+    /// # Shapes
+    /// [N × (H·W·C)]
+    Memory {
+        cache: Cache,
+        features: Vec<f32>,
+    },
+    Disk {
+        cache: Cache,
+        buffer_samples: usize,
+    },
+}
+
+impl Store {
+    /// Loads the cache into memory if its float32 features fit `budget_bytes`; else streams
+    /// with a shuffle buffer of that size. Either way NaN or infinite values are an error.
+    pub fn open(cache: Cache, budget_bytes: usize) -> Result<Self> {
+        let per_sample = cache.shape.len() * std::mem::size_of::<f32>();
+        let total = per_sample * cache.len();
+        if total <= budget_bytes {
+            let mut features = Vec::with_capacity(cache.shape.len() * cache.len());
+            let mut start = 0;
+            while start < cache.len() {
+                let count = DISK_BLOCK.min(cache.len() - start);
+                let block = cache.read_block(start, count)?;
+                let values =
+                    block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+                check_finite(&cache, start, values)?;
+                features.extend_from_slice(values);
+                start += count;
+            }
+            Ok(Store::Memory { cache, features })
+        } else {
+            // The buffer plus one block read must stay within the budget.
+            let buffer_samples = (budget_bytes / per_sample).saturating_sub(DISK_BLOCK).max(1);
+            Ok(Store::Disk { cache, buffer_samples })
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        match self {
+            Store::Memory { cache, .. } | Store::Disk { cache, .. } => cache,
+        }
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        matches!(self, Store::Disk { .. })
+    }
+
+    /// Calls `visit(indices, features)` for batches of at most `batch_size` samples covering
+    /// `indices` once; shuffled with `shuffle_seed` if given, else in order. `visit` returns
+    /// false to stop early.
+    ///
+    /// # Shapes
+    /// `features`: [batch × (H·W·C)], rows in the order of the batch's indices.
+    pub fn batches(
+        &self,
+        indices: &[usize],
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        mut visit: impl FnMut(&[usize], &[f32]) -> Result<bool>,
+    ) -> Result<()> {
+        let dim = self.cache().shape.len();
+        let mut rng = shuffle_seed.map(ChaCha8Rng::seed_from_u64);
+        match self {
+            Store::Memory { features, .. } => {
+                let mut order = indices.to_vec();
+                if let Some(rng) = rng.as_mut() {
+                    order.shuffle(rng);
+                }
+                let mut batch = Vec::with_capacity(batch_size * dim);
+                for chunk in order.chunks(batch_size) {
+                    batch.clear();
+                    for &index in chunk {
+                        batch.extend_from_slice(&features[index * dim..(index + 1) * dim]);
+                    }
+                    if !visit(chunk, &batch)? {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Store::Disk { cache, buffer_samples } => {
+                // Group the wanted samples by block, visit blocks in (shuffled) order, and
+                // shuffle within a bounded buffer: memory stays at the budget.
+                let mut blocks: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+                for &index in indices {
+                    blocks.entry(index / DISK_BLOCK).or_default().push(index);
+                }
+                let mut block_order: Vec<(usize, Vec<usize>)> = blocks.into_iter().collect();
+                if let Some(rng) = rng.as_mut() {
+                    block_order.shuffle(rng);
+                }
+                let mut buffer: Vec<(usize, Vec<f32>)> = Vec::new();
+                let mut batch = Vec::with_capacity(batch_size * dim);
+                let mut emit = |buffer: &mut Vec<(usize, Vec<f32>)>,
+                                rng: &mut Option<ChaCha8Rng>,
+                                all: bool|
+                 -> Result<bool> {
+                    if let Some(rng) = rng.as_mut() {
+                        buffer.shuffle(rng);
+                    }
+                    while buffer.len() >= batch_size || (all && !buffer.is_empty()) {
+                        let take = buffer.len().min(batch_size);
+                        let rows: Vec<(usize, Vec<f32>)> = buffer.drain(..take).collect();
+                        batch.clear();
+                        let chunk: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
+                        for (_, row) in &rows {
+                            batch.extend_from_slice(row);
+                        }
+                        if !visit(&chunk, &batch)? {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                };
+                for (block, wanted) in block_order {
+                    let start = block * DISK_BLOCK;
+                    let count = DISK_BLOCK.min(cache.len() - start);
+                    let data = cache.read_block(start, count)?;
+                    let values = data
+                        .as_slice()
+                        .ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+                    for index in wanted {
+                        let row = &values[(index - start) * dim..(index - start + 1) * dim];
+                        check_finite(cache, index, row)?;
+                        buffer.push((index, row.to_vec()));
+                    }
+                    if buffer.len() >= *buffer_samples && !emit(&mut buffer, &mut rng, false)? {
+                        return Ok(());
+                    }
+                }
+                emit(&mut buffer, &mut rng, true).map(|_| ())
+            }
+        }
+    }
+}
+
+fn check_finite(cache: &Cache, first: usize, values: &[f32]) -> Result<()> {
+    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+        let sample = first + position / cache.shape.len();
+        return Err(Error::NonFinite {
+            path: cache.path.clone(),
+            sample,
+            source_path: cache.source_path(sample).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stable_and_near_the_fraction() {
+        let paths: Vec<String> = (0..2000).map(|i| format!("class/{i}.jpg")).collect();
+        let held: usize = paths.iter().filter(|p| is_validation_source(p, 0.2)).count();
+        assert!((340..=460).contains(&held), "{held} of 2000 held out");
+        // Adding photos never moves existing ones.
+        for path in &paths {
+            assert_eq!(is_validation_source(path, 0.2), is_validation_source(path, 0.2));
+        }
+        assert!(paths.iter().all(|p| !is_validation_source(p, 0.0)));
+    }
+}

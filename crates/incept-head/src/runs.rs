@@ -1,0 +1,223 @@
+//! Reading run folders back: a trained head for inference, and run listings.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use incept_cache::Cache;
+use incept_report::Metrics;
+
+use crate::config::TrainConfig;
+use crate::data::{Store, validation_samples};
+use crate::model::{Head, InputShape};
+use crate::train::{BEST_WEIGHTS, Backend, CONFIG_FILE, METRICS_JSON, RunState, load_state};
+use crate::{Error, Result};
+
+/// Samples per inference batch.
+const INFERENCE_BATCH: usize = 64;
+
+/// The best weights of a run, ready to classify feature maps.
+#[derive(Debug)]
+pub struct TrainedHead {
+    pub run_dir: PathBuf,
+    pub config: TrainConfig,
+    pub state: RunState,
+    model: Head,
+    device: Device,
+}
+
+impl TrainedHead {
+    pub fn load(run_dir: &Path, backend: Backend) -> Result<Self> {
+        let state = load_state(run_dir)?;
+        let config = TrainConfig::from_toml_file(&run_dir.join(CONFIG_FILE))?;
+        let [height, width, channels] = state.input_shape;
+        let device = backend.device();
+        let weights = run_dir.join(BEST_WEIGHTS);
+        if !weights.exists() {
+            return Err(Error::NotARun {
+                path: run_dir.to_path_buf(),
+                reason: format!("{} is missing", weights.display()),
+            });
+        }
+        let model = Head::new(
+            &config.head,
+            InputShape { height, width, channels },
+            state.classes.len(),
+            &device,
+        )
+        .try_load_file(&weights)
+        .map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?
+        .valid();
+        Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.state.classes
+    }
+
+    /// Values per sample the head takes: H × W × C.
+    pub fn input_len(&self) -> usize {
+        self.state.input_shape.iter().product()
+    }
+
+    /// Class probabilities of `n` feature maps.
+    ///
+    /// # Shapes
+    /// `features`: [n × (H·W·C)] channels-last → [n][classes].
+    pub fn probabilities(&self, features: &[f32], n: usize) -> Result<Vec<Vec<f64>>> {
+        let [height, width, channels] = self.state.input_shape;
+        if features.len() != n * self.input_len() {
+            return Err(Error::ShapeMismatch {
+                path: self.run_dir.clone(),
+                expected: format!("{n} × {height}×{width}×{channels}"),
+                found: format!("{} values", features.len()),
+            });
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(features.to_vec(), [n, height, width, channels]),
+            &self.device,
+        );
+        let probabilities = softmax(self.model.forward(x, self.config.head.pooling), 1).into_data();
+        let values =
+            probabilities.try_to_vec::<f32>().map_err(|e| Error::Data(format!("{e:?}")))?;
+        Ok(values
+            .chunks(self.classes().len())
+            .map(|row| row.iter().map(|&p| f64::from(p)).collect())
+            .collect())
+    }
+
+    /// Evaluates the head on another cache (e.g. a test folder extracted with `--no-augment`),
+    /// matching classes by name; with `tta`, probabilities are averaged over each photo's
+    /// variants.
+    pub fn evaluate(&self, cache_path: &Path, tta: bool) -> Result<Metrics> {
+        let cache = Cache::open(cache_path)?;
+        let expected = self.state.input_shape;
+        let found = [cache.shape.height, cache.shape.width, cache.shape.channels];
+        if found != expected {
+            return Err(Error::ShapeMismatch {
+                path: cache.path.clone(),
+                expected: format!("{expected:?}"),
+                found: format!("{found:?}"),
+            });
+        }
+        let mut to_head = Vec::new();
+        for class in &cache.classes {
+            match self.classes().iter().position(|c| c == class) {
+                Some(index) => to_head.push(index),
+                None => {
+                    return Err(Error::UnknownClass {
+                        path: cache.path.clone(),
+                        class: class.clone(),
+                        known: self.classes().join(", "),
+                    });
+                }
+            }
+        }
+        let indices = validation_samples(&cache, tta);
+        let store = Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20))?;
+        let cache = store.cache();
+        let classes = self.classes().len();
+        let mut by_source: std::collections::BTreeMap<i32, (usize, Vec<f64>, usize)> =
+            Default::default();
+        store.batches(&indices, INFERENCE_BATCH, None, |batch, values| {
+            for (row, &index) in self.probabilities(values, batch.len())?.into_iter().zip(batch) {
+                let label = to_head[cache.labels[index] as usize];
+                let entry = by_source
+                    .entry(cache.source[index])
+                    .or_insert_with(|| (label, vec![0.0; classes], 0));
+                entry.1.iter_mut().zip(&row).for_each(|(sum, p)| *sum += p);
+                entry.2 += 1;
+            }
+            Ok(true)
+        })?;
+        let (truth, predicted): (Vec<usize>, Vec<usize>) = by_source
+            .values()
+            .map(|(label, sums, _)| {
+                let best = sums
+                    .iter()
+                    .enumerate()
+                    .fold(0, |best, (i, v)| if *v > sums[best] { i } else { best });
+                (*label, best)
+            })
+            .unzip();
+        Ok(Metrics::from_labels(self.classes(), &truth, &predicted)?)
+    }
+}
+
+/// One line of `incept runs`.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub name: String,
+    pub path: PathBuf,
+    pub head: String,
+    pub epochs: usize,
+    pub planned_epochs: usize,
+    pub best_epoch: usize,
+    pub validation_accuracy: Option<f64>,
+    pub macro_f1: Option<f64>,
+    pub seconds: f64,
+    pub cache: PathBuf,
+}
+
+fn summarize(dir: &Path) -> Option<RunSummary> {
+    let state = load_state(dir).ok()?;
+    let config = TrainConfig::from_toml_file(&dir.join(CONFIG_FILE)).ok()?;
+    let metrics: Option<Metrics> = std::fs::read_to_string(dir.join(METRICS_JSON))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    Some(RunSummary {
+        name: dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        path: dir.to_path_buf(),
+        head: format!("{} [{}]", config.head_summary(), config.preset),
+        epochs: state.completed_epochs,
+        planned_epochs: config.epochs,
+        best_epoch: state.best_epoch,
+        validation_accuracy: metrics.as_ref().map(|m| m.accuracy),
+        macro_f1: metrics.as_ref().map(|m| m.macro_f1),
+        seconds: state.train_seconds,
+        cache: state.cache,
+    })
+}
+
+/// Runs made from the cache `target` (looked for under `runs_dir`), or every run in the folder
+/// `target`; sorted by validation accuracy, best first.
+pub fn list_runs(target: &Path, runs_dir: &Path) -> Result<Vec<RunSummary>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let (folder, cache) = if target.is_file() {
+        (runs_dir.to_path_buf(), Some(std::fs::canonicalize(target).map_err(io(target))?))
+    } else if target.is_dir() {
+        (target.to_path_buf(), None)
+    } else {
+        return Err(Error::Io {
+            path: target.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such cache or folder"),
+        });
+    };
+    let mut runs = Vec::new();
+    if let Some(run) = summarize(&folder) {
+        runs.push(run);
+    } else if folder.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(io(&folder))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        runs.extend(entries.iter().filter_map(|dir| summarize(dir)));
+    }
+    if let Some(cache) = cache {
+        runs.retain(|run| run.cache == cache);
+    }
+    runs.sort_by(|a, b| {
+        b.validation_accuracy
+            .unwrap_or(-1.0)
+            .total_cmp(&a.validation_accuracy.unwrap_or(-1.0))
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(runs)
+}

