@@ -203,7 +203,9 @@ fn bad_caches_give_one_line_errors() -> TestResult {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2])?;
     expect_error(&truncated, &[], "truncated.h5")?;
     let foreign = dir.path().join("foreign.h5");
-    hdf5::File::create(&foreign)?.new_dataset::<f32>().shape(4).create("x")?;
+    {
+            hdf5::File::create(&foreign)?.new_dataset::<f32>().shape(4).create("x")?;
+    }
     expect_error(&foreign, &[], "not an incept feature cache")?;
     let poisoned = dir.path().join("nan.h5");
     synthetic_cache(&poisoned, &["a", "b"], 20, shape, true)?;

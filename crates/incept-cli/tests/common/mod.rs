@@ -6,7 +6,6 @@ use std::process::{Command, Output};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The few-KB stand-in for InceptionV3 (same interface), made by `models/make_fixture.py`.
 pub fn tiny_model() -> PathBuf {
     incept_core::project_root().join("tests/fixtures/tiny_inception.onnx")
 }
