@@ -677,8 +677,7 @@ impl CacheWriter {
             write_strings(&file, CLASSES, &classes, &merging)?;
             write_strings(&file, SOURCES, &sources, &merging)?;
             self.settings.write_attributes(&file, &merging)?;
-            let created =
-                old.as_ref().and_then(|c| c.created.clone()).unwrap_or_else(|| now_rfc3339());
+            let created = old.as_ref().and_then(|c| c.created.clone()).unwrap_or_else(now_rfc3339);
             write_string_attribute(&file, "created", &created, &merging)?;
             write_string_attribute(&file, "compression", COMPRESSION, &merging)?;
             file.flush().at(&merging)?;

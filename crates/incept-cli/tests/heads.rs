@@ -204,7 +204,7 @@ fn bad_caches_give_one_line_errors() -> TestResult {
     expect_error(&truncated, &[], "truncated.h5")?;
     let foreign = dir.path().join("foreign.h5");
     {
-            hdf5::File::create(&foreign)?.new_dataset::<f32>().shape(4).create("x")?;
+        hdf5::File::create(&foreign)?.new_dataset::<f32>().shape(4).create("x")?;
     }
     expect_error(&foreign, &[], "not an incept feature cache")?;
     let poisoned = dir.path().join("nan.h5");
@@ -247,11 +247,10 @@ fn caches_larger_than_the_budget_are_streamed_within_it() -> TestResult {
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     while child.try_wait()?.is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-                let kib = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-                peak_kib = peak_kib.max(kib);
-            }
+        let status = std::fs::read_to_string(&status_path).unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            let kib = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }

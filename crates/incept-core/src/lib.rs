@@ -60,6 +60,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&partial, path).map_err(io)
 }
 
+/// The project root (the workspace folder), from any crate's `CARGO_MANIFEST_DIR`.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The read-only `shared/` folder beside the checkout (data set and reference tensors);
+/// `INCEPT_SHARED` overrides.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("INCEPT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("../shared"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,17 +95,4 @@ mod tests {
         assert!(!dir.path().join("x.txt.partial").exists());
         Ok(())
     }
-}
-
-/// The project root (the workspace folder), from any crate's `CARGO_MANIFEST_DIR`.
-pub fn project_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// The read-only `shared/` folder beside the checkout (data set and reference tensors);
-/// `INCEPT_SHARED` overrides.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("INCEPT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("../shared"))
 }

@@ -69,12 +69,19 @@ struct Job {
     variants: Vec<u32>,
 }
 
+/// Where a sample comes from: (relative source path, class, variant).
+type SampleKey = (String, String, u32);
+/// A prepared network input and its key.
+type Prepared = (Vec<f32>, SampleKey);
+/// One image's prepared variants (tensor, variant), or why it was skipped.
+type PreparedImage = std::result::Result<Vec<(Vec<f32>, u32)>, String>;
+
 /// A batch of prepared network inputs.
 struct Batch {
     /// # Shapes
     /// [n, 3, S, S]
     inputs: Array4<f32>,
-    samples: Vec<(String, String, u32)>,
+    samples: Vec<SampleKey>,
 }
 
 /// The settings stored in (and checked against) the cache.
@@ -171,9 +178,9 @@ fn run_pipeline(
             let progress = producer_progress;
             let mut skipped = Vec::new();
             let mut busy = Duration::ZERO;
-            let mut pending: Vec<(Vec<f32>, (String, String, u32))> = Vec::new();
+            let mut pending: Vec<Prepared> = Vec::new();
             let images_per_group = batch_size.div_ceil(config.copies as usize + 1).max(1);
-            let send = |pending: &mut Vec<(Vec<f32>, (String, String, u32))>, all: bool| -> bool {
+            let send = |pending: &mut Vec<Prepared>, all: bool| -> bool {
                 while pending.len() >= batch_size || (all && !pending.is_empty()) {
                     let take = pending.len().min(batch_size);
                     let chunk: Vec<_> = pending.drain(..take).collect();
@@ -195,15 +202,14 @@ fn run_pipeline(
                 if interrupted.load(Ordering::SeqCst) {
                     break;
                 }
-                let prepared: Vec<(std::result::Result<Vec<(Vec<f32>, u32)>, String>, Duration)> =
-                    group
-                        .par_iter()
-                        .map(|job| {
-                            let started = Instant::now();
-                            let result = prepare(job, config, plane);
-                            (result, started.elapsed())
-                        })
-                        .collect();
+                let prepared: Vec<(PreparedImage, Duration)> = group
+                    .par_iter()
+                    .map(|job| {
+                        let started = Instant::now();
+                        let result = prepare(job, config, plane);
+                        (result, started.elapsed())
+                    })
+                    .collect();
                 for (job, (result, took)) in group.iter().zip(prepared) {
                     busy += took;
                     match result {

@@ -108,6 +108,24 @@ fn walk(
     }
 }
 
+/// Files to classify: each path that is a file, and every file under each folder (recursively,
+/// sorted, hidden entries and symbolic-link loops skipped). Warnings name what was skipped.
+pub fn image_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut warnings = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut visited = HashSet::new();
+            walk(path, &mut visited, &mut files, &mut warnings);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            warnings.push(format!("{}: no such file or folder; skipped", path.display()));
+        }
+    }
+    (files, warnings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,22 +149,4 @@ mod tests {
         assert!(scan.warnings.iter().any(|w| w.contains("empty")), "{:?}", scan.warnings);
         Ok(())
     }
-}
-
-/// Files to classify: each path that is a file, and every file under each folder (recursively,
-/// sorted, hidden entries and symbolic-link loops skipped). Warnings name what was skipped.
-pub fn image_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
-    let mut files = Vec::new();
-    let mut warnings = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut visited = HashSet::new();
-            walk(path, &mut visited, &mut files, &mut warnings);
-        } else if path.exists() {
-            files.push(path.clone());
-        } else {
-            warnings.push(format!("{}: no such file or folder; skipped", path.display()));
-        }
-    }
-    (files, warnings)
 }

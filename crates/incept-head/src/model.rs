@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn shapes_flow_through_both_poolings() {
-        let device = Device::ndarray();
+        let device = crate::Backend::default().device();
         let input = InputShape { height: 2, width: 3, channels: 8 };
         let x = Tensor::<4>::ones([4, 2, 3, 8], &device);
         for pooling in [Pooling::Flatten, Pooling::Gap] {
@@ -121,7 +121,7 @@ mod tests {
     fn se_output_reaches_the_classifier() {
         // With SE on, zeroing the excitation weights gates every channel by sigmoid(bias):
         // the logits must differ from the same head without SE.
-        let device = Device::ndarray();
+        let device = crate::Backend::default().device();
         let input = InputShape { height: 1, width: 1, channels: 4 };
         let mut config = TrainConfig::default_preset().head;
         config.dense = vec![3];

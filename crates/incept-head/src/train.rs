@@ -150,7 +150,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay = (config.weight_decay > 0.0)
-        .then(|| WeightDecayConfig { penalty: config.weight_decay as f32 });
+        .then_some(WeightDecayConfig { penalty: config.weight_decay as f32 });
     match config.optimizer {
         OptimizerKind::Sgd => SgdConfig::new()
             .with_momentum((config.momentum > 0.0).then(|| {
@@ -222,7 +222,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         None => (split_by_source(&cache, config.validation_split, config.tta), None),
     };
     let classes = cache.classes.clone();
-    for class in empty_classes(&cache, &split.train, classes.len()) {
+    if let Some(&class) = empty_classes(&cache, &split.train, classes.len()).first() {
         return Err(Error::EmptyClass { path: cache.path.clone(), class: classes[class].clone() });
     }
     {
