@@ -125,10 +125,14 @@ fn bad_files_are_skipped_with_warnings_and_never_harm_the_cache() -> TestResult 
     write(&bad.join("truncated.jpg"), &jpeg[..jpeg.len() / 3])?;
     write(&bad.join("text.jpg"), b"this is not a picture")?;
     write(&bad.join("notes.txt"), b"field notes")?;
-    let mut huge = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    huge.extend_from_slice(&20_000u32.to_be_bytes());
-    huge.extend_from_slice(&20_000u32.to_be_bytes());
-    huge.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    // A valid PNG header claiming 20000×20000 pixels: refused by the size cap.
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&20_000u32.to_be_bytes());
+    chunk.extend_from_slice(&20_000u32.to_be_bytes());
+    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut huge = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d".to_vec();
+    huge.extend_from_slice(&chunk);
+    huge.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
     write(&bad.join("huge.png"), &huge)?;
     image::RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9])).save(bad.join("tiny.png"))?;
     image::GrayImage::from_pixel(30, 20, image::Luma([120])).save(bad.join("grey.png"))?;

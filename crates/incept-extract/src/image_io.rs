@@ -202,16 +202,24 @@ mod tests {
         assert_eq!(out, [-1.0, 1.0, -1.0, -1.0, -1.0, -1.0]);
     }
 
+    /// A valid PNG signature and IHDR chunk claiming 20000×20000 RGB pixels, and no data.
+    fn huge_png_header() -> Vec<u8> {
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend_from_slice(&20_000u32.to_be_bytes());
+        chunk.extend_from_slice(&20_000u32.to_be_bytes());
+        chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let mut bytes = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d".to_vec();
+        bytes.extend_from_slice(&chunk);
+        bytes.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
+        bytes
+    }
+
     #[test]
     fn oversized_header_is_refused_before_decoding() {
         // A PNG whose header claims 20000×20000 pixels: refused by the limit, not allocated.
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir.path().join("huge.png");
-        let mut bytes = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-        bytes.extend_from_slice(&20_000u32.to_be_bytes());
-        bytes.extend_from_slice(&20_000u32.to_be_bytes());
-        bytes.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
-        std::fs::write(&path, bytes).expect("write");
+        std::fs::write(&path, huge_png_header()).expect("write");
         let error = load_rgb(&path).unwrap_err();
         assert!(error.to_lowercase().contains("limit"), "{error}");
     }
