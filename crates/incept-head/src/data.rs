@@ -196,6 +196,49 @@ impl Store {
     }
 }
 
+/// One source photo's prediction: its label and the mean class probabilities of its samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhotoPrediction {
+    pub source: i32,
+    pub label: usize,
+    pub probabilities: Vec<f64>,
+}
+
+/// Runs `probabilities` (a batch of features → one row of class probabilities per sample) over
+/// `indices` and averages the rows of each source photo (one row without TTA, all its variants
+/// with). Labels go through `label_of` (e.g. to map another cache's classes onto a head's).
+///
+/// # Shapes
+/// `probabilities(features, n)`: features [n × (H·W·C)] → [n][classes].
+pub fn mean_by_photo(
+    store: &Store,
+    indices: &[usize],
+    batch_size: usize,
+    label_of: impl Fn(i32) -> usize,
+    mut probabilities: impl FnMut(&[f32], usize) -> Result<Vec<Vec<f64>>>,
+) -> Result<Vec<PhotoPrediction>> {
+    let cache = store.cache();
+    let mut by_source: BTreeMap<i32, (usize, Vec<f64>, usize)> = BTreeMap::new();
+    store.batches(indices, batch_size, None, |batch, values| {
+        for (row, &index) in probabilities(values, batch.len())?.into_iter().zip(batch) {
+            let entry = by_source
+                .entry(cache.source[index])
+                .or_insert_with(|| (label_of(cache.labels[index]), vec![0.0; row.len()], 0));
+            entry.1.iter_mut().zip(&row).for_each(|(sum, p)| *sum += p);
+            entry.2 += 1;
+        }
+        Ok(true)
+    })?;
+    Ok(by_source
+        .into_iter()
+        .map(|(source, (label, sums, count))| PhotoPrediction {
+            source,
+            label,
+            probabilities: sums.iter().map(|s| s / count as f64).collect(),
+        })
+        .collect())
+}
+
 fn check_finite(cache: &Cache, first: usize, values: &[f32]) -> Result<()> {
     if let Some(position) = values.iter().position(|v| !v.is_finite()) {
         let sample = first + position / cache.shape.len();

@@ -8,7 +8,7 @@ use incept_cache::Cache;
 use incept_report::Metrics;
 
 use crate::config::TrainConfig;
-use crate::data::{Store, validation_samples};
+use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
 use crate::train::{BEST_WEIGHTS, Backend, CONFIG_FILE, METRICS_JSON, RunState, load_state};
 use crate::{Error, Result};
@@ -115,29 +115,18 @@ impl TrainedHead {
         }
         let indices = validation_samples(&cache, tta);
         let store = Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20))?;
-        let cache = store.cache();
-        let classes = self.classes().len();
-        let mut by_source: std::collections::BTreeMap<i32, (usize, Vec<f64>, usize)> =
-            Default::default();
-        store.batches(&indices, INFERENCE_BATCH, None, |batch, values| {
-            for (row, &index) in self.probabilities(values, batch.len())?.into_iter().zip(batch) {
-                let label = to_head[cache.labels[index] as usize];
-                let entry = by_source
-                    .entry(cache.source[index])
-                    .or_insert_with(|| (label, vec![0.0; classes], 0));
-                entry.1.iter_mut().zip(&row).for_each(|(sum, p)| *sum += p);
-                entry.2 += 1;
-            }
-            Ok(true)
-        })?;
-        let (truth, predicted): (Vec<usize>, Vec<usize>) = by_source
-            .values()
-            .map(|(label, sums, _)| {
-                let best = sums
-                    .iter()
-                    .enumerate()
-                    .fold(0, |best, (i, v)| if *v > sums[best] { i } else { best });
-                (*label, best)
+        let photos = mean_by_photo(
+            &store,
+            &indices,
+            INFERENCE_BATCH,
+            |label| to_head[label as usize],
+            |values, n| self.probabilities(values, n),
+        )?;
+        let (truth, predicted): (Vec<usize>, Vec<usize>) = photos
+            .iter()
+            .map(|photo| {
+                let p = &photo.probabilities;
+                (photo.label, (0..p.len()).fold(0, |best, i| if p[i] > p[best] { i } else { best }))
             })
             .unzip();
         Ok(Metrics::from_labels(self.classes(), &truth, &predicted)?)

@@ -26,7 +26,9 @@ use incept_report::{Metrics, csv_field};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{OptimizerKind, TrainConfig};
-use crate::data::{Split, Store, empty_classes, split_by_source, validation_samples};
+use crate::data::{
+    Split, Store, empty_classes, mean_by_photo, split_by_source, validation_samples,
+};
 use crate::model::{Head, InputShape};
 use crate::{Error, Result};
 
@@ -519,40 +521,37 @@ fn predict_split(
     let device = model_device(model);
     let cache = store.cache();
     let classes = cache.classes.len();
-    let mut by_source: std::collections::BTreeMap<i32, (usize, Vec<f64>, usize)> =
-        Default::default();
-    store.batches(indices, config.batch_size.max(64), None, |batch, values| {
-        let n = batch.len();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(values.to_vec(), [n, dims[0], dims[1], dims[2]]),
-            &device,
-        );
-        let log_probabilities = log_softmax(model.forward(x, config.head.pooling), 1).into_data();
-        let rows =
-            log_probabilities.try_to_vec::<f32>().map_err(|e| Error::Data(format!("{e:?}")))?;
-        for (row, &index) in rows.chunks(classes).zip(batch) {
-            let entry = by_source
-                .entry(cache.source[index])
-                .or_insert_with(|| (cache.labels[index] as usize, vec![0.0; classes], 0));
-            for (sum, &log_p) in entry.1.iter_mut().zip(row) {
-                *sum += f64::from(log_p).exp();
-            }
-            entry.2 += 1;
-        }
-        Ok(true)
-    })?;
+    let photos = mean_by_photo(
+        store,
+        indices,
+        config.batch_size.max(64),
+        |l| l as usize,
+        |values, n| {
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values.to_vec(), [n, dims[0], dims[1], dims[2]]),
+                &device,
+            );
+            let log_probabilities =
+                log_softmax(model.forward(x, config.head.pooling), 1).into_data();
+            let rows =
+                log_probabilities.try_to_vec::<f32>().map_err(|e| Error::Data(format!("{e:?}")))?;
+            Ok(rows
+                .chunks(classes)
+                .map(|r| r.iter().map(|&lp| f64::from(lp).exp()).collect())
+                .collect())
+        },
+    )?;
     let mut predictions = Predictions {
         sources: Vec::new(),
         labels: Vec::new(),
         probabilities: Vec::new(),
         loss: 0.0,
     };
-    for (source, (label, sums, count)) in by_source {
-        let probabilities: Vec<f64> = sums.iter().map(|s| s / count as f64).collect();
-        predictions.loss -= probabilities[label].max(1e-12).ln();
-        predictions.sources.push(cache.sources[source as usize].clone());
-        predictions.labels.push(label);
-        predictions.probabilities.push(probabilities);
+    for photo in photos {
+        predictions.loss -= photo.probabilities[photo.label].max(1e-12).ln();
+        predictions.sources.push(cache.sources[photo.source as usize].clone());
+        predictions.labels.push(photo.label);
+        predictions.probabilities.push(photo.probabilities);
     }
     predictions.loss /= predictions.labels.len().max(1) as f64;
     Ok(predictions)
