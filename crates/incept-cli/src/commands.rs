@@ -129,6 +129,9 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.tta {
         config.tta = true;
     }
+    if args.no_tta {
+        config.tta = false;
+    }
     if let Some(v) = args.memory_budget_mib {
         config.memory_budget_mib = v;
     }

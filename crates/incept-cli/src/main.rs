@@ -134,9 +134,12 @@ struct TrainArgs {
     /// flatten or gap (global average pooling).
     #[arg(long)]
     pooling: Option<String>,
-    /// Average predictions over all variants of each validation photo.
-    #[arg(long)]
+    /// Average predictions over all variants of each validation photo (the default preset does).
+    #[arg(long, conflicts_with = "no_tta")]
     tta: bool,
+    /// Validate on variant 0 of each photo only.
+    #[arg(long)]
+    no_tta: bool,
     /// Continue an interrupted run from its last finished epoch.
     #[arg(long)]
     resume: bool,
