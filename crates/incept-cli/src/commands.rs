@@ -75,21 +75,7 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
 /// Preset (or TOML file), then flags on top.
 fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut config = match (&args.config, &args.preset) {
-        (Some(path), preset) => {
-            let mut config = TrainConfig::from_toml_file(path)?;
-            if let Some(name) = preset {
-                let base = TrainConfig::preset(name)?;
-                let text =
-                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-                // The flag picks the preset the file's overrides apply to.
-                config = TrainConfig::from_toml(&format!(
-                    "{}\npreset = {:?}\n",
-                    strip_preset(&text),
-                    base.preset
-                ))?;
-            }
-            config
-        }
+        (Some(path), preset) => TrainConfig::from_toml_file_with_preset(path, preset.as_deref())?,
         (None, Some(name)) => TrainConfig::preset(name)?,
         (None, None) => TrainConfig::default_preset(),
     };
@@ -137,13 +123,6 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     config.validate()?;
     Ok(config)
-}
-
-fn strip_preset(text: &str) -> String {
-    text.lines()
-        .filter(|line| !line.trim_start().starts_with("preset"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {

@@ -149,15 +149,29 @@ impl TrainConfig {
 
     /// Reads a TOML file of overrides on top of its `preset` (or the default preset).
     pub fn from_toml_file(path: &Path) -> Result<Self> {
+        Self::from_toml_file_with_preset(path, None)
+    }
+
+    /// Like [`from_toml_file`](Self::from_toml_file); `preset`, if given, replaces the file's
+    /// `preset` as the base its overrides apply to (the `--preset` flag).
+    pub fn from_toml_file_with_preset(path: &Path, preset: Option<&str>) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        Self::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        Self::from_toml_with_preset(&text, preset)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
     /// A TOML document of overrides: any subset of the fields, `[head]` included.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let overrides: toml::Table =
+        Self::from_toml_with_preset(text, None)
+    }
+
+    fn from_toml_with_preset(text: &str, preset: Option<&str>) -> Result<Self> {
+        let mut overrides: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(e.message().to_owned()))?;
+        if let Some(name) = preset {
+            overrides.insert("preset".into(), toml::Value::String(name.to_owned()));
+        }
         let preset = overrides.get("preset").and_then(|v| v.as_str()).unwrap_or("default");
         let base = toml::Table::try_from(Self::preset(preset)?)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -248,6 +262,10 @@ mod tests {
         assert_eq!(config.head.dense, [1024, 1024, 1024]);
         let round_trip = TrainConfig::from_toml(&config.to_toml())?;
         assert_eq!(round_trip, config);
+        // A preset chosen by flag replaces the file's, even when the file ends in a table.
+        let flagged =
+            TrainConfig::from_toml_with_preset("[head]\npooling = \"gap\"\n", Some("blog"))?;
+        assert_eq!((flagged.preset.as_str(), flagged.head.pooling), ("blog", Pooling::Gap));
         Ok(())
     }
 

@@ -10,7 +10,9 @@ use incept_report::Metrics;
 use crate::config::TrainConfig;
 use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::train::{BEST_WEIGHTS, Backend, CONFIG_FILE, METRICS_JSON, RunState, load_state};
+use crate::train::{
+    BEST_WEIGHTS, Backend, CONFIG_FILE, METRICS_JSON, RunState, argmax, load_state,
+};
 use crate::{Error, Result};
 
 /// Samples per inference batch.
@@ -122,13 +124,8 @@ impl TrainedHead {
             |label| to_head[label as usize],
             |values, n| self.probabilities(values, n),
         )?;
-        let (truth, predicted): (Vec<usize>, Vec<usize>) = photos
-            .iter()
-            .map(|photo| {
-                let p = &photo.probabilities;
-                (photo.label, (0..p.len()).fold(0, |best, i| if p[i] > p[best] { i } else { best }))
-            })
-            .unzip();
+        let (truth, predicted): (Vec<usize>, Vec<usize>) =
+            photos.iter().map(|photo| (photo.label, argmax(&photo.probabilities))).unzip();
         Ok(Metrics::from_labels(self.classes(), &truth, &predicted)?)
     }
 }

@@ -497,7 +497,7 @@ fn count_correct(logits: &TensorData, targets: &[i64]) -> usize {
         .count()
 }
 
-fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
+pub(crate) fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
     let mut best = 0;
     for (index, value) in values.iter().enumerate() {
         if *value > values[best] {
