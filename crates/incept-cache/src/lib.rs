@@ -417,16 +417,28 @@ impl CacheWriter {
         Ok(writer)
     }
 
-    fn check_settings(&self, found: &Settings, path: &Path) -> Result<()> {
-        let differences = found.differences(&self.settings);
-        if differences.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::SettingsDiffer {
+    /// Accepts a cache (or segment) made with the same settings. The number of copies may differ:
+    /// variant k of a photo depends on (seed, path, k) alone, so raising `--copies` only adds the
+    /// new variants, and a smaller request is already satisfied; the larger count is kept.
+    fn check_settings(&mut self, found: &Settings, path: &Path) -> Result<()> {
+        let mut comparable = self.settings.clone();
+        comparable.copies = found.copies;
+        if found.copies == 0 || self.settings.copies == 0 {
+            // Originals only carry no augmentation parameters to compare.
+            comparable.augmentation = found.augmentation.clone();
+        }
+        let differences = found.differences(&comparable);
+        if !differences.is_empty() {
+            return Err(Error::SettingsDiffer {
                 path: path.to_path_buf(),
                 differences: differences.join("; "),
-            })
+            });
         }
+        if found.copies > self.settings.copies {
+            self.settings.copies = found.copies;
+            self.settings.augmentation = found.augmentation.clone();
+        }
+        Ok(())
     }
 
     fn scan_segments(&mut self) -> Result<()> {

@@ -112,6 +112,9 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = &args.pooling {
         config.head.pooling = Pooling::parse(v)?;
     }
+    if let Some(v) = args.ensemble {
+        config.head.ensemble = v;
+    }
     if args.tta {
         config.tta = true;
     }
@@ -134,6 +137,7 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         resume: args.resume,
         backend: Backend::parse(&args.backend)?,
         max_steps: args.max_steps,
+        fused_optimizer: true,
         verbose: true,
     };
     let report = incept_head::train(&request, interrupted)?;

@@ -131,9 +131,12 @@ struct TrainArgs {
     /// Drop the Squeeze-and-Excitation block.
     #[arg(long)]
     no_se: bool,
-    /// flatten or gap (global average pooling).
+    /// flatten, gap (global average pooling) or avgmax (average and max side by side).
     #[arg(long)]
     pooling: Option<String>,
+    /// Train K heads side by side and average their softmax outputs.
+    #[arg(long, value_name = "K")]
+    ensemble: Option<usize>,
     /// Average predictions over all variants of each validation photo (the default preset does).
     #[arg(long, conflicts_with = "no_tta")]
     tta: bool,

@@ -89,6 +89,38 @@ fn same_seed_gives_identical_features_whatever_the_batching() -> TestResult {
 }
 
 #[test]
+fn raising_copies_extracts_only_the_new_variants() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    make_dataset(&data, &["a", "b"], 2)?;
+    let grown = dir.path().join("grown.h5");
+    ok(extract(&data, &grown, &["--copies", "0"])?);
+    ok(extract(&data, &grown, &["--copies", "1"])?);
+    let more = ok(extract(&data, &grown, &["--copies", "3"])?);
+    assert!(stderr(&more).contains(" 8 to extract"), "{}", stderr(&more));
+    // A smaller request is already satisfied and keeps the larger count.
+    let fewer = ok(extract(&data, &grown, &["--copies", "2"])?);
+    assert!(stderr(&fewer).contains(" 0 to extract"), "{}", stderr(&fewer));
+    let grown = Cache::open(&grown)?;
+    assert_eq!(grown.settings.copies, 3);
+    assert!(grown.settings.augmentation.contains("\"unit\":\"degrees\""));
+
+    let direct = dir.path().join("direct.h5");
+    ok(extract(&data, &direct, &["--copies", "3"])?);
+    let direct = Cache::open(&direct)?;
+    assert_eq!(direct.len(), grown.len());
+    let mut by_key = std::collections::HashMap::new();
+    for i in 0..direct.len() {
+        by_key.insert((direct.source_path(i).to_owned(), direct.variant[i]), i);
+    }
+    for i in 0..grown.len() {
+        let j = by_key[&(grown.source_path(i).to_owned(), grown.variant[i])];
+        assert_eq!(grown.read_block(i, 1)?, direct.read_block(j, 1)?);
+    }
+    Ok(())
+}
+
+#[test]
 fn other_settings_are_refused_unless_overwrite() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");

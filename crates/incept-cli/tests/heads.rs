@@ -395,3 +395,38 @@ fn predict_agrees_with_the_cached_features() -> TestResult {
     assert_eq!(stdout(&folder).lines().count(), 10);
     Ok(())
 }
+
+#[test]
+fn an_ensemble_is_saved_whole_and_read_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 10)?;
+    let config = small_config(dir.path(), "ensemble = 2\n")?;
+    let run_dir = dir.path().join("ensemble");
+    ok(train(&cache, &run_dir, &config, &["--no-tta"])?);
+    assert!(std::fs::read_to_string(run_dir.join("config.toml"))?.contains("ensemble = 2"));
+    let listing = ok(run(&["runs", path_str(dir.path())])?);
+    assert!(stdout(&listing).contains("×2"), "{}", stdout(&listing));
+
+    // The probabilities saved for each validation photo are those of the reloaded ensemble.
+    let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
+    let cached = incept_cache::Cache::open(&cache)?;
+    let predictions = std::fs::read_to_string(run_dir.join("predictions.csv"))?;
+    let mut checked = 0;
+    for line in predictions.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let index = (0..cached.len())
+            .find(|&i| cached.source_path(i) == fields[0] && cached.variant[i] == 0)
+            .ok_or("photo not in cache")?;
+        let features = cached.read_block(index, 1)?;
+        let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+        let sum: f64 = probabilities[0].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+        for (saved, loaded) in fields[3..].iter().zip(&probabilities[0]) {
+            let saved: f64 = saved.parse()?;
+            assert!((saved - loaded).abs() < 1e-4, "{line}: {saved} vs {loaded}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 0);
+    Ok(())
+}

@@ -10,6 +10,9 @@ const CLASSES: usize = 5;
 const PER_CLASS: usize = 160;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Optional argument: only heads whose name contains it (e.g. `blog`), for profiling one.
+    let only = std::env::args().nth(1).unwrap_or_default();
+    let only_backend = std::env::args().nth(2);
     let dir = std::env::temp_dir().join(format!("incept-bench-train-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cache = dir.join("synthetic.h5");
@@ -46,30 +49,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     gap_adam.optimizer = OptimizerKind::Adam;
     gap_adam.head.pooling = Pooling::Gap;
     let default = TrainConfig::default_preset();
+    // GAP steps are short: more of them for a steady figure.
     let heads = [
-        ("default preset", default, 12),
+        ("default preset", default, 60),
         ("blog: flatten, SGD+momentum, batch 32", blog, 12),
-        ("gap, Adam, batch 32", gap_adam, 18),
+        ("gap, Adam, batch 32", gap_adam, 60),
     ];
-    println!("{:40} {:>18} {:>14}", "head", "backend", "samples/s");
-    for (name, config, steps) in heads {
+    // (backend, incept's fused optimizer?)
+    let variants = [(Backend::Flex, true), (Backend::Flex, false), (Backend::Ndarray, true)];
+    println!("{:40} {:>26} {:>10}", "head", "backend, optimizer", "samples/s");
+    for (name, config, steps) in heads.into_iter().filter(|(name, ..)| name.contains(&only)) {
         let mut rates = Vec::new();
-        for backend in [Backend::Flex, Backend::Ndarray] {
-            let run_dir = dir.join(format!("{}-{}", backend.name(), rates.len() + name.len()));
+        let chosen = variants
+            .iter()
+            .filter(|(backend, _)| only_backend.as_deref().is_none_or(|o| o == backend.name()));
+        for (index, &(backend, fused_optimizer)) in chosen.enumerate() {
             let request = TrainRequest {
                 cache: cache.clone(),
-                run_dir,
+                run_dir: dir.join(format!("{}-{index}", name.len())),
                 config: config.clone(),
                 resume: false,
                 backend,
                 max_steps: Some(steps),
+                fused_optimizer,
                 verbose: false,
             };
             let report = incept_head::train(&request, &AtomicBool::new(false))?;
-            println!("{name:40} {:>18} {:>14.1}", backend.name(), report.samples_per_second);
+            let optimizer = if fused_optimizer { "fused" } else { "Burn's" };
+            let label = format!("{}, {optimizer}", backend.name());
+            println!("{name:40} {label:>26} {:>10.1}", report.samples_per_second);
             rates.push(report.samples_per_second);
         }
-        println!("{:40} {:>18} {:>14.2}", "", "flex / ndarray", rates[0] / rates[1]);
+        if let [fused, burns, ndarray] = rates[..] {
+            println!("{:40} {:>26} {:>10.2}", "", "fused / Burn's optimizer", fused / burns);
+            println!("{:40} {:>26} {:>10.2}", "", "flex / ndarray (fused)", fused / ndarray);
+        }
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

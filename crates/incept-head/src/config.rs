@@ -36,6 +36,8 @@ pub enum Pooling {
     Flatten,
     /// Global average pooling: C inputs.
     Gap,
+    /// Global average and global max pooling side by side: 2·C inputs.
+    Avgmax,
 }
 
 impl Pooling {
@@ -43,7 +45,10 @@ impl Pooling {
         match text {
             "flatten" => Ok(Self::Flatten),
             "gap" => Ok(Self::Gap),
-            other => Err(Error::Config(format!("unknown pooling {other:?}; use flatten or gap"))),
+            "avgmax" => Ok(Self::Avgmax),
+            other => {
+                Err(Error::Config(format!("unknown pooling {other:?}; use flatten, gap or avgmax")))
+            }
         }
     }
 }
@@ -63,6 +68,14 @@ pub struct HeadConfig {
     pub dense: Vec<usize>,
     /// Dropout after each hidden dense layer (0 = none).
     pub dense_dropout: f64,
+    /// Independent heads trained side by side on the same batches (each from its own initial
+    /// weights and dropout masks) whose softmax outputs are averaged; 1 = a single head.
+    #[serde(default = "one")]
+    pub ensemble: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Everything one training run needs.
@@ -117,6 +130,7 @@ impl TrainConfig {
                 dropout: vec![0.5, 0.5],
                 dense: vec![1024, 1024, 1024],
                 dense_dropout: 0.0,
+                ensemble: 1,
             },
         }
     }
@@ -206,8 +220,8 @@ impl TrainConfig {
                 return fail(format!("dropout {p} must be in [0, 1)"));
             }
         }
-        if self.head.se_reduction == 0 || self.head.dense.contains(&0) {
-            return fail("se_reduction and dense widths must be at least 1".into());
+        if self.head.se_reduction == 0 || self.head.dense.contains(&0) || self.head.ensemble == 0 {
+            return fail("se_reduction, dense widths and ensemble must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail(format!("label_smoothing {} must be in [0, 1)", self.label_smoothing));
@@ -222,10 +236,13 @@ impl TrainConfig {
         let pooling = match head.pooling {
             Pooling::Flatten => "flatten",
             Pooling::Gap => "gap",
+            Pooling::Avgmax => "avgmax",
         };
         let dense: Vec<String> = head.dense.iter().map(usize::to_string).collect();
+        let ensemble =
+            if head.ensemble > 1 { format!(" ×{}", head.ensemble) } else { String::new() };
         format!(
-            "{se} {pooling} dense[{}] {:?} lr {:e}",
+            "{se} {pooling} dense[{}]{ensemble} {:?} lr {:e}",
             dense.join(","),
             self.optimizer,
             self.learning_rate

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: presets, TOML, validation of the training configuration.
 //! - [`model`]: the SE + dropout + dense head.
+//! - [`optim`]: fused SGD/Adam/AdamW updates for the CPU backends.
 //! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
 //! - [`train`]: the training loop and the run folder it writes.
 //! - [`runs`]: reading run folders back: trained heads for inference, listings.
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod optim;
 pub mod runs;
 pub mod train;
 

@@ -2,9 +2,12 @@
 //! pooling) → dropout → dense ReLU layers → logits. Unlike the original Keras post, the SE
 //! output really scales the map that is flattened.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::{relu, sigmoid, softmax};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::config::{HeadConfig, Pooling};
 
@@ -26,14 +29,51 @@ impl SqueezeExcitation {
     }
 }
 
-/// The head as a Burn module.
+/// One head: SE → pooling → dropout → dense layers → logits.
 #[derive(Module, Debug)]
-pub struct Head {
+pub struct Member {
     se: Option<SqueezeExcitation>,
-    dropouts: Vec<Dropout>,
+    /// Probability of keeping a feature through all the dropout layers after pooling: consecutive
+    /// dropouts with rates pᵢ are one dropout that keeps Π(1 − pᵢ), the same distribution.
+    keep: f64,
     hidden: Vec<Linear>,
-    hidden_dropout: Option<Dropout>,
+    /// Probability of keeping a unit after each hidden layer (1 = no dropout there).
+    hidden_keep: f64,
     output: Linear,
+}
+
+/// Elements per dropout-mask chunk; each chunk has its own generator, so masks are the same
+/// whatever the number of threads.
+const MASK_CHUNK: usize = 1 << 14;
+
+/// Inverted dropout: zeroes each element with probability `1 − keep` and scales the rest by
+/// `1 / keep`. The mask comes from `seed` alone, drawn in parallel (Burn's `Dropout` draws it
+/// element by element on one thread: a sixth of the flatten head's training step).
+///
+/// # Shapes
+/// `x`: [batch, width] → same shape.
+fn dropout(x: Tensor<2>, keep: f64, seed: u64) -> Tensor<2> {
+    if keep >= 1.0 {
+        return x;
+    }
+    let [batch, width] = x.dims();
+    let scale = (1.0 / keep) as f32;
+    // Keep when a uniform u32 falls below keep·2³².
+    let threshold = (keep * 4_294_967_296.0) as u64;
+    let mut mask = vec![0.0f32; batch * width];
+    mask.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(chunk, values)| {
+        let mut rng = ChaCha8Rng::seed_from_u64(incept_core::stable_hash(&[
+            &seed.to_le_bytes(),
+            &chunk.to_le_bytes(),
+        ]));
+        for value in values {
+            if u64::from(rng.next_u32()) < threshold {
+                *value = scale;
+            }
+        }
+    });
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [batch, width]), &x.device());
+    x * mask
 }
 
 /// The shape of the inputs a head was built for.
@@ -44,8 +84,8 @@ pub struct InputShape {
     pub channels: usize,
 }
 
-impl Head {
-    pub fn new(config: &HeadConfig, input: InputShape, classes: usize, device: &Device) -> Self {
+impl Member {
+    fn new(config: &HeadConfig, input: InputShape, classes: usize, device: &Device) -> Self {
         let channels = input.channels;
         let se = config.se.then(|| {
             let bottleneck = (channels / config.se_reduction).max(1);
@@ -57,25 +97,27 @@ impl Head {
         let mut width = match config.pooling {
             Pooling::Flatten => input.height * input.width * channels,
             Pooling::Gap => channels,
+            Pooling::Avgmax => 2 * channels,
         };
         let mut hidden = Vec::new();
         for &units in &config.dense {
             hidden.push(LinearConfig::new(width, units).init(device));
             width = units;
         }
-        Head {
+        Member {
             se,
-            dropouts: config.dropout.iter().map(|&p| DropoutConfig::new(p).init()).collect(),
+            keep: config.dropout.iter().map(|p| 1.0 - p).product(),
             hidden,
-            hidden_dropout: (config.dense_dropout > 0.0)
-                .then(|| DropoutConfig::new(config.dense_dropout).init()),
+            hidden_keep: 1.0 - config.dense_dropout,
             output: LinearConfig::new(width, classes).init(device),
         }
     }
 
+    /// Logits; dropout masks drawn from `dropout_seed` when training.
+    ///
     /// # Shapes
     /// `x`: [batch, H, W, C] channels-last feature maps → logits [batch, classes].
-    pub fn forward(&self, x: Tensor<4>, pooling: Pooling) -> Tensor<2> {
+    fn forward(&self, x: Tensor<4>, pooling: Pooling, dropout_seed: Option<u64>) -> Tensor<2> {
         let [batch, height, width, channels] = x.dims();
         let mut map = x.reshape([batch, height * width, channels]); // [batch, H·W, C]
         if let Some(se) = &self.se {
@@ -84,17 +126,97 @@ impl Head {
         let mut features = match pooling {
             Pooling::Flatten => map.reshape([batch, height * width * channels]),
             Pooling::Gap => map.mean_dim(1).reshape([batch, channels]),
+            Pooling::Avgmax => Tensor::cat(
+                vec![
+                    map.clone().mean_dim(1).reshape([batch, channels]),
+                    map.max_dim(1).reshape([batch, channels]),
+                ],
+                1,
+            ), // [batch, 2·C]
         };
-        for dropout in &self.dropouts {
-            features = dropout.forward(features);
+        let seed_for = |layer: usize| {
+            dropout_seed
+                .map(|seed| incept_core::stable_hash(&[&seed.to_le_bytes(), &layer.to_le_bytes()]))
+        };
+        if let Some(seed) = seed_for(0) {
+            features = dropout(features, self.keep, seed);
         }
-        for layer in &self.hidden {
+        for (index, layer) in self.hidden.iter().enumerate() {
             features = relu(layer.forward(features));
-            if let Some(dropout) = &self.hidden_dropout {
-                features = dropout.forward(features);
+            if let Some(seed) = seed_for(index + 1) {
+                features = dropout(features, self.hidden_keep, seed);
             }
         }
         self.output.forward(features)
+    }
+}
+
+/// The classifier: one [`Member`], or several trained side by side whose softmax outputs are
+/// averaged (`ensemble`).
+#[derive(Module, Debug)]
+pub struct Head {
+    members: Vec<Member>,
+}
+
+impl Head {
+    pub fn new(config: &HeadConfig, input: InputShape, classes: usize, device: &Device) -> Self {
+        let members =
+            (0..config.ensemble.max(1)).map(|_| Member::new(config, input, classes, device));
+        Head { members: members.collect() }
+    }
+
+    /// Inference: no dropout. Log-probabilities up to a constant per row (a single head's
+    /// logits; for an ensemble the log of the members' mean softmax).
+    ///
+    /// # Shapes
+    /// `x`: [batch, H, W, C] channels-last feature maps → [batch, classes].
+    pub fn forward(&self, x: Tensor<4>, pooling: Pooling) -> Tensor<2> {
+        let logits = self.members.iter().map(|m| m.forward(x.clone(), pooling, None)).collect();
+        combine(logits)
+    }
+
+    /// Training: each member's logits, dropout masks drawn from `dropout_seed` (one seed per
+    /// step makes runs reproducible and resumable). Each member gets its own loss.
+    ///
+    /// # Shapes
+    /// `x`: [batch, H, W, C] → members × [batch, classes].
+    pub fn forward_train(
+        &self,
+        x: Tensor<4>,
+        pooling: Pooling,
+        dropout_seed: u64,
+    ) -> Vec<Tensor<2>> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| {
+                let seed = incept_core::stable_hash(&[
+                    &dropout_seed.to_le_bytes(),
+                    b"member",
+                    &index.to_le_bytes(),
+                ]);
+                member.forward(x.clone(), pooling, Some(seed))
+            })
+            .collect()
+    }
+}
+
+/// Members' logits → one output: the logits themselves for one member, else the log of the mean
+/// softmax (floored to stay finite).
+///
+/// # Shapes
+/// members × [batch, classes] → [batch, classes].
+pub fn combine(mut logits: Vec<Tensor<2>>) -> Tensor<2> {
+    if logits.len() == 1
+        && let Some(only) = logits.pop()
+    {
+        return only;
+    }
+    let count = logits.len() as f32;
+    let probabilities = logits.into_iter().map(|l| softmax(l, 1)).reduce(|a, b| a + b);
+    match probabilities {
+        Some(sum) => sum.div_scalar(count).clamp_min(1e-30).log(),
+        None => Tensor::empty([0, 0], &Device::default()),
     }
 }
 
@@ -108,13 +230,69 @@ mod tests {
         let device = crate::Backend::default().device();
         let input = InputShape { height: 2, width: 3, channels: 8 };
         let x = Tensor::<4>::ones([4, 2, 3, 8], &device);
-        for pooling in [Pooling::Flatten, Pooling::Gap] {
+        for pooling in [Pooling::Flatten, Pooling::Gap, Pooling::Avgmax] {
             let mut config = TrainConfig::default_preset().head;
             config.pooling = pooling;
             config.dense = vec![16, 16];
             let head = Head::new(&config, input, 5, &device);
             assert_eq!(head.forward(x.clone(), pooling).dims(), [4, 5]);
         }
+    }
+
+    #[test]
+    fn dropout_keeps_the_given_fraction_scaled_and_follows_its_seed() {
+        let device = crate::Backend::default().device();
+        let x = Tensor::<2>::ones([64, 4096], &device);
+        let values = |seed| dropout(x.clone(), 0.25, seed).into_data().try_to_vec::<f32>().unwrap();
+        let first = values(7);
+        let kept = first.iter().filter(|&&v| v != 0.0).count() as f64 / first.len() as f64;
+        assert!((kept - 0.25).abs() < 0.01, "kept {kept}");
+        assert!(first.iter().all(|&v| v == 0.0 || v == 4.0));
+        assert_eq!(first, values(7));
+        assert_ne!(first, values(8));
+        // keep = 1: untouched.
+        assert_eq!(dropout(x.clone(), 1.0, 7).into_data(), x.into_data());
+    }
+
+    #[test]
+    fn consecutive_dropouts_combine_and_inference_has_none() {
+        let device = crate::Backend::default().device();
+        let mut config = TrainConfig::default_preset().head;
+        config.dropout = vec![0.5, 0.5];
+        config.dense = vec![8];
+        let input = InputShape { height: 1, width: 1, channels: 16 };
+        let head = Head::new(&config, input, 3, &device);
+        assert!((head.members[0].keep - 0.25).abs() < 1e-12);
+        let x = Tensor::<4>::ones([2, 1, 1, 16], &device);
+        let a = head.forward(x.clone(), Pooling::Gap).into_data();
+        assert_eq!(a, head.forward(x.clone(), Pooling::Gap).into_data());
+        assert_ne!(a, head.forward_train(x, Pooling::Gap, 1)[0].clone().into_data());
+    }
+
+    #[test]
+    fn an_ensemble_averages_its_members_probabilities() {
+        let device = crate::Backend::default().device();
+        let mut config = TrainConfig::default_preset().head;
+        config.dense = vec![8];
+        config.ensemble = 3;
+        let input = InputShape { height: 2, width: 2, channels: 16 };
+        let head = Head::new(&config, input, 4, &device);
+        assert_eq!(head.members.len(), 3);
+        let x = Tensor::<4>::random([5, 2, 2, 16], burn::tensor::Distribution::Default, &device);
+        let members: Vec<Vec<f32>> = head
+            .members
+            .iter()
+            .map(|m| softmax(m.forward(x.clone(), Pooling::Gap, None), 1))
+            .map(|p| p.into_data().try_to_vec::<f32>().unwrap())
+            .collect();
+        assert_ne!(members[0], members[1], "members start from different weights");
+        let combined = head.forward(x.clone(), Pooling::Gap).exp().into_data();
+        let combined = combined.try_to_vec::<f32>().unwrap();
+        for (i, value) in combined.iter().enumerate() {
+            let mean = members.iter().map(|m| m[i]).sum::<f32>() / 3.0;
+            assert!((value - mean).abs() < 1e-5, "{value} vs {mean}");
+        }
+        assert_eq!(head.forward_train(x, Pooling::Gap, 9).len(), 3);
     }
 
     #[test]
@@ -129,7 +307,7 @@ mod tests {
         device.seed(1);
         let with_se = Head::new(&config, input, 2, &device);
         let mut without = with_se.clone();
-        without.se = None;
+        without.members[0].se = None;
         let x = Tensor::<4>::ones([1, 1, 1, 4], &device);
         let a = with_se.forward(x.clone(), Pooling::Flatten).into_data();
         let b = without.forward(x, Pooling::Flatten).into_data();

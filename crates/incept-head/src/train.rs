@@ -30,6 +30,7 @@ use crate::data::{
     Split, Store, empty_classes, mean_by_photo, split_by_source, validation_samples,
 };
 use crate::model::{Head, InputShape};
+use crate::optim::{Fused, Rule};
 use crate::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -109,6 +110,8 @@ pub struct TrainRequest {
     pub backend: Backend,
     /// Stop after this many optimizer steps (benchmarks); `None` trains the configured epochs.
     pub max_steps: Option<usize>,
+    /// incept's fused optimizer ([`crate::optim`]) instead of Burn's (same rules; benchmarks).
+    pub fused_optimizer: bool,
     /// Print the per-epoch summary lines on stderr.
     pub verbose: bool,
 }
@@ -150,7 +153,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+fn optimizer(config: &TrainConfig, fused: bool) -> ModuleOptimizer {
+    if fused {
+        let rule = match config.optimizer {
+            OptimizerKind::Sgd => Rule::Sgd { momentum: config.momentum as f32 },
+            OptimizerKind::Adam => Rule::Adam,
+            OptimizerKind::Adamw => Rule::AdamW,
+        };
+        return Fused::new(rule, config.weight_decay as f32).into();
+    }
     let decay = (config.weight_decay > 0.0)
         .then_some(WeightDecayConfig { penalty: config.weight_decay as f32 });
     match config.optimizer {
@@ -286,7 +297,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     }
     device.seed(config.seed);
     let mut model = Head::new(&config.head, shape, classes.len(), &device);
-    let mut optim = optimizer(&config);
+    let mut optim = optimizer(&config, request.fused_optimizer);
     if previous.is_some() {
         let last = run_dir.join(LAST_WEIGHTS);
         model = model
@@ -317,12 +328,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     for epoch in state.completed_epochs..config.epochs {
         let epoch_started = Instant::now();
         let rate = learning_rate(&config, epoch);
-        // Dropout masks and the shuffle depend on (seed, epoch) only: resumed runs match.
-        device.seed(incept_core::stable_hash(&[
-            &config.seed.to_le_bytes(),
-            b"dropout",
-            &epoch.to_le_bytes(),
-        ]));
+        // Dropout masks and the shuffle depend on (seed, epoch, batch) only: resumed runs match.
         let shuffle = incept_core::stable_hash(&[
             &config.seed.to_le_bytes(),
             b"shuffle",
@@ -334,6 +340,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             "samples",
         );
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut batch = 0u64;
         let mut slot = Some(model);
         store.batches(&split.train, config.batch_size, Some(shuffle), |indices, values| {
             if interrupted.load(Ordering::SeqCst)
@@ -350,10 +357,25 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             );
             let targets: Vec<i64> = indices.iter().map(|&i| i64::from(labels[i])).collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(targets.clone(), [n]), &device);
-            let logits = current.forward(x, config.head.pooling);
-            let loss = loss_function.forward(logits.clone(), y);
-            let batch_loss = f64::from(loss.clone().into_scalar::<f32>());
-            correct += count_correct(&logits.into_data(), &targets);
+            let dropout_seed = incept_core::stable_hash(&[
+                &config.seed.to_le_bytes(),
+                b"dropout",
+                &epoch.to_le_bytes(),
+                &batch.to_le_bytes(),
+            ]);
+            batch += 1;
+            let member_logits = current.forward_train(x, config.head.pooling, dropout_seed);
+            let members = member_logits.len();
+            // Each member learns from its own loss: the sum keeps every member's gradient whole.
+            let loss = member_logits
+                .iter()
+                .map(|logits| loss_function.forward(logits.clone(), y.clone()))
+                .reduce(|a, b| a + b)
+                .ok_or_else(|| Error::Data("a head without members".into()))?;
+            let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
+            let combined =
+                crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
+            correct += count_correct(&combined.into_data(), &targets);
             let gradients = GradientsParams::from_grads(loss.backward(), &current);
             slot = Some(optim.step(rate, current, gradients));
             step_seconds += step_started.elapsed().as_secs_f64();
