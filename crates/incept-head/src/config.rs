@@ -109,10 +109,11 @@ impl TrainConfig {
     pub fn default_preset() -> Self {
         TrainConfig {
             preset: "default".into(),
-            epochs: 20,
+            // 3e-4 over 30 epochs beat 1e-3 over 20 on both amid5 caches (README, "Heads").
+            epochs: 30,
             batch_size: 32,
             optimizer: OptimizerKind::Adamw,
-            learning_rate: 1e-3,
+            learning_rate: 3e-4,
             momentum: 0.9,
             weight_decay: 1e-2,
             final_learning_rate_fraction: 0.05,

@@ -190,11 +190,15 @@ impl Head {
             .iter()
             .enumerate()
             .map(|(index, member)| {
-                let seed = incept_core::stable_hash(&[
-                    &dropout_seed.to_le_bytes(),
-                    b"member",
-                    &index.to_le_bytes(),
-                ]);
+                // The first member keeps the step's seed: a single head trains as it always did.
+                let seed = match index {
+                    0 => dropout_seed,
+                    _ => incept_core::stable_hash(&[
+                        &dropout_seed.to_le_bytes(),
+                        b"member",
+                        &index.to_le_bytes(),
+                    ]),
+                };
                 member.forward(x.clone(), pooling, Some(seed))
             })
             .collect()
@@ -226,7 +230,7 @@ mod tests {
     use crate::config::TrainConfig;
 
     #[test]
-    fn shapes_flow_through_both_poolings() {
+    fn shapes_flow_through_every_pooling() {
         let device = crate::Backend::default().device();
         let input = InputShape { height: 2, width: 3, channels: 8 };
         let x = Tensor::<4>::ones([4, 2, 3, 8], &device);
