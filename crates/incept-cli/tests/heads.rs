@@ -430,3 +430,20 @@ fn an_ensemble_is_saved_whole_and_read_back() -> TestResult {
     assert!(checked > 0);
     Ok(())
 }
+
+#[test]
+fn weights_of_another_head_are_refused_with_the_fix() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 6)?;
+    let small = small_config(dir.path(), "")?;
+    let other = small_config(dir.path(), "ensemble = 2\n")?;
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    ok(train(&cache, &first, &small, &[])?);
+    ok(train(&cache, &second, &other, &[])?);
+    std::fs::copy(second.join("best.bpk"), first.join("best.bpk"))?;
+    let refused = run(&["confusion", path_str(&first), "--cache", path_str(&cache)])?;
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains("best.bpk") && message.contains("trained again"), "{message}");
+    Ok(())
+}

@@ -52,6 +52,10 @@ pub enum Error {
     NotARun { path: PathBuf, reason: String },
     #[error("{path}: cannot save or load weights: {reason}")]
     Weights { path: PathBuf, reason: String },
+    #[error(
+        "{path}: these weights do not fit the run's head ({reason}); a run made by an earlier version of incept must be trained again"
+    )]
+    WeightsDoNotFit { path: PathBuf, reason: String },
     #[error("{path}: feature maps are {found}, the head was trained on {expected}")]
     ShapeMismatch { path: PathBuf, expected: String, found: String },
     #[error("{path}: class {class:?} is unknown to the head (it knows {known})")]

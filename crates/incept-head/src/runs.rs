@@ -48,7 +48,7 @@ impl TrainedHead {
             &device,
         )
         .try_load_file(&weights)
-        .map_err(|e| Error::Weights { path: weights.clone(), reason: e.to_string() })?
+        .map_err(|e| Error::WeightsDoNotFit { path: weights.clone(), reason: e.to_string() })?
         .valid();
         Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })
     }

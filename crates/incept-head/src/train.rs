@@ -302,7 +302,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         let last = run_dir.join(LAST_WEIGHTS);
         model = model
             .try_load_file(&last)
-            .map_err(|e| Error::Weights { path: last, reason: e.to_string() })?;
+            .map_err(|e| Error::WeightsDoNotFit { path: last, reason: e.to_string() })?;
         let optimizer_path = run_dir.join(OPTIMIZER_FILE);
         optim = optim
             .load(&optimizer_path)
