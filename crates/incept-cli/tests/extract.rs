@@ -12,6 +12,18 @@ fn keys(cache: &Cache) -> Vec<(String, i32)> {
     (0..cache.len()).map(|i| (cache.source_path(i).to_owned(), cache.variant[i])).collect()
 }
 
+/// Every `step`-th sample of `cache` equals the sample of `reference` with the same
+/// (source, variant), wherever each file stores it.
+fn assert_same_samples(cache: &Cache, reference: &Cache, step: usize) -> TestResult {
+    let by_key: std::collections::HashMap<(String, i32), usize> =
+        keys(reference).into_iter().enumerate().map(|(i, key)| (key, i)).collect();
+    for (i, key) in keys(cache).into_iter().enumerate().step_by(step) {
+        let j = by_key[&key];
+        assert_eq!(cache.read_block(i, 1)?, reference.read_block(j, 1)?, "{key:?}");
+    }
+    Ok(())
+}
+
 #[test]
 fn builds_a_cache_in_the_documented_format_and_reuses_it() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -109,15 +121,7 @@ fn raising_copies_extracts_only_the_new_variants() -> TestResult {
     ok(extract(&data, &direct, &["--copies", "3"])?);
     let direct = Cache::open(&direct)?;
     assert_eq!(direct.len(), grown.len());
-    let mut by_key = std::collections::HashMap::new();
-    for i in 0..direct.len() {
-        by_key.insert((direct.source_path(i).to_owned(), direct.variant[i]), i);
-    }
-    for i in 0..grown.len() {
-        let j = by_key[&(grown.source_path(i).to_owned(), grown.variant[i])];
-        assert_eq!(grown.read_block(i, 1)?, direct.read_block(j, 1)?);
-    }
-    Ok(())
+    assert_same_samples(&grown, &direct, 1)
 }
 
 #[test]
@@ -284,14 +288,6 @@ fn a_killed_run_resumes_without_losing_or_duplicating_samples() -> TestResult {
     // And it equals an uninterrupted extraction.
     let clean = dir.path().join("clean.h5");
     ok(extract(&data, &clean, &["--copies", "3"])?);
-    let clean = Cache::open(&clean)?;
-    let mut by_key = std::collections::HashMap::new();
-    for i in 0..clean.len() {
-        by_key.insert((clean.source_path(i).to_owned(), clean.variant[i]), i);
-    }
-    for i in (0..finished.len()).step_by(37) {
-        let j = by_key[&(finished.source_path(i).to_owned(), finished.variant[i])];
-        assert_eq!(finished.read_block(i, 1)?, clean.read_block(j, 1)?);
-    }
+    assert_same_samples(&finished, &Cache::open(&clean)?, 37)?;
     Ok(())
 }

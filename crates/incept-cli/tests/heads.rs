@@ -21,6 +21,13 @@ fn path_str(path: &Path) -> &str {
     path.to_str().unwrap_or_default()
 }
 
+/// Where the cache stores variant 0 (the photo itself) of `source`.
+fn original_index(cache: &incept_cache::Cache, source: &str) -> Result<usize, &'static str> {
+    (0..cache.len())
+        .find(|&i| cache.source_path(i) == source && cache.variant[i] == 0)
+        .ok_or("photo not in cache")
+}
+
 /// Extracts a tiny dataset with the tiny model: 3 classes × `per_class` photos × 2 variants.
 fn tiny_cache(
     dir: &Path,
@@ -368,9 +375,7 @@ fn predict_agrees_with_the_cached_features() -> TestResult {
     // The head applied to variant 0 of the same photo in the cache.
     let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
     let cached = incept_cache::Cache::open(&cache)?;
-    let index = (0..cached.len())
-        .find(|&i| cached.source_path(i) == "bee/img004.png" && cached.variant[i] == 0)
-        .ok_or("photo not in cache")?;
+    let index = original_index(&cached, "bee/img004.png")?;
     let features = cached.read_block(index, 1)?;
     let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
     let classes = head.classes();
@@ -414,9 +419,7 @@ fn an_ensemble_is_saved_whole_and_read_back() -> TestResult {
     let mut checked = 0;
     for line in predictions.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
-        let index = (0..cached.len())
-            .find(|&i| cached.source_path(i) == fields[0] && cached.variant[i] == 0)
-            .ok_or("photo not in cache")?;
+        let index = original_index(&cached, fields[0])?;
         let features = cached.read_block(index, 1)?;
         let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
         let sum: f64 = probabilities[0].iter().sum();

@@ -129,6 +129,35 @@ impl Fused {
             }
         }
     }
+
+    /// Updates the buffers in place; `false` when one of them cannot be viewed as `f32`.
+    fn update(
+        &self,
+        learning_rate: f32,
+        time: usize,
+        parameter: &mut TensorData,
+        gradient: &mut TensorData,
+        first: Option<&mut TensorData>,
+        second: Option<&mut TensorData>,
+    ) -> bool {
+        let (Some(Some(p)), Some(Some(g)), Some(first), Some(second)) =
+            (as_f32(Some(parameter)), as_f32(Some(gradient)), as_f32(first), as_f32(second))
+        else {
+            return false;
+        };
+        match (self.rule, first, second) {
+            (Rule::Sgd { momentum }, velocity, _) => {
+                sgd(p, g, velocity, momentum, self.weight_decay, learning_rate);
+                true
+            }
+            (rule, Some(m), Some(v)) => {
+                let decoupled = rule == Rule::AdamW;
+                adam(p, g, m, v, decoupled, self.weight_decay, learning_rate, time);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `1 - β₁ᵗ` and `1 - β₂ᵗ`.
@@ -220,37 +249,6 @@ fn adam(
                 },
             )
         });
-}
-
-impl Fused {
-    /// Updates the buffers in place; `false` when one of them cannot be viewed as `f32`.
-    fn update(
-        &self,
-        learning_rate: f32,
-        time: usize,
-        parameter: &mut TensorData,
-        gradient: &mut TensorData,
-        first: Option<&mut TensorData>,
-        second: Option<&mut TensorData>,
-    ) -> bool {
-        let (Some(Some(p)), Some(Some(g)), Some(first), Some(second)) =
-            (as_f32(Some(parameter)), as_f32(Some(gradient)), as_f32(first), as_f32(second))
-        else {
-            return false;
-        };
-        match (self.rule, first, second) {
-            (Rule::Sgd { momentum }, velocity, _) => {
-                sgd(p, g, velocity, momentum, self.weight_decay, learning_rate);
-                true
-            }
-            (rule, Some(m), Some(v)) => {
-                let decoupled = rule == Rule::AdamW;
-                adam(p, g, m, v, decoupled, self.weight_decay, learning_rate, time);
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 impl Optimizer for Fused {
