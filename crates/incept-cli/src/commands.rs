@@ -130,6 +130,8 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
     let config = resolve_train_config(&args)?;
+    // Steps free and reallocate the same large buffers: keep them instead of unmapping them.
+    incept_head::allocator::keep_freed_memory();
     let request = TrainRequest {
         cache: args.cache.clone(),
         run_dir: args.run_dir.clone(),
@@ -171,24 +173,32 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let name_width = runs.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    // One more for the `*` of a run whose cache changed.
+    let name_width = runs.iter().map(|r| r.name.len() + 1).max().unwrap_or(4).max(4);
     let head_width = runs.iter().map(|r| r.head.len()).max().unwrap_or(4).max(4);
     println!(
         "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>8}",
         "run", "head", "epochs", "accuracy", "macro-F1", "time"
     );
+    let changed = runs.iter().filter(|run| run.cache_changed).count();
     for run in runs {
         let percent =
             |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
         let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
             "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>7.0}s",
-            run.name,
+            if run.cache_changed { format!("{}*", run.name) } else { run.name },
             run.head,
             format!("{}/{}", run.epochs, run.planned_epochs),
             percent(run.validation_accuracy),
             ratio(run.macro_f1),
             run.seconds
+        );
+    }
+    if changed > 0 {
+        eprintln!(
+            "* trained on an earlier content of {} (re-extracted or grown since): not comparable with the others",
+            args.target.display()
         );
     }
     Ok(())

@@ -61,7 +61,7 @@ fn train(
 #[test]
 fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let (_, cache) = tiny_cache(dir.path(), 10)?;
+    let (data, cache) = tiny_cache(dir.path(), 10)?;
     let config = small_config(dir.path(), "")?;
     let first = dir.path().join("runs/first");
     let output = ok(train(&cache, &first, &config, &["--seed", "3"])?);
@@ -117,6 +117,15 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     assert!(text.contains("first") && text.contains("second") && text.contains("gap"), "{text}");
     let listing = ok(run(&["runs", path_str(&dir.path().join("runs"))])?);
     assert_eq!(stdout(&listing).lines().count(), 3);
+    assert!(!stdout(&listing).contains('*'), "{}", stdout(&listing));
+
+    // The cache grows by a copy: both runs trained on its earlier content, and `runs` says so.
+    ok(extract(&data, &cache, &["--copies", "2"])?);
+    let listing =
+        ok(run(&["runs", path_str(&cache), "--runs-dir", path_str(&dir.path().join("runs"))])?);
+    let text = stdout(&listing);
+    assert!(text.contains("first*") && text.contains("second*"), "{text}");
+    assert!(stderr(&listing).contains("earlier content"), "{}", stderr(&listing));
     Ok(())
 }
 

@@ -10,6 +10,7 @@ const CLASSES: usize = 5;
 const PER_CLASS: usize = 160;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    incept_head::allocator::keep_freed_memory();
     // Optional argument: only heads whose name contains it (e.g. `blog`), for profiling one.
     let only = std::env::args().nth(1).unwrap_or_default();
     let only_backend = std::env::args().nth(2);

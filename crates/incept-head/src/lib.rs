@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 
+pub mod allocator;
 pub mod config;
 pub mod data;
 pub mod model;

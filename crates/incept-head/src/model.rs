@@ -2,7 +2,8 @@
 //! pooling) → dropout → dense ReLU layers → logits. Unlike the original Keras post, the SE
 //! output really scales the map that is flattened.
 
-use burn::nn::{Linear, LinearConfig};
+use burn::module::Param;
+use burn::nn::LinearConfig;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use rand::{RngCore, SeedableRng};
@@ -14,8 +15,8 @@ use crate::config::{HeadConfig, Pooling};
 /// Squeeze-and-Excitation: global average pool → Dense C/r, ReLU → Dense C, sigmoid → scale.
 #[derive(Module, Debug)]
 pub struct SqueezeExcitation {
-    squeeze: Linear,
-    excite: Linear,
+    squeeze: Dense,
+    excite: Dense,
 }
 
 impl SqueezeExcitation {
@@ -29,6 +30,38 @@ impl SqueezeExcitation {
     }
 }
 
+/// A dense layer `x·Wᵀ + b` whose weight is stored [out, in], as PyTorch stores it, not
+/// [in, out] as Burn's `Linear` does. For the matrix products autodiff makes from
+/// `W·xᵀ`, gemm reads the weight in the order it is stored in all three (forward, input gradient,
+/// weight gradient); with `Linear`'s layout the input gradient walks the 210 MB weight of the
+/// flatten head across its rows and takes four times as long.
+#[derive(Module, Debug)]
+pub struct Dense {
+    /// [out, in]
+    weight: Param<Tensor<2>>,
+    /// [out]
+    bias: Param<Tensor<1>>,
+}
+
+impl Dense {
+    /// The same initial distribution as Burn's `Linear` (Kaiming uniform with the input count as
+    /// fan-in), drawn lazily: loading saved weights draws nothing.
+    pub fn new(inputs: usize, outputs: usize, device: &Device) -> Self {
+        let initializer = LinearConfig::new(inputs, outputs).initializer;
+        Dense {
+            weight: initializer.init_with([outputs, inputs], Some(inputs), Some(outputs), device),
+            bias: initializer.init_with([outputs], Some(inputs), Some(outputs), device),
+        }
+    }
+
+    /// # Shapes
+    /// `x`: [batch, in] → [batch, out].
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let transposed = self.weight.val().matmul(x.transpose()); // [out, batch]
+        transposed.transpose() + self.bias.val().unsqueeze_dim(0)
+    }
+}
+
 /// One head: SE → pooling → dropout → dense layers → logits.
 #[derive(Module, Debug)]
 pub struct Member {
@@ -36,10 +69,10 @@ pub struct Member {
     /// Probability of keeping a feature through all the dropout layers after pooling: consecutive
     /// dropouts with rates pᵢ are one dropout that keeps Π(1 − pᵢ), the same distribution.
     keep: f64,
-    hidden: Vec<Linear>,
+    dense: Vec<Dense>,
     /// Probability of keeping a unit after each hidden layer (1 = no dropout there).
     hidden_keep: f64,
-    output: Linear,
+    output: Dense,
 }
 
 /// Elements per dropout-mask chunk; each chunk has its own generator, so masks are the same
@@ -90,8 +123,8 @@ impl Member {
         let se = config.se.then(|| {
             let bottleneck = (channels / config.se_reduction).max(1);
             SqueezeExcitation {
-                squeeze: LinearConfig::new(channels, bottleneck).init(device),
-                excite: LinearConfig::new(bottleneck, channels).init(device),
+                squeeze: Dense::new(channels, bottleneck, device),
+                excite: Dense::new(bottleneck, channels, device),
             }
         });
         let mut width = match config.pooling {
@@ -99,17 +132,17 @@ impl Member {
             Pooling::Gap => channels,
             Pooling::Avgmax => 2 * channels,
         };
-        let mut hidden = Vec::new();
+        let mut dense = Vec::new();
         for &units in &config.dense {
-            hidden.push(LinearConfig::new(width, units).init(device));
+            dense.push(Dense::new(width, units, device));
             width = units;
         }
         Member {
             se,
             keep: config.dropout.iter().map(|p| 1.0 - p).product(),
-            hidden,
+            dense,
             hidden_keep: 1.0 - config.dense_dropout,
-            output: LinearConfig::new(width, classes).init(device),
+            output: Dense::new(width, classes, device),
         }
     }
 
@@ -141,7 +174,7 @@ impl Member {
         if let Some(seed) = seed_for(0) {
             features = dropout(features, self.keep, seed);
         }
-        for (index, layer) in self.hidden.iter().enumerate() {
+        for (index, layer) in self.dense.iter().enumerate() {
             features = relu(layer.forward(features));
             if let Some(seed) = seed_for(index + 1) {
                 features = dropout(features, self.hidden_keep, seed);
@@ -297,6 +330,56 @@ mod tests {
             assert!((value - mean).abs() < 1e-5, "{value} vs {mean}");
         }
         assert_eq!(head.forward_train(x, Pooling::Gap, 9).len(), 3);
+    }
+
+    #[test]
+    fn dense_computes_x_times_w_transposed_plus_b_and_its_gradients() {
+        let device = crate::Backend::default().device().autodiff();
+        device.seed(5);
+        let (batch, inputs, outputs) = (3, 4, 2);
+        let dense = Dense::new(inputs, outputs, &device);
+        assert_eq!(dense.weight.dims(), [outputs, inputs]);
+        let weight = dense.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let bias = dense.bias.val().into_data().try_to_vec::<f32>().unwrap();
+        let x_values: Vec<f32> = (0..batch * inputs).map(|v| v as f32 * 0.25 - 1.0).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x_values.clone(), [batch, inputs]), &device)
+            .require_grad();
+        // Loss Σ c·y with c[b][o] = b + 2o + 1, so dL/dy = c.
+        let c: Vec<f32> =
+            (0..batch * outputs).map(|k| (k / outputs + 2 * (k % outputs) + 1) as f32).collect();
+        let y = dense.forward(x.clone());
+        let y_values = y.clone().into_data().try_to_vec::<f32>().unwrap();
+        let loss =
+            (y * Tensor::<2>::from_data(TensorData::new(c.clone(), [batch, outputs]), &device))
+                .sum();
+        let grads = loss.backward();
+        let grad = |t: Option<Tensor<2>>| t.unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let weight_grad = grad(dense.weight.grad(&grads));
+        let input_grad = grad(x.grad(&grads));
+        let bias_grad = dense.bias.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let close = |a: f32, b: f32| assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        for b in 0..batch {
+            for o in 0..outputs {
+                let expected = bias[o]
+                    + (0..inputs)
+                        .map(|i| x_values[b * inputs + i] * weight[o * inputs + i])
+                        .sum::<f32>();
+                close(y_values[b * outputs + o], expected);
+            }
+            for i in 0..inputs {
+                let expected =
+                    (0..outputs).map(|o| c[b * outputs + o] * weight[o * inputs + i]).sum();
+                close(input_grad[b * inputs + i], expected);
+            }
+        }
+        for o in 0..outputs {
+            close(bias_grad[o], (0..batch).map(|b| c[b * outputs + o]).sum());
+            for i in 0..inputs {
+                let expected =
+                    (0..batch).map(|b| c[b * outputs + o] * x_values[b * inputs + i]).sum();
+                close(weight_grad[o * inputs + i], expected);
+            }
+        }
     }
 
     #[test]

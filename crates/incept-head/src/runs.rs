@@ -11,7 +11,7 @@ use crate::config::TrainConfig;
 use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
 use crate::train::{
-    BEST_WEIGHTS, Backend, CONFIG_FILE, METRICS_JSON, RunState, argmax, load_state,
+    BEST_WEIGHTS, Backend, CONFIG_FILE, CacheStamp, METRICS_JSON, RunState, argmax, load_state,
 };
 use crate::{Error, Result};
 
@@ -143,6 +143,10 @@ pub struct RunSummary {
     pub macro_f1: Option<f64>,
     pub seconds: f64,
     pub cache: PathBuf,
+    pub cache_stamp: Option<CacheStamp>,
+    /// Listed for a cache whose content is no longer the one this run trained on (re-extracted,
+    /// or grown with more copies): its figures are not comparable with the others'.
+    pub cache_changed: bool,
 }
 
 fn summarize(dir: &Path) -> Option<RunSummary> {
@@ -164,6 +168,8 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         macro_f1: metrics.as_ref().map(|m| m.macro_f1),
         seconds: state.train_seconds,
         cache: state.cache,
+        cache_stamp: state.cache_stamp,
+        cache_changed: false,
     })
 }
 
@@ -198,6 +204,12 @@ pub fn list_runs(target: &Path, runs_dir: &Path) -> Result<Vec<RunSummary>> {
     }
     if let Some(cache) = cache {
         runs.retain(|run| run.cache == cache);
+        if !runs.is_empty() {
+            let now = CacheStamp::of(&Cache::open(&cache)?);
+            for run in &mut runs {
+                run.cache_changed = run.cache_stamp.as_ref().is_some_and(|then| *then != now);
+            }
+        }
     }
     runs.sort_by(|a, b| {
         b.validation_accuracy

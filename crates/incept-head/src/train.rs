@@ -91,6 +91,9 @@ pub struct RunState {
     pub input_shape: [usize; 3],
     pub cache: PathBuf,
     pub cache_model_sha256: String,
+    /// The cache's content when the run started (absent in runs from before it was recorded).
+    #[serde(default)]
+    pub cache_stamp: Option<CacheStamp>,
     pub backend: Backend,
     pub completed_epochs: usize,
     pub best_epoch: usize,
@@ -98,6 +101,20 @@ pub struct RunState {
     pub best_validation_accuracy: f64,
     pub train_seconds: f64,
     pub finished: bool,
+}
+
+/// Tells one content of a cache file from another: re-extracting rewrites its creation time,
+/// growing `--copies` adds samples. `incept runs` compares runs only within one content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStamp {
+    pub created: Option<String>,
+    pub samples: usize,
+}
+
+impl CacheStamp {
+    pub fn of(cache: &Cache) -> Self {
+        CacheStamp { created: cache.created.clone(), samples: cache.len() }
+    }
 }
 
 /// One training run.
@@ -261,6 +278,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     let budget = config.memory_budget_mib.saturating_mul(1 << 20);
     let cache_path = cache.path.clone();
     let cache_sha = cache.settings.model_sha256.clone();
+    let cache_stamp = CacheStamp::of(&cache);
     let store = Store::open(cache, budget)?;
     let validation_store = match validation_cache {
         Some(other) => Some(Store::open(other, budget)?),
@@ -280,6 +298,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         input_shape: [shape.height, shape.width, shape.channels],
         cache: std::fs::canonicalize(&cache_path).unwrap_or(cache_path.clone()),
         cache_model_sha256: cache_sha,
+        cache_stamp: Some(cache_stamp.clone()),
         backend: request.backend,
         completed_epochs: 0,
         best_epoch: 0,
@@ -288,6 +307,14 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         train_seconds: 0.0,
         finished: false,
     });
+    if state.cache_stamp.as_ref().is_some_and(|stamp| *stamp != cache_stamp) {
+        eprintln!(
+            "warning: {} changed since this run started ({} samples then, {} now); the resumed epochs train on its new content",
+            cache_path.display(),
+            state.cache_stamp.as_ref().map_or(0, |stamp| stamp.samples),
+            cache_stamp.samples
+        );
+    }
     if state.classes != classes || state.input_shape != [shape.height, shape.width, shape.channels]
     {
         return Err(Error::NotARun {
