@@ -25,8 +25,15 @@ impl SqueezeExcitation {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, _, channels] = x.dims();
         let pooled = x.clone().mean_dim(1).reshape([batch, channels]); // [batch, C]
-        let gate = sigmoid(self.excite.forward(relu(self.squeeze.forward(pooled)))); // [batch, C]
-        x * gate.reshape([batch, 1, channels])
+        x * self.gate(pooled).reshape([batch, 1, channels])
+    }
+
+    /// The channel gates from the globally averaged map.
+    ///
+    /// # Shapes
+    /// `pooled`: [batch, C] → [batch, C], each in (0, 1).
+    pub fn gate(&self, pooled: Tensor<2>) -> Tensor<2> {
+        sigmoid(self.excite.forward(relu(self.squeeze.forward(pooled))))
     }
 }
 
@@ -152,20 +159,33 @@ impl Member {
     /// `x`: [batch, H, W, C] channels-last feature maps → logits [batch, classes].
     fn forward(&self, x: Tensor<4>, pooling: Pooling, dropout_seed: Option<u64>) -> Tensor<2> {
         let [batch, height, width, channels] = x.dims();
-        let mut map = x.reshape([batch, height * width, channels]); // [batch, H·W, C]
-        if let Some(se) = &self.se {
-            map = se.forward(map);
-        }
-        let mut features = match pooling {
-            Pooling::Flatten => map.reshape([batch, height * width * channels]),
-            Pooling::Gap => map.mean_dim(1).reshape([batch, channels]),
-            Pooling::Avgmax => Tensor::cat(
-                vec![
-                    map.clone().mean_dim(1).reshape([batch, channels]),
-                    map.max_dim(1).reshape([batch, channels]),
-                ],
-                1,
-            ), // [batch, 2·C]
+        let map = x.reshape([batch, height * width, channels]); // [batch, H·W, C]
+        let average = |map: Tensor<3>| map.mean_dim(1).reshape([batch, channels]); // [batch, C]
+        // SE scales each channel by a positive gate, which commutes with averaging and max over
+        // positions: the pooled heads scale the pooled [batch, C] features instead of the map,
+        // H·W times less work in both passes, the same values.
+        let mut features = match (pooling, &self.se) {
+            (Pooling::Flatten, Some(se)) => {
+                se.forward(map).reshape([batch, height * width * channels])
+            }
+            (Pooling::Flatten, None) => map.reshape([batch, height * width * channels]),
+            (Pooling::Gap, Some(se)) => {
+                let pooled = average(map);
+                pooled.clone() * se.gate(pooled)
+            }
+            (Pooling::Gap, None) => average(map),
+            (Pooling::Avgmax, se) => {
+                let pooled = average(map.clone());
+                let max = map.max_dim(1).reshape([batch, channels]);
+                let features = match se {
+                    Some(se) => {
+                        let gate = se.gate(pooled.clone());
+                        vec![pooled * gate.clone(), max * gate]
+                    }
+                    None => vec![pooled, max],
+                };
+                Tensor::cat(features, 1) // [batch, 2·C]
+            }
         };
         let seed_for = |layer: usize| {
             dropout_seed
@@ -378,6 +398,41 @@ mod tests {
                 let expected =
                     (0..batch).map(|b| c[b * outputs + o] * x_values[b * inputs + i]).sum();
                 close(weight_grad[o * inputs + i], expected);
+            }
+        }
+    }
+
+    #[test]
+    fn pooled_heads_gate_the_pooled_features_as_if_they_gated_the_map() {
+        let device = crate::Backend::default().device();
+        device.seed(2);
+        let input = InputShape { height: 3, width: 2, channels: 8 };
+        // The long way: scale the whole map by the SE gates, then pool, then the dense layers.
+        let long_way = |member: &Member, x: Tensor<4>, pooling: Pooling| {
+            let se = member.se.as_ref().unwrap();
+            let scaled = se.forward(x.reshape([5, 6, 8])); // [5, 6, 8]
+            let average = scaled.clone().mean_dim(1).reshape([5, 8]);
+            let mut features = match pooling {
+                Pooling::Avgmax => Tensor::cat(vec![average, scaled.max_dim(1).reshape([5, 8])], 1),
+                _ => average,
+            };
+            for layer in &member.dense {
+                features = relu(layer.forward(features));
+            }
+            member.output.forward(features).into_data().try_to_vec::<f32>().unwrap()
+        };
+        let x = Tensor::<4>::random([5, 3, 2, 8], burn::tensor::Distribution::Default, &device)
+            .sub_scalar(0.5);
+        for pooling in [Pooling::Gap, Pooling::Avgmax] {
+            let mut config = TrainConfig::default_preset().head;
+            config.dense = vec![4];
+            config.pooling = pooling;
+            let head = Head::new(&config, input, 3, &device);
+            let expected = long_way(&head.members[0], x.clone(), pooling);
+            let got = head.forward(x.clone(), pooling).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(got.len(), expected.len());
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-5, "{pooling:?}: {a} vs {b}");
             }
         }
     }
