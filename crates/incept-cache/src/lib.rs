@@ -41,7 +41,7 @@ const SEGMENT_PREFIX: &str = "segment-";
 const MERGE_BLOCK: usize = 64;
 
 /// The lossless compression of `features`: byte shuffle, then deflate at this level. Measured on
-/// amid5 (5×5×2048 float32): see the README's "Cache size" section.
+/// amid5 (5×5×2048 float32): see the README's "The feature cache" section.
 pub const COMPRESSION: &str = "shuffle+deflate";
 const DEFLATE_LEVEL: u8 = 1;
 

@@ -110,7 +110,8 @@ impl TrainConfig {
         TrainConfig {
             preset: "default".into(),
             // 3e-4 over 30 epochs: best on the demo's cache (79.9 % against 78.2 % for 1e-3 over
-            // 20), though not on the 2-copy one (76.7 % against 77.9 %); README, "Heads".
+            // 20), though not clearly on the 2-copy one (77.2–77.7 % over three seeds against
+            // 77.9 % for one); README, "Heads".
             epochs: 30,
             batch_size: 32,
             optimizer: OptimizerKind::Adamw,

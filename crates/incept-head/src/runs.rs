@@ -116,7 +116,9 @@ impl TrainedHead {
             }
         }
         let indices = validation_samples(&cache, tta);
-        let store = Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20))?;
+        // Full maps: `probabilities` takes what `predict` hands it.
+        let store =
+            Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20), false)?;
         let photos = mean_by_photo(
             &store,
             &indices,

@@ -279,9 +279,11 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     let cache_path = cache.path.clone();
     let cache_sha = cache.settings.model_sha256.clone();
     let cache_stamp = CacheStamp::of(&cache);
-    let store = Store::open(cache, budget)?;
+    // Global-average heads average first: they train from the averaged maps.
+    let average_positions = config.head.pooling == crate::Pooling::Gap;
+    let store = Store::open(cache, budget, average_positions)?;
     let validation_store = match validation_cache {
-        Some(other) => Some(Store::open(other, budget)?),
+        Some(other) => Some(Store::open(other, budget, average_positions)?),
         None => None,
     };
     if store.is_streaming() {
@@ -344,7 +346,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
         .init(&device);
     let labels = store.cache().labels.clone();
-    let dims = [shape.height, shape.width, shape.channels];
+    let dims = store.sample_dims();
     let mut epochs = Vec::new();
     let mut steps = 0usize;
     let mut step_seconds = 0.0f64;
@@ -431,7 +433,6 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             &config,
             validation_store.as_ref().unwrap_or(&store),
             &split.validation,
-            dims,
         )?;
         let validation_accuracy = accuracy(&predictions);
         let record = EpochRecord {
@@ -515,7 +516,6 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
                 &config,
                 validation_store.as_ref().unwrap_or(&store),
                 &split.validation,
-                dims,
             )?
         }
     };
@@ -565,8 +565,8 @@ fn predict_split(
     config: &TrainConfig,
     store: &Store,
     indices: &[usize],
-    dims: [usize; 3],
 ) -> Result<Predictions> {
+    let dims = store.sample_dims();
     let device = model_device(model);
     let cache = store.cache();
     let classes = cache.classes.len();
