@@ -73,6 +73,18 @@ pub enum Store {
     },
 }
 
+/// Appends one sample as the store keeps it: the map itself, or its channel means.
+///
+/// # Shapes
+/// `map`: [H·W × C] → appends [H·W × C], or [C] when `averaged`.
+fn push_sample(map: &[f32], averaged: bool, channels: usize, out: &mut Vec<f32>) {
+    if averaged {
+        push_average(map, channels, out);
+    } else {
+        out.extend_from_slice(map);
+    }
+}
+
 /// Appends the mean over positions of each channel of one channels-last map.
 ///
 /// # Shapes
@@ -96,11 +108,10 @@ impl Store {
     /// Loads the cache into memory if its float32 features fit `budget_bytes`; else streams
     /// with a shuffle buffer of that size. Either way NaN or infinite values are an error.
     ///
-    /// `average_positions`: keep each map's global average [C] instead of the map [H, W, C], for
+    /// `averaged`: keep each map's global average [C] instead of the map [H, W, C], for
     /// heads that pool by averaging first (they compute the same from it): H·W times less
     /// memory, so a `--copies 10` cache of amid5 (4.5 GB of maps) trains from 180 MB in memory.
-    pub fn open(cache: Cache, budget_bytes: usize, average_positions: bool) -> Result<Self> {
-        let averaged = average_positions;
+    pub fn open(cache: Cache, budget_bytes: usize, averaged: bool) -> Result<Self> {
         let kept_values = if averaged { cache.shape.channels } else { cache.shape.len() };
         let per_sample = kept_values * std::mem::size_of::<f32>();
         let total = per_sample * cache.len();
@@ -113,12 +124,8 @@ impl Store {
                 let values =
                     block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
                 check_finite(&cache, start, values)?;
-                if averaged {
-                    for map in values.chunks_exact(cache.shape.len()) {
-                        push_average(map, cache.shape.channels, &mut features);
-                    }
-                } else {
-                    features.extend_from_slice(values);
+                for map in values.chunks_exact(cache.shape.len()) {
+                    push_sample(map, averaged, cache.shape.channels, &mut features);
                 }
                 start += count;
             }
@@ -227,11 +234,7 @@ impl Store {
                         let row = &values[(index - start) * map_len..(index - start + 1) * map_len];
                         check_finite(cache, index, row)?;
                         let mut kept = Vec::with_capacity(dim);
-                        if *averaged {
-                            push_average(row, cache.shape.channels, &mut kept);
-                        } else {
-                            kept.extend_from_slice(row);
-                        }
+                        push_sample(row, *averaged, cache.shape.channels, &mut kept);
                         buffer.push((index, kept));
                     }
                     if buffer.len() >= *buffer_samples && !emit(&mut buffer, &mut rng, false)? {

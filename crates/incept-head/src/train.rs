@@ -309,11 +309,11 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         train_seconds: 0.0,
         finished: false,
     });
-    if state.cache_stamp.as_ref().is_some_and(|stamp| *stamp != cache_stamp) {
+    if let Some(then) = state.cache_stamp.as_ref().filter(|then| **then != cache_stamp) {
         eprintln!(
             "warning: {} changed since this run started ({} samples then, {} now); the resumed epochs train on its new content",
             cache_path.display(),
-            state.cache_stamp.as_ref().map_or(0, |stamp| stamp.samples),
+            then.samples,
             cache_stamp.samples
         );
     }
