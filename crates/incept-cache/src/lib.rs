@@ -11,19 +11,27 @@
 //! # Crash safety
 //! HDF5 files are not journaled: a process killed while writing one can leave it unreadable. So
 //! the cache file itself is never modified in place. Extraction writes complete *segments*
-//! (small HDF5 files under `CACHE.h5.parts/`, each written to a temporary name and renamed), and
-//! [`CacheWriter::finish`] merges the old cache and the segments into a new file that replaces the
-//! old one by an atomic rename. A kill at any moment leaves the old cache intact plus whole
-//! segments; the next run picks them up. Merging de-duplicates by (source, variant).
+//! (small HDF5 files under `CACHE.h5.parts/`), and [`CacheWriter::finish`] merges the old cache
+//! and the segments into a new file that replaces the old one. Both go through
+//! [`incept_core::atomic`] (unique temporary name, fsync, rename, fsync of the folder). A kill at
+//! any moment leaves the old cache intact plus whole segments; the next run picks them up.
+//! Merging de-duplicates by (source, variant).
+//!
+//! # Concurrency
+//! One writer at a time: [`CacheWriter::open`] takes an exclusive lock on `CACHE.h5.lock`
+//! ([`incept_core::lock`]) and holds it until the writer is dropped; a second writer is refused
+//! at once with the first one's pid, host and command. Readers take no lock: the cache file is
+//! only ever replaced by a rename, so a reader sees the old file or the new one whole.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use ndarray::{Array1, Array4, ArrayView4, s};
 
 mod reader;
+mod writer;
 pub use reader::Cache;
+pub use writer::{CacheWriter, MergeSummary, Sample};
 
 pub const FEATURES: &str = "features";
 pub const LABELS: &str = "labels";
@@ -35,7 +43,11 @@ pub const SOURCES: &str = "sources";
 const SEGMENT_SOURCE_PATHS: &str = "source_paths";
 const SEGMENT_CLASS_NAMES: &str = "class_names";
 const PARTS_SUFFIX: &str = ".parts";
-const MERGING_SUFFIX: &str = ".merging";
+const LOCK_SUFFIX: &str = ".lock";
+/// The fixed merge file of incept 0.1.0 and the temporary segment suffix; a leftover of a run
+/// killed by that version is removed.
+const LEGACY_MERGING_SUFFIX: &str = ".merging";
+const LEGACY_SEGMENT_TEMPORARY_SUFFIX: &str = ".tmp";
 const SEGMENT_PREFIX: &str = "segment-";
 /// Samples copied per block while merging: bounds memory (64 × 200 KiB for 5×5×2048 float32).
 const MERGE_BLOCK: usize = 64;
@@ -71,6 +83,8 @@ pub enum Error {
     SettingsDiffer { path: PathBuf, differences: String },
     #[error("{path}: feature maps of shape {found} cannot join a cache of shape {expected}")]
     ShapeDiffers { path: PathBuf, expected: MapShape, found: MapShape },
+    #[error(transparent)]
+    Core(#[from] incept_core::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -154,7 +168,14 @@ pub struct Settings {
     /// Augmented copies per image (variants 1..=copies); 0 means originals only.
     pub copies: u32,
     pub dtype: Dtype,
+    /// Version of the augmentation draw (random number generator and how parameters are drawn
+    /// from it): caches whose draws differ must not be mixed. Caches made before it was recorded
+    /// read as version 1, the algorithm they were made with.
+    pub augmentation_version: u32,
 }
+
+/// The augmentation version of caches that do not record one.
+const UNRECORDED_AUGMENTATION_VERSION: u32 = 1;
 
 impl Settings {
     /// Names (and values) of the fields in which `self` (the existing cache) and `wanted` differ.
@@ -172,6 +193,11 @@ impl Settings {
         check("seed", self.seed.to_string(), wanted.seed.to_string());
         check("copies", self.copies.to_string(), wanted.copies.to_string());
         check("dtype", self.dtype.as_str().to_owned(), wanted.dtype.as_str().to_owned());
+        check(
+            "augmentation_version",
+            self.augmentation_version.to_string(),
+            wanted.augmentation_version.to_string(),
+        );
         out
     }
 
@@ -183,6 +209,7 @@ impl Settings {
         write_scalar_attribute(file, "seed", &self.seed, path)?;
         write_scalar_attribute(file, "copies", &self.copies, path)?;
         write_string_attribute(file, "dtype", self.dtype.as_str(), path)?;
+        write_scalar_attribute(file, "augmentation_version", &self.augmentation_version, path)?;
         write_string_attribute(file, "incept_version", env!("CARGO_PKG_VERSION"), path)
     }
 
@@ -200,6 +227,11 @@ impl Settings {
             seed: read_scalar_attribute(file, "seed", path)?,
             copies: read_scalar_attribute(file, "copies", path)?,
             dtype,
+            augmentation_version: if file.attr("augmentation_version").is_ok() {
+                read_scalar_attribute(file, "augmentation_version", path)?
+            } else {
+                UNRECORDED_AUGMENTATION_VERSION
+            },
         })
     }
 }
@@ -328,419 +360,6 @@ fn create_features(
         Dtype::F32 => builder.empty::<f32>().shape(extent).create(FEATURES).at(path),
         Dtype::F16 => builder.empty::<half::f16>().shape(extent).create(FEATURES).at(path),
     }
-}
-
-/// One extracted sample on its way into the cache.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    /// Path relative to the data folder, `/`-separated.
-    pub source: String,
-    pub class: String,
-    pub variant: u32,
-    /// # Shapes
-    /// [H × W × C], channels last.
-    pub features: Vec<f32>,
-}
-
-/// Where a not-yet-merged sample lives.
-#[derive(Clone, Debug)]
-struct SegmentRow {
-    segment: usize,
-    row: usize,
-    source: String,
-    class: String,
-    variant: u32,
-}
-
-/// What [`CacheWriter::finish`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MergeSummary {
-    /// Samples in the cache afterwards.
-    pub total: usize,
-    /// Samples added by this merge.
-    pub added: usize,
-}
-
-/// Adds samples to a cache crash-safely; see the crate docs.
-#[derive(Debug)]
-pub struct CacheWriter {
-    path: PathBuf,
-    parts: PathBuf,
-    settings: Settings,
-    shape: Option<MapShape>,
-    done: HashSet<(String, u32)>,
-    segments: Vec<PathBuf>,
-    next_segment: u64,
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-impl CacheWriter {
-    /// Opens (or prepares) the cache at `path` for adding samples made with `settings`.
-    ///
-    /// Refuses, naming the differences, if the cache or pending segments were made with other
-    /// settings, unless `overwrite` (which deletes them first).
-    pub fn open(path: &Path, settings: Settings, overwrite: bool) -> Result<Self> {
-        let parts = with_suffix(path, PARTS_SUFFIX);
-        let merging = with_suffix(path, MERGING_SUFFIX);
-        if overwrite {
-            remove_if_exists(path)?;
-            if parts.exists() {
-                std::fs::remove_dir_all(&parts).map_err(io_error(&parts))?;
-            }
-        }
-        // Left by a merge that was interrupted: the cache and the segments are still whole.
-        remove_if_exists(&merging)?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-        }
-        let mut writer = CacheWriter {
-            path: path.to_path_buf(),
-            parts,
-            settings,
-            shape: None,
-            done: HashSet::new(),
-            segments: Vec::new(),
-            next_segment: 0,
-        };
-        if path.exists() {
-            let cache = Cache::open(path)?;
-            writer.check_settings(&cache.settings, path)?;
-            writer.shape = Some(cache.shape);
-            writer.done = cache.keys();
-        }
-        writer.scan_segments()?;
-        Ok(writer)
-    }
-
-    /// Accepts a cache (or segment) made with the same settings. The number of copies may differ:
-    /// variant k of a photo depends on (seed, path, k) alone, so raising `--copies` only adds the
-    /// new variants, and a smaller request is already satisfied; the larger count is kept.
-    fn check_settings(&mut self, found: &Settings, path: &Path) -> Result<()> {
-        let mut comparable = self.settings.clone();
-        comparable.copies = found.copies;
-        if found.copies == 0 || self.settings.copies == 0 {
-            // Originals only carry no augmentation parameters to compare.
-            comparable.augmentation = found.augmentation.clone();
-        }
-        let differences = found.differences(&comparable);
-        if !differences.is_empty() {
-            return Err(Error::SettingsDiffer {
-                path: path.to_path_buf(),
-                differences: differences.join("; "),
-            });
-        }
-        if found.copies > self.settings.copies {
-            self.settings.copies = found.copies;
-            self.settings.augmentation = found.augmentation.clone();
-        }
-        Ok(())
-    }
-
-    fn scan_segments(&mut self) -> Result<()> {
-        if !self.parts.exists() {
-            return Ok(());
-        }
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.parts).map_err(io_error(&self.parts))? {
-            let entry = entry.map_err(io_error(&self.parts))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                // A segment whose write was interrupted: never renamed, so never counted.
-                remove_if_exists(&entry.path())?;
-            } else if name.starts_with(SEGMENT_PREFIX) && name.ends_with(".h5") {
-                names.push(name);
-            }
-        }
-        names.sort();
-        for name in names {
-            let path = self.parts.join(&name);
-            let number = name
-                .trim_start_matches(SEGMENT_PREFIX)
-                .trim_end_matches(".h5")
-                .parse::<u64>()
-                .unwrap_or(0);
-            self.next_segment = self.next_segment.max(number + 1);
-            let file = open_hdf5(&path)?;
-            let settings = Settings::read_attributes(&file, &path)?;
-            self.check_settings(&settings, &path)?;
-            let (_, shape) = map_shape_of(&file.dataset(FEATURES).at(&path)?, &path)?;
-            self.check_shape(shape, &path)?;
-            let sources = read_strings(&file, SEGMENT_SOURCE_PATHS, &path)?;
-            let variants = read_i32(&file, VARIANT, &path)?;
-            for (source, variant) in sources.into_iter().zip(variants) {
-                self.done.insert((source, variant as u32));
-            }
-            self.segments.push(path);
-        }
-        Ok(())
-    }
-
-    fn check_shape(&mut self, found: MapShape, path: &Path) -> Result<()> {
-        match self.shape {
-            Some(expected) if expected != found => {
-                Err(Error::ShapeDiffers { path: path.to_path_buf(), expected, found })
-            }
-            _ => {
-                self.shape = Some(found);
-                Ok(())
-            }
-        }
-    }
-
-    /// Whether (source, variant) is already in the cache or a pending segment.
-    pub fn is_done(&self, source: &str, variant: u32) -> bool {
-        self.done.contains(&(source.to_owned(), variant))
-    }
-
-    /// Samples in the cache plus pending segments.
-    pub fn done_count(&self) -> usize {
-        self.done.len()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Writes `samples` as one new segment, atomically (temporary name, then rename).
-    pub fn write_segment(&mut self, samples: &[Sample], shape: MapShape) -> Result<()> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.parts).map_err(io_error(&self.parts))?;
-        let final_path = self.parts.join(format!("{SEGMENT_PREFIX}{:08}.h5", self.next_segment));
-        self.check_shape(shape, &final_path)?;
-        let temporary = with_suffix(&final_path, ".tmp");
-        {
-            let file = hdf5::File::create(&temporary).at(&temporary)?;
-            self.settings.write_attributes(&file, &temporary)?;
-            let dataset = create_features(
-                &file,
-                self.settings.dtype,
-                samples.len(),
-                shape,
-                false,
-                &temporary,
-            )?;
-            let mut block =
-                Array4::<f32>::zeros((samples.len(), shape.height, shape.width, shape.channels));
-            for (mut row, sample) in block.outer_iter_mut().zip(samples) {
-                let values = ndarray::ArrayView3::from_shape(
-                    (shape.height, shape.width, shape.channels),
-                    &sample.features,
-                )
-                .map_err(|_| Error::Corrupt {
-                    path: temporary.clone(),
-                    reason: format!(
-                        "sample {} has {} values, not {}",
-                        sample.source,
-                        sample.features.len(),
-                        shape.len()
-                    ),
-                })?;
-                row.assign(&values);
-            }
-            write_feature_block(&dataset, self.settings.dtype, 0, block.view(), &temporary)?;
-            let sources: Vec<String> = samples.iter().map(|s| s.source.clone()).collect();
-            let classes: Vec<String> = samples.iter().map(|s| s.class.clone()).collect();
-            let variants: Vec<i32> = samples.iter().map(|s| s.variant as i32).collect();
-            write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, &temporary)?;
-            write_strings(&file, SEGMENT_CLASS_NAMES, &classes, &temporary)?;
-            file.new_dataset_builder()
-                .with_data(&Array1::from(variants))
-                .create(VARIANT)
-                .at(&temporary)?;
-            file.flush().at(&temporary)?;
-        }
-        sync_file(&temporary)?;
-        std::fs::rename(&temporary, &final_path).map_err(io_error(&final_path))?;
-        self.next_segment += 1;
-        for sample in samples {
-            self.done.insert((sample.source.clone(), sample.variant));
-        }
-        self.segments.push(final_path);
-        Ok(())
-    }
-
-    /// Merges the cache and all pending segments into a new cache file that atomically
-    /// replaces the old one, then deletes the segments.
-    pub fn finish(self) -> Result<MergeSummary> {
-        if self.segments.is_empty() {
-            let total = if self.path.exists() { Cache::open(&self.path)?.len() } else { 0 };
-            return Ok(MergeSummary { total, added: 0 });
-        }
-        let old = if self.path.exists() { Some(Cache::open(&self.path)?) } else { None };
-        let mut present = old.as_ref().map(Cache::keys).unwrap_or_default();
-        // Gather the new rows, de-duplicated, in a deterministic order.
-        let mut segment_files = Vec::with_capacity(self.segments.len());
-        let mut rows: Vec<SegmentRow> = Vec::new();
-        for (index, path) in self.segments.iter().enumerate() {
-            let file = open_hdf5(path)?;
-            let sources = read_strings(&file, SEGMENT_SOURCE_PATHS, path)?;
-            let classes = read_strings(&file, SEGMENT_CLASS_NAMES, path)?;
-            let variants = read_i32(&file, VARIANT, path)?;
-            for (row, ((source, class), variant)) in
-                sources.into_iter().zip(classes).zip(variants).enumerate()
-            {
-                if present.insert((source.clone(), variant as u32)) {
-                    rows.push(SegmentRow {
-                        segment: index,
-                        row,
-                        source,
-                        class,
-                        variant: variant as u32,
-                    });
-                }
-            }
-            let dataset = file.dataset(FEATURES).at(path)?;
-            segment_files.push((file, dataset));
-        }
-        rows.sort_by(|a, b| (&a.source, a.variant).cmp(&(&b.source, b.variant)));
-
-        let Some(shape) = self.shape else {
-            return Err(Error::Corrupt {
-                path: self.parts.clone(),
-                reason: "segments without feature maps".into(),
-            });
-        };
-        let old_len = old.as_ref().map_or(0, Cache::len);
-        let total = old_len + rows.len();
-
-        // Class and source tables: old entries keep their indices where possible.
-        let mut class_set: BTreeSet<String> = rows.iter().map(|r| r.class.clone()).collect();
-        let mut sources: Vec<String> = Vec::new();
-        if let Some(cache) = &old {
-            class_set.extend(cache.classes.iter().cloned());
-            sources.extend(cache.sources.iter().cloned());
-        }
-        let classes: Vec<String> = class_set.into_iter().collect();
-        let class_index: HashMap<&str, i32> =
-            classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i32)).collect();
-        let mut source_index: HashMap<String, i32> =
-            sources.iter().enumerate().map(|(i, s)| (s.clone(), i as i32)).collect();
-        for row in &rows {
-            if !source_index.contains_key(&row.source) {
-                source_index.insert(row.source.clone(), sources.len() as i32);
-                sources.push(row.source.clone());
-            }
-        }
-
-        let merging = with_suffix(&self.path, MERGING_SUFFIX);
-        {
-            let file = hdf5::File::create(&merging).at(&merging)?;
-            let dtype = self.settings.dtype;
-            let features = create_features(&file, dtype, total, shape, true, &merging)?;
-            let mut labels = Vec::with_capacity(total);
-            let mut source_column = Vec::with_capacity(total);
-            let mut variants = Vec::with_capacity(total);
-            if let Some(cache) = &old {
-                let remap: Vec<i32> = cache
-                    .classes
-                    .iter()
-                    .map(|c| class_index.get(c.as_str()).copied().unwrap_or(-1))
-                    .collect();
-                let mut start = 0;
-                while start < old_len {
-                    let count = MERGE_BLOCK.min(old_len - start);
-                    let block = cache.read_block(start, count)?;
-                    write_feature_block(&features, dtype, start, block.view(), &merging)?;
-                    start += count;
-                }
-                labels.extend(cache.labels.iter().map(|&l| remap[l as usize]));
-                source_column.extend_from_slice(&cache.source);
-                variants.extend_from_slice(&cache.variant);
-            }
-            let mut block =
-                Array4::<f32>::zeros((MERGE_BLOCK, shape.height, shape.width, shape.channels));
-            for (chunk_index, chunk) in rows.chunks(MERGE_BLOCK).enumerate() {
-                for (slot, row) in chunk.iter().enumerate() {
-                    let (_, dataset) = &segment_files[row.segment];
-                    let one = read_feature_block(
-                        dataset,
-                        dtype,
-                        row.row,
-                        1,
-                        &self.segments[row.segment],
-                    )?;
-                    block.slice_mut(s![slot..slot + 1, .., .., ..]).assign(&one);
-                    labels.push(class_index[row.class.as_str()]);
-                    source_column.push(source_index[&row.source]);
-                    variants.push(row.variant as i32);
-                }
-                let start = old_len + chunk_index * MERGE_BLOCK;
-                write_feature_block(
-                    &features,
-                    dtype,
-                    start,
-                    block.slice(s![..chunk.len(), .., .., ..]),
-                    &merging,
-                )?;
-            }
-            for (name, values) in [(LABELS, labels), (SOURCE, source_column), (VARIANT, variants)] {
-                file.new_dataset_builder()
-                    .with_data(&Array1::from(values))
-                    .create(name)
-                    .at(&merging)?;
-            }
-            write_strings(&file, CLASSES, &classes, &merging)?;
-            write_strings(&file, SOURCES, &sources, &merging)?;
-            self.settings.write_attributes(&file, &merging)?;
-            let created = old.as_ref().and_then(|c| c.created.clone()).unwrap_or_else(now_rfc3339);
-            write_string_attribute(&file, "created", &created, &merging)?;
-            write_string_attribute(&file, "compression", COMPRESSION, &merging)?;
-            file.flush().at(&merging)?;
-        }
-        drop(old);
-        drop(segment_files);
-        sync_file(&merging)?;
-        std::fs::rename(&merging, &self.path).map_err(io_error(&self.path))?;
-        // The cache now holds every segment's rows; a kill before this line only leaves
-        // duplicates that the next merge skips.
-        std::fs::remove_dir_all(&self.parts).map_err(io_error(&self.parts))?;
-        Ok(MergeSummary { total, added: rows.len() })
-    }
-}
-
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::Io { path: path.to_path_buf(), source: error })
-        }
-        _ => Ok(()),
-    }
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io_error(path))
-}
-
-/// Current UTC time as RFC 3339, without a date library: seconds since the epoch, converted.
-fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ fn settings(dtype: Dtype) -> Settings {
         seed: 7,
         copies: 1,
         dtype,
+        augmentation_version: 1,
     }
 }
 
@@ -101,10 +102,19 @@ fn leftovers_of_a_killed_run_are_recovered() -> Result<()> {
     std::fs::write(parts.join("segment-00000009.h5.tmp"), b"half a segment")
         .map_err(io_error(&parts))?;
     std::fs::write(dir.path().join("c.h5.merging"), b"half a merge").map_err(io_error(&parts))?;
+    // A temporary file of a process that is gone (pid above any pid_max) is removed; one of a
+    // live process (this one) is not.
+    let host = incept_core::atomic::host_name();
+    let dead = dir.path().join(format!(".c.h5.tmp-999999999-0@{host}"));
+    std::fs::write(&dead, b"half a merge").map_err(io_error(&dead))?;
+    let live = incept_core::atomic::temporary_path(&path);
+    std::fs::write(&live, b"being written").map_err(io_error(&live))?;
     let writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
     assert!(writer.is_done("a/1.jpg", 0));
     assert_eq!(writer.finish()?.total, 1);
     assert!(!dir.path().join("c.h5.merging").exists());
+    assert!(!parts.join("segment-00000009.h5.tmp").exists());
+    assert!(!dead.exists() && live.exists());
     Ok(())
 }
 
@@ -127,8 +137,63 @@ fn foreign_files_give_clear_errors() -> Result<()> {
 }
 
 #[test]
-fn rfc3339_dates_look_right() {
-    let now = now_rfc3339();
-    assert_eq!(now.len(), 20);
-    assert!(now.starts_with("20") && now.ends_with('Z'));
+fn a_second_writer_is_refused_while_the_first_holds_the_cache() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut first = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    first.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    let refused = CacheWriter::open(&path, settings(Dtype::F32), false).map(|_| ()).unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("being written by another incept process"), "{message}");
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+    // The refused writer touched nothing: the first one's segment is still there and merges.
+    assert_eq!(first.finish()?.total, 1);
+    let second = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    assert!(second.is_done("a/1.jpg", 0));
+    Ok(())
+}
+
+#[test]
+fn overwrite_keeps_the_old_cache_until_the_new_one_is_whole() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    let mut other = settings(Dtype::F32);
+    other.seed = 8;
+    // An --overwrite run killed after one segment: the old cache is still there, whole.
+    let mut replacing = CacheWriter::open(&path, other.clone(), true)?;
+    assert_eq!(replacing.done_count(), 0);
+    replacing.write_segment(&[sample("b/1.jpg", "b", 0, 2.0)], SHAPE)?;
+    drop(replacing);
+    assert_eq!(Cache::open(&path)?.settings.seed, 7);
+    // Resumed with --overwrite: its own segment is kept, the old samples are not.
+    let mut resumed = CacheWriter::open(&path, other, true)?;
+    assert!(resumed.is_done("b/1.jpg", 0) && !resumed.is_done("a/1.jpg", 0));
+    resumed.write_segment(&[sample("b/2.jpg", "b", 0, 3.0)], SHAPE)?;
+    assert_eq!(resumed.finish()?, MergeSummary { total: 2, added: 2 });
+    let cache = Cache::open(&path)?;
+    assert_eq!((cache.settings.seed, cache.classes.as_slice()), (8, &["b".to_owned()][..]));
+    Ok(())
+}
+
+#[test]
+fn caches_without_an_augmentation_version_read_as_version_one_and_others_are_refused() -> Result<()>
+{
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    {
+        let file = hdf5::File::open_rw(&path).at(&path)?;
+        file.delete_attr("augmentation_version").at(&path)?;
+    }
+    assert_eq!(Cache::open(&path)?.settings.augmentation_version, 1);
+    let mut newer = settings(Dtype::F32);
+    newer.augmentation_version = 2;
+    let message = CacheWriter::open(&path, newer, false).map(|_| ()).unwrap_err().to_string();
+    assert!(message.contains("augmentation_version: cache has 1, this run wants 2"), "{message}");
+    Ok(())
 }

@@ -10,8 +10,8 @@ use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
 use incept_report::Metrics;
 
 use crate::{
-    ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, PredictArgs, PredictFormatArg, RunsArgs,
-    TrainArgs,
+    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, PredictArgs, PredictFormatArg,
+    RunsArgs, TrainArgs,
 };
 
 fn parse_device(text: &str) -> Result<Device> {
@@ -45,6 +45,7 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
             DtypeArg::F16 => incept_cache::Dtype::F16,
         },
         overwrite: args.overwrite,
+        decode: incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated },
         threads: args.threads,
         segment_samples: args.segment_samples,
     };
@@ -72,11 +73,13 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-/// Preset (or TOML file), then flags on top.
+/// Preset (or TOML file), then flags on top. When resuming without `--config` or `--preset`,
+/// the run's saved configuration is the base: flags that are not repeated keep its values.
 fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut config = match (&args.config, &args.preset) {
         (Some(path), preset) => TrainConfig::from_toml_file_with_preset(path, preset.as_deref())?,
         (None, Some(name)) => TrainConfig::preset(name)?,
+        (None, None) if args.resume => incept_head::run_folder::load_config(&args.run_dir)?,
         (None, None) => TrainConfig::default_preset(),
     };
     if let Some(v) = args.epochs {
@@ -124,7 +127,10 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.memory_budget_mib {
         config.memory_budget_mib = v;
     }
-    config.validate()?;
+    config.validate().with_context(|| match &args.config {
+        Some(path) => format!("{} with the flags given", path.display()),
+        None => "the flags given".to_owned(),
+    })?;
     Ok(config)
 }
 
@@ -137,7 +143,10 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         run_dir: args.run_dir.clone(),
         config,
         resume: args.resume,
-        backend: Backend::parse(&args.backend)?,
+        backend: args.backend.map(|backend| match backend {
+            BackendArg::Flex => Backend::Flex,
+            BackendArg::Ndarray => Backend::Ndarray,
+        }),
         max_steps: args.max_steps,
         fused_optimizer: true,
         verbose: true,
@@ -156,7 +165,7 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         report.metrics.accuracy,
         report.metrics.macro_f1,
         report.samples_per_second,
-        request.backend.name(),
+        report.backend.name(),
         report.seconds,
     );
     println!("{}", args.run_dir.display());
@@ -181,19 +190,33 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
         "run", "head", "epochs", "accuracy", "macro-F1", "time"
     );
     let changed = runs.iter().filter(|run| run.cache_changed).count();
+    let problems: Vec<(String, String)> = runs
+        .iter()
+        .filter_map(|run| run.problem.clone().map(|problem| (run.name.clone(), problem)))
+        .collect();
     for run in runs {
+        let marker = if run.problem.is_some() {
+            "!"
+        } else if run.cache_changed {
+            "*"
+        } else {
+            ""
+        };
         let percent =
             |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
         let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
             "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>7.0}s",
-            if run.cache_changed { format!("{}*", run.name) } else { run.name },
+            format!("{}{marker}", run.name),
             run.head,
             format!("{}/{}", run.epochs, run.planned_epochs),
             percent(run.validation_accuracy),
             ratio(run.macro_f1),
             run.seconds
         );
+    }
+    for (name, problem) in problems {
+        eprintln!("! {name}: cannot be read whole: {problem}");
     }
     if changed > 0 {
         eprintln!(
@@ -215,7 +238,7 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
                     "--tta needs --cache (train with --tta to average the run's own validation predictions)"
                 );
             }
-            let path = args.run_dir.join(incept_head::train::METRICS_JSON);
+            let path = args.run_dir.join(incept_head::run_folder::METRICS_JSON);
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "{}: no metrics; is {} a finished run of `incept train-head`?",
@@ -243,8 +266,10 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
-    let model_sha = incept_core::sha256_file(&args.model)
-        .map_err(|_| incept_extract::Error::ModelMissing { path: args.model.clone() })?;
+    if !args.model.is_file() {
+        return Err(incept_extract::Error::ModelMissing { path: args.model.clone() }.into());
+    }
+    let model_sha = incept_core::sha256_file(&args.model)?;
     if model_sha != head.state.cache_model_sha256 {
         bail!(
             "{}: not the backbone this head was trained with (its cache used model sha256 {}); pass that model with --model",
@@ -259,13 +284,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     }
     let progress = incept_core::progress::bar(files.len() as u64, "predict", "images");
     let side = incept_extract::image_io::INPUT_SIZE as usize;
+    let decode = incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated };
     let (mut classified, mut unreadable) = (0usize, 0usize);
     for chunk in files.chunks(args.batch_size.max(1)) {
         let prepared: Vec<(&Path, Result<Vec<f32>, String>)> = {
             use rayon::prelude::*;
             chunk
                 .par_iter()
-                .map(|p| (p.as_path(), incept_extract::image_io::network_input(p)))
+                .map(|p| (p.as_path(), incept_extract::image_io::network_input(p, decode)))
                 .collect()
         };
         let mut batch = Vec::new();

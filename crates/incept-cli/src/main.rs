@@ -89,6 +89,10 @@ struct ExtractArgs {
     /// Do not mirror images left-right (by default, with probability 1/2).
     #[arg(long)]
     no_horizontal_flip: bool,
+    /// Decode truncated JPEGs as far as they go (PIL's LOAD_TRUNCATED_IMAGES) instead of
+    /// skipping them.
+    #[arg(long)]
+    allow_truncated: bool,
     /// Samples per crash-safe segment (the most an interruption can lose).
     #[arg(long, default_value_t = 256, hide = true)]
     segment_samples: usize,
@@ -149,12 +153,18 @@ struct TrainArgs {
     /// Most memory, in MiB, used to hold the cache in memory; larger caches are streamed.
     #[arg(long)]
     memory_budget_mib: Option<usize>,
-    /// Burn CPU backend: flex (fastest here) or ndarray.
-    #[arg(long, default_value = "flex")]
-    backend: String,
+    /// Burn CPU backend (default flex, the fastest here; a resumed run keeps its own).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
     /// Stop after this many optimizer steps (for benchmarks).
     #[arg(long, hide = true)]
     max_steps: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Flex,
+    Ndarray,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +225,9 @@ struct PredictArgs {
     model: PathBuf,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Decode truncated JPEGs as far as they go instead of skipping them.
+    #[arg(long)]
+    allow_truncated: bool,
 }
 
 /// Exit status for an interrupted run (as shells report SIGINT).

@@ -2,60 +2,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
-
-/// A small, learnable head: global average pooling keeps the model tiny.
-const SMALL_HEAD: &str =
-    "epochs = 3\nbatch_size = 8\nlearning_rate = 0.001\n[head]\npooling = \"gap\"\ndense = [32]\n";
-
-fn small_config(dir: &Path, extra: &str) -> std::io::Result<PathBuf> {
-    let path = dir.join(format!("head{}.toml", extra.len()));
-    std::fs::write(&path, format!("{SMALL_HEAD}{extra}"))?;
-    Ok(path)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap_or_default()
-}
 
 /// Where the cache stores variant 0 (the photo itself) of `source`.
 fn original_index(cache: &incept_cache::Cache, source: &str) -> Result<usize, &'static str> {
     (0..cache.len())
         .find(|&i| cache.source_path(i) == source && cache.variant[i] == 0)
         .ok_or("photo not in cache")
-}
-
-/// Extracts a tiny dataset with the tiny model: 3 classes × `per_class` photos × 2 variants.
-fn tiny_cache(
-    dir: &Path,
-    per_class: usize,
-) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
-    let data = dir.join("data");
-    make_dataset(&data, &["ant", "bee", "cricket"], per_class)?;
-    let cache = dir.join("c.h5");
-    ok(extract(&data, &cache, &["--copies", "1"])?);
-    Ok((data, cache))
-}
-
-fn train(
-    cache: &Path,
-    run_dir: &Path,
-    config: &Path,
-    extra: &[&str],
-) -> std::io::Result<std::process::Output> {
-    let mut args = vec![
-        "train-head",
-        path_str(cache),
-        "--run-dir",
-        path_str(run_dir),
-        "--config",
-        path_str(config),
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
 }
 
 #[test]
@@ -167,6 +123,7 @@ fn synthetic_cache(
         seed: 0,
         copies: 0,
         dtype: Dtype::F32,
+        augmentation_version: 1,
     };
     let mut writer = CacheWriter::open(path, settings, true)?;
     let mut samples = Vec::new();

@@ -3,21 +3,30 @@
 //! - [`progress`]: the one place progress bars are made (stderr, hidden when not a terminal).
 //! - [`stable_hash`]: hashes that never change between runs, machines or versions, used to seed
 //!   augmentation and to split train/validation by source image.
-//! - [`write_atomically`]: write a file so that readers see the old or the new, never half.
+//! - [`atomic`]: the one helper that writes files users rely on (whole or not at all).
+//! - [`lock`]: one writer at a time, with the other process named when refused.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod atomic;
+pub mod lock;
 pub mod npy;
 pub mod progress;
+
+pub use atomic::{write_atomically, write_atomically_with};
 
 /// Errors of the shared helpers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{target} is being written by another incept process ({owner}); wait for it to finish \
+         or stop it, then run again"
+    )]
+    Locked { target: PathBuf, owner: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -45,19 +54,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so an
-/// interrupted write never leaves a truncated file behind.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    {
-        let mut file = std::fs::File::create(&partial).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&partial, path).map_err(io)
+/// The current UTC time as RFC 3339 with seconds, e.g. `2026-11-29T02:40:00Z`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The project root (the workspace folder), from any crate's `CARGO_MANIFEST_DIR`.
@@ -78,21 +77,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stable_hash_is_stable_and_separates_parts() {
-        // Pinned value: a change here would reshuffle every user's validation split.
-        assert_eq!(stable_hash(&[b"a/b.jpg"]), stable_hash(&[b"a/b.jpg"]));
+    fn stable_hash_is_the_first_eight_bytes_of_sha256_over_length_prefixed_parts() {
+        // The encoding, spelled out: u64 little-endian length, then the bytes, for each part.
+        let mut hasher = Sha256::new();
+        for part in [&b"ab"[..], &b"c"[..]] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        assert_eq!(stable_hash(&[b"ab", b"c"]), u64::from_le_bytes(first));
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
-        assert_eq!(stable_hash(&[]), 0x_e3b0_c442_98fc_1c14_u64.swap_bytes());
+        assert_ne!(stable_hash(&[b"abc"]), stable_hash(&[b"ab", b"c"]));
     }
 
     #[test]
-    fn write_atomically_replaces_whole_file() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tmp".into(), source })?;
-        let path = dir.path().join("x.txt");
-        write_atomically(&path, b"first")?;
-        write_atomically(&path, b"second")?;
-        assert_eq!(std::fs::read(&path).ok().as_deref(), Some(&b"second"[..]));
-        assert!(!dir.path().join("x.txt.partial").exists());
-        Ok(())
+    fn stable_hash_values_are_pinned() {
+        // Pinned: a change here would reshuffle every user's validation split and augmentations.
+        assert_eq!(stable_hash(&[b"a/b.jpg"]), PINNED_PHOTO);
+        assert_eq!(stable_hash(&[b"incept validation split", b"ant/1.png"]), PINNED_SPLIT);
+    }
+
+    // Computed outside Rust: Python's hashlib over struct.pack('<Q', len(part)) + part.
+    const PINNED_PHOTO: u64 = 0xa313_bcee_218e_091f;
+    const PINNED_SPLIT: u64 = 0x7e2b_60d3_f415_495d;
+
+    #[test]
+    fn now_is_rfc3339_utc_and_now() {
+        let now = now_rfc3339();
+        let parsed = chrono::DateTime::parse_from_rfc3339(&now).map(|t| t.timestamp());
+        let seconds = chrono::Utc::now().timestamp();
+        assert!(parsed.is_ok_and(|t| (seconds - t).abs() <= 5), "{now}");
+        assert!(now.ends_with('Z') && now.len() == 20, "{now}");
     }
 }

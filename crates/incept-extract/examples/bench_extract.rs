@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device: Device::Cpu,
         dtype: incept_cache::Dtype::F32,
         overwrite: true,
+        decode: incept_extract::image_io::DecodeOptions::default(),
         threads: 0,
         segment_samples: 256,
     };

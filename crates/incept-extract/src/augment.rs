@@ -10,6 +10,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::image_io::scale_pixel;
 
+/// Version of the draw in [`Augmentation::draw`]: the random number generator (ChaCha8 from
+/// `rand_chacha`, seeded by a stable hash), the order in which parameters are drawn and how
+/// `rand` maps its output onto a range. Stored in the cache, which refuses to mix versions;
+/// raise it whenever a change (a `rand` upgrade included) alters the draws, which the pinned
+/// draws in this file's tests catch.
+pub const ALGORITHM_VERSION: u32 = 1;
+
 /// The augmentation parameters; every field states its unit. Defaults are the blog post's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Augmentation {
@@ -266,4 +273,29 @@ mod tests {
             augmentation.draw(42, "a/c.jpg", 1, 224, 224)
         );
     }
+
+    /// Draws of [`ALGORITHM_VERSION`] 1, to the last bit. If this fails after an upgrade (of
+    /// `rand`, `rand_chacha` or this code), caches of version 1 must not be extended with the new
+    /// draws: raise [`ALGORITHM_VERSION`] and pin the new draws here.
+    #[test]
+    fn draws_are_pinned_for_this_algorithm_version() {
+        assert_eq!(ALGORITHM_VERSION, 1);
+        let augmentation = Augmentation::default();
+        let drawn: Vec<String> = [(0, "ant/1.jpg", 1, 256, 256), (7, "b/x.png", 3, 200, 300)]
+            .iter()
+            .map(|&(seed, path, variant, height, width)| {
+                format!("{:?}", augmentation.draw(seed, path, variant, height, width))
+            })
+            .collect();
+        assert_eq!(drawn, PINNED_DRAWS);
+    }
+
+    const PINNED_DRAWS: [&str; 2] = [
+        "Transform { theta_degrees: 9.200095984238885, tx: -48.450913495087185, \
+         ty: -42.02857780463481, shear_degrees: -0.14465568203383825, zx: 1.105466302729585, \
+         zy: 0.9232856891472974, flip_horizontal: false }",
+        "Transform { theta_degrees: -18.418470667081355, tx: 12.918093651457562, \
+         ty: 43.1013559941658, shear_degrees: 0.0922563336442358, zx: 0.8778375679070898, \
+         zy: 1.1928997054594843, flip_horizontal: false }",
+    ];
 }

@@ -64,8 +64,13 @@ pub fn find_runtime(prefer_gpu: bool) -> Result<PathBuf> {
         };
     }
     let dirs: &[&str] = if prefer_gpu { &[GPU_RUNTIME_DIR, RUNTIME_DIR] } else { &[RUNTIME_DIR] };
+    find_runtime_in(&project_roots(), dirs)
+}
+
+/// The first `ROOT/DIR/libonnxruntime.so` that exists; the error names every place looked in.
+fn find_runtime_in(roots: &[PathBuf], dirs: &[&str]) -> Result<PathBuf> {
     let mut looked = Vec::new();
-    for root in project_roots() {
+    for root in roots {
         for dir in dirs {
             let candidate = root.join(dir).join(LIBRARY_NAME);
             if candidate.exists() {
@@ -74,7 +79,7 @@ pub fn find_runtime(prefer_gpu: bool) -> Result<PathBuf> {
             looked.push(candidate.display().to_string());
         }
     }
-    Err(Error::RuntimeMissing { looked: looked.first().cloned().unwrap_or_default() })
+    Err(Error::RuntimeMissing { looked: looked.join(", ") })
 }
 
 static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
@@ -183,6 +188,20 @@ impl Backbone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_runtime_names_every_place_looked_in() {
+        let roots = [PathBuf::from("/nonexistent/a"), PathBuf::from("/nonexistent/b")];
+        let message = find_runtime_in(&roots, &[GPU_RUNTIME_DIR, RUNTIME_DIR])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for root in ["/nonexistent/a", "/nonexistent/b"] {
+            for dir in [GPU_RUNTIME_DIR, RUNTIME_DIR] {
+                assert!(message.contains(&format!("{root}/{dir}/{LIBRARY_NAME}")), "{message}");
+            }
+        }
+    }
 
     #[test]
     fn devices_parse() {

@@ -12,7 +12,9 @@ use rayon::prelude::*;
 
 use crate::augment::Augmentation;
 use crate::backbone::{Backbone, Device};
-use crate::image_io::{INPUT_SIZE, PREPROCESSING, load_for_network, to_network_input};
+use crate::image_io::{
+    DecodeOptions, INPUT_SIZE, PREPROCESSING, load_for_network, to_network_input,
+};
 use crate::scan::{ImageFile, scan};
 use crate::{Error, Result};
 
@@ -37,6 +39,8 @@ pub struct ExtractConfig {
     pub threads: usize,
     /// Samples per crash-safe segment: the most a kill can lose.
     pub segment_samples: usize,
+    /// Whether truncated or corrupt files are refused (the default) or decoded in part.
+    pub decode: DecodeOptions,
 }
 
 /// What an extraction did, for the final summary line.
@@ -98,6 +102,7 @@ pub fn settings_for(config: &ExtractConfig, model_sha256: String) -> Settings {
         seed: config.seed,
         copies: config.copies,
         dtype: config.dtype,
+        augmentation_version: crate::augment::ALGORITHM_VERSION,
     }
 }
 
@@ -187,9 +192,10 @@ fn run_pipeline(
                     let mut inputs = Array4::<f32>::zeros((take, 3, side, side));
                     let mut samples = Vec::with_capacity(take);
                     for (mut slot, (tensor, meta)) in inputs.outer_iter_mut().zip(chunk) {
-                        if let Some(flat) = slot.as_slice_mut() {
-                            flat.copy_from_slice(&tensor);
-                        }
+                        // A fresh standard-layout array: each sample is one contiguous run.
+                        slot.as_slice_mut()
+                            .expect("invariant: rows of a new C-order array are contiguous")
+                            .copy_from_slice(&tensor);
                         samples.push(meta);
                     }
                     if batch_sender.send(Batch { inputs, samples }).is_err() {
@@ -320,7 +326,7 @@ fn prepare(
     config: &ExtractConfig,
     plane: usize,
 ) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
-    let image = load_for_network(&job.image.path)?;
+    let image = load_for_network(&job.image.path, config.decode)?;
     let (width, height) = image.dimensions();
     Ok(job
         .variants

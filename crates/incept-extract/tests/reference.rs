@@ -3,7 +3,7 @@
 
 use incept_core::npy;
 use incept_extract::backbone::{Backbone, DEFAULT_MODEL, Device};
-use incept_extract::image_io::{INPUT_SIZE, load_for_network, to_network_input};
+use incept_extract::image_io::{DecodeOptions, INPUT_SIZE, load_for_network, to_network_input};
 use ndarray::{Array4, ArrayView4, Axis};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -63,7 +63,8 @@ fn our_preprocessing_gives_the_reference_features() -> TestResult {
     let mut batch = Array4::<f32>::zeros((images.len(), 3, side, side));
     for (slot, image) in batch.outer_iter_mut().zip(images) {
         let relative = image.as_str().ok_or("image entry is not a string")?;
-        let decoded = load_for_network(&shared.join("datasets").join(relative))?;
+        let decoded =
+            load_for_network(&shared.join("datasets").join(relative), DecodeOptions::default())?;
         let mut slot = slot;
         to_network_input(&decoded, slot.as_slice_mut().ok_or("layout")?);
     }

@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 0,
         copies: 0,
         dtype: Dtype::F32,
+        augmentation_version: 1,
     };
     let mut writer = CacheWriter::open(&cache, settings, true)?;
     for class in 0..CLASSES {
@@ -59,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (backend, incept's fused optimizer?)
     let variants = [(Backend::Flex, true), (Backend::Flex, false), (Backend::Ndarray, true)];
     println!("{:40} {:>26} {:>10}", "head", "backend, optimizer", "samples/s");
-    for (name, config, steps) in heads.into_iter().filter(|(name, ..)| name.contains(&only)) {
+    for (head_index, (name, config, steps)) in
+        heads.into_iter().enumerate().filter(|(_, (name, ..))| name.contains(&only))
+    {
         let mut rates = Vec::new();
         let chosen = variants
             .iter()
@@ -67,10 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (index, &(backend, fused_optimizer)) in chosen.enumerate() {
             let request = TrainRequest {
                 cache: cache.clone(),
-                run_dir: dir.join(format!("{}-{index}", name.len())),
+                run_dir: dir.join(format!("head{head_index}-{index}")),
                 config: config.clone(),
                 resume: false,
-                backend,
+                backend: Some(backend),
                 max_steps: Some(steps),
                 fused_optimizer,
                 verbose: false,

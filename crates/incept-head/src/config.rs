@@ -196,8 +196,19 @@ impl TrainConfig {
         merged.try_into().map_err(|e: toml::de::Error| Error::Config(e.message().to_owned()))
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Config(format!("cannot write TOML: {e}")))
+    }
+
+    /// The fields in which `wanted` differs from `self`, each as
+    /// `(field, self's value, wanted's value)`, `[head]` fields as `head.NAME`.
+    pub fn differences(&self, wanted: &TrainConfig) -> Result<Vec<(String, String, String)>> {
+        let table = |config: &TrainConfig| {
+            toml::Table::try_from(config).map_err(|e| Error::Config(e.to_string()))
+        };
+        let mut out = Vec::new();
+        diff_tables("", &table(self)?, &table(wanted)?, &mut out);
+        Ok(out)
     }
 
     /// Rejects values that would train nothing or crash later.
@@ -254,6 +265,28 @@ impl TrainConfig {
     }
 }
 
+fn diff_tables(
+    prefix: &str,
+    have: &toml::Table,
+    want: &toml::Table,
+    out: &mut Vec<(String, String, String)>,
+) {
+    let mut keys: Vec<&String> = have.keys().chain(want.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |value: Option<&toml::Value>| value.map_or_else(|| "none".into(), |v| v.to_string());
+    for key in keys {
+        let name = format!("{prefix}{key}");
+        match (have.get(key), want.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                diff_tables(&format!("{name}."), a, b, out);
+            }
+            (a, b) if a != b => out.push((name, show(a), show(b))),
+            _ => {}
+        }
+    }
+}
+
 fn merge(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
     for (key, value) in overrides {
         match (base.remove(&key), value) {
@@ -280,12 +313,26 @@ mod tests {
         assert_eq!(config.epochs, 3);
         assert_eq!(config.head.pooling, Pooling::Gap);
         assert_eq!(config.head.dense, [1024, 1024, 1024]);
-        let round_trip = TrainConfig::from_toml(&config.to_toml())?;
+        let round_trip = TrainConfig::from_toml(&config.to_toml()?)?;
         assert_eq!(round_trip, config);
         // A preset chosen by flag replaces the file's, even when the file ends in a table.
         let flagged =
             TrainConfig::from_toml_with_preset("[head]\npooling = \"gap\"\n", Some("blog"))?;
         assert_eq!((flagged.preset.as_str(), flagged.head.pooling), ("blog", Pooling::Gap));
+        Ok(())
+    }
+
+    #[test]
+    fn differences_name_each_changed_field() -> Result<()> {
+        let saved = TrainConfig::blog_preset();
+        let mut wanted = saved.clone();
+        assert!(saved.differences(&wanted)?.is_empty());
+        wanted.learning_rate = 1e-3;
+        wanted.head.pooling = Pooling::Gap;
+        wanted.validation_cache = Some("v.h5".into());
+        let names: Vec<String> =
+            saved.differences(&wanted)?.into_iter().map(|(name, _, _)| name).collect();
+        assert_eq!(names, ["head.pooling", "learning_rate", "validation_cache"]);
         Ok(())
     }
 

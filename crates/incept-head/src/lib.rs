@@ -5,7 +5,9 @@
 //! - [`model`]: the SE + dropout + dense head.
 //! - [`optim`]: fused SGD/Adam/AdamW updates for the CPU backends.
 //! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
-//! - [`train`]: the training loop and the run folder it writes.
+//! - [`train`]: the training loop.
+//! - [`run_folder`]: the run folder's files and its crash-safe checkpoints.
+//! - [`resume`]: what `--resume` may and may not change.
 //! - [`runs`]: reading run folders back: trained heads for inference, listings.
 
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ pub mod config;
 pub mod data;
 pub mod model;
 pub mod optim;
+pub mod resume;
+pub mod run_folder;
 pub mod runs;
 pub mod train;
 
@@ -51,12 +55,20 @@ pub enum Error {
     RunExists { path: PathBuf },
     #[error("{path}: not a run folder of `incept train-head` ({reason})")]
     NotARun { path: PathBuf, reason: String },
-    #[error("{path}: cannot save or load weights: {reason}")]
+    #[error("{path}: {reason}")]
     Weights { path: PathBuf, reason: String },
     #[error(
-        "{path}: these weights do not fit the run's head ({reason}); a run made by an earlier version of incept must be trained again"
+        "{path}: these weights do not fit the head that config.toml describes ({reason}); restore the run's config.toml if it was edited; a run made by an earlier version of incept must be trained again"
     )]
     WeightsDoNotFit { path: PathBuf, reason: String },
+    #[error(
+        "{path}: --resume continues the run's saved recipe, and {changes} would change it; drop them (or repeat the run's own values), or start a new run in another --run-dir"
+    )]
+    ResumeChanges { path: PathBuf, changes: String },
+    #[error(
+        "{path}: not the cache this run was trained on ({reason}); resume with that cache, or start a new run in another --run-dir"
+    )]
+    CacheChanged { path: PathBuf, reason: String },
     #[error("{path}: feature maps are {found}, the head was trained on {expected}")]
     ShapeMismatch { path: PathBuf, expected: String, found: String },
     #[error("{path}: class {class:?} is unknown to the head (it knows {known})")]

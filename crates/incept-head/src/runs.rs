@@ -10,9 +10,10 @@ use incept_report::Metrics;
 use crate::config::TrainConfig;
 use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::train::{
-    BEST_WEIGHTS, Backend, CONFIG_FILE, CacheStamp, METRICS_JSON, RunState, argmax, load_state,
+use crate::run_folder::{
+    BEST_WEIGHTS, CacheStamp, METRICS_JSON, RunState, committed_file, load_config, load_state,
 };
+use crate::train::{Backend, argmax};
 use crate::{Error, Result};
 
 /// Samples per inference batch.
@@ -31,25 +32,26 @@ pub struct TrainedHead {
 impl TrainedHead {
     pub fn load(run_dir: &Path, backend: Backend) -> Result<Self> {
         let state = load_state(run_dir)?;
-        let config = TrainConfig::from_toml_file(&run_dir.join(CONFIG_FILE))?;
+        let config = load_config(run_dir)?;
         let [height, width, channels] = state.input_shape;
         let device = backend.device();
-        let weights = run_dir.join(BEST_WEIGHTS);
-        if !weights.exists() {
+        if state.best_epoch == 0 {
             return Err(Error::NotARun {
                 path: run_dir.to_path_buf(),
-                reason: format!("{} is missing", weights.display()),
+                reason: "no epoch has finished yet: there are no weights".into(),
             });
         }
-        let model = Head::new(
-            &config.head,
-            InputShape { height, width, channels },
-            state.classes.len(),
-            &device,
-        )
-        .try_load_file(&weights)
-        .map_err(|e| Error::WeightsDoNotFit { path: weights.clone(), reason: e.to_string() })?
-        .valid();
+        // A reader right after a kill mid-checkpoint still finds the committed best weights.
+        let weights = committed_file(run_dir, BEST_WEIGHTS, &state);
+        let model = crate::run_folder::load_weights(
+            Head::new(
+                &config.head,
+                InputShape { height, width, channels },
+                state.classes.len(),
+                &device,
+            ),
+            &weights,
+        )?;
         Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })
     }
 
@@ -149,30 +151,72 @@ pub struct RunSummary {
     /// Listed for a cache whose content is no longer the one this run trained on (re-extracted,
     /// or grown with more copies): its figures are not comparable with the others'.
     pub cache_changed: bool,
+    /// Why the run folder could not be read whole (a damaged `config.toml`, say): the run is
+    /// listed anyway, with what could be read.
+    pub problem: Option<String>,
 }
 
+fn looks_like_a_run(dir: &Path) -> bool {
+    dir.join(crate::run_folder::STATE_FILE).exists()
+        || dir.join(crate::run_folder::CONFIG_FILE).exists()
+}
+
+/// A run folder's line; `None` for a folder that holds no run at all.
 fn summarize(dir: &Path) -> Option<RunSummary> {
-    let state = load_state(dir).ok()?;
-    let config = TrainConfig::from_toml_file(&dir.join(CONFIG_FILE)).ok()?;
-    let metrics: Option<Metrics> = std::fs::read_to_string(dir.join(METRICS_JSON))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    Some(RunSummary {
-        name: dir
-            .file_name()
-            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+    if !looks_like_a_run(dir) {
+        return None;
+    }
+    let name = dir
+        .file_name()
+        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut summary = RunSummary {
+        name,
         path: dir.to_path_buf(),
-        head: format!("{} [{}]", config.head_summary(), config.preset),
-        epochs: state.completed_epochs,
-        planned_epochs: config.epochs,
-        best_epoch: state.best_epoch,
-        validation_accuracy: metrics.as_ref().map(|m| m.accuracy),
-        macro_f1: metrics.as_ref().map(|m| m.macro_f1),
-        seconds: state.train_seconds,
-        cache: state.cache,
-        cache_stamp: state.cache_stamp,
+        head: "?".into(),
+        epochs: 0,
+        planned_epochs: 0,
+        best_epoch: 0,
+        validation_accuracy: None,
+        macro_f1: None,
+        seconds: 0.0,
+        cache: PathBuf::new(),
+        cache_stamp: None,
         cache_changed: false,
-    })
+        problem: None,
+    };
+    let mut problems = Vec::new();
+    match load_state(dir) {
+        Ok(state) => {
+            summary.epochs = state.completed_epochs;
+            summary.best_epoch = state.best_epoch;
+            summary.seconds = state.train_seconds;
+            summary.cache = state.cache;
+            summary.cache_stamp = state.cache_stamp;
+        }
+        Err(error) => problems.push(error.to_string()),
+    }
+    match load_config(dir) {
+        Ok(config) => {
+            summary.head = format!("{} [{}]", config.head_summary(), config.preset);
+            summary.planned_epochs = config.epochs;
+        }
+        Err(error) => problems.push(error.to_string()),
+    }
+    let metrics_path = dir.join(METRICS_JSON);
+    match std::fs::read_to_string(&metrics_path) {
+        Ok(text) => match serde_json::from_str::<Metrics>(&text) {
+            Ok(metrics) => {
+                summary.validation_accuracy = Some(metrics.accuracy);
+                summary.macro_f1 = Some(metrics.macro_f1);
+            }
+            Err(error) => problems.push(format!("{}: {error}", metrics_path.display())),
+        },
+        // No metrics yet: a run in progress, listed without figures.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => problems.push(format!("{}: {error}", metrics_path.display())),
+    }
+    summary.problem = (!problems.is_empty()).then(|| problems.join("; "));
+    Some(summary)
 }
 
 /// Runs made from the cache `target` (looked for under `runs_dir`), or every run in the folder
@@ -205,7 +249,8 @@ pub fn list_runs(target: &Path, runs_dir: &Path) -> Result<Vec<RunSummary>> {
         runs.extend(entries.iter().filter_map(|dir| summarize(dir)));
     }
     if let Some(cache) = cache {
-        runs.retain(|run| run.cache == cache);
+        // A run whose run.json cannot be read might be of this cache: listed, with its problem.
+        runs.retain(|run| run.cache == cache || run.cache.as_os_str().is_empty());
         if !runs.is_empty() {
             let now = CacheStamp::of(&Cache::open(&cache)?);
             for run in &mut runs {

@@ -1,14 +1,5 @@
-//! The training loop and the run folder.
-//!
-//! # The run folder (a contract: `confusion`, `runs` and outside scripts read it)
-//! - `config.toml`: the resolved [`TrainConfig`].
-//! - `run.json`: classes, input shape, the cache it was trained on, progress ([`RunState`]).
-//! - `best.bpk` (lowest validation loss) and `last.bpk`: weights (Burn's burnpack format);
-//!   `optimizer.bin`: optimizer state for `--resume`.
-//! - `metrics.csv`: epoch, train_loss, train_accuracy, validation_loss, validation_accuracy,
-//!   seconds (one row per finished epoch).
-//! - `metrics.json`: the best epoch's [`Metrics`] on the validation photos.
-//! - `predictions.csv`: source path, label, predicted, one probability column per class.
+//! The training loop. What it writes, and how a kill at any moment is survived, is described
+//! in [`crate::run_folder`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,18 +22,11 @@ use crate::data::{
 };
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
+use crate::run_folder::{
+    BEST_WEIGHTS, Checkpoint, LAST_WEIGHTS, OPTIMIZER_FILE, STATE_FILE, committed_file,
+};
+pub use crate::run_folder::{CacheStamp, EpochRecord, RunState, load_state};
 use crate::{Error, Result};
-
-pub const CONFIG_FILE: &str = "config.toml";
-pub const STATE_FILE: &str = "run.json";
-pub const BEST_WEIGHTS: &str = "best.bpk";
-pub const LAST_WEIGHTS: &str = "last.bpk";
-pub const OPTIMIZER_FILE: &str = "optimizer.bin";
-pub const METRICS_CSV: &str = "metrics.csv";
-pub const METRICS_JSON: &str = "metrics.json";
-pub const PREDICTIONS_CSV: &str = "predictions.csv";
-const METRICS_CSV_HEADER: &str =
-    "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n";
 
 /// Burn's CPU backends, chosen at run time (Burn 0.22 dispatches by device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -83,65 +67,23 @@ impl Backend {
     }
 }
 
-/// What `run.json` records.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunState {
-    pub classes: Vec<String>,
-    /// [H, W, C] of the feature maps the head takes.
-    pub input_shape: [usize; 3],
-    pub cache: PathBuf,
-    pub cache_model_sha256: String,
-    /// The cache's content when the run started (absent in runs from before it was recorded).
-    #[serde(default)]
-    pub cache_stamp: Option<CacheStamp>,
-    pub backend: Backend,
-    pub completed_epochs: usize,
-    pub best_epoch: usize,
-    pub best_validation_loss: f64,
-    pub best_validation_accuracy: f64,
-    pub train_seconds: f64,
-    pub finished: bool,
-}
-
-/// Tells one content of a cache file from another: re-extracting rewrites its creation time,
-/// growing `--copies` adds samples. `incept runs` compares runs only within one content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheStamp {
-    pub created: Option<String>,
-    pub samples: usize,
-}
-
-impl CacheStamp {
-    pub fn of(cache: &Cache) -> Self {
-        CacheStamp { created: cache.created.clone(), samples: cache.len() }
-    }
-}
-
 /// One training run.
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
     pub cache: PathBuf,
     pub run_dir: PathBuf,
     pub config: TrainConfig,
+    /// Continue the run in `run_dir`: `config` must be its saved recipe, except for a larger
+    /// `epochs` (see [`resume_config`]).
     pub resume: bool,
-    pub backend: Backend,
+    /// `None`: flex for a new run, the run's own backend when resuming.
+    pub backend: Option<Backend>,
     /// Stop after this many optimizer steps (benchmarks); `None` trains the configured epochs.
     pub max_steps: Option<usize>,
     /// incept's fused optimizer ([`crate::optim`]) instead of Burn's (same rules; benchmarks).
     pub fused_optimizer: bool,
     /// Print the per-epoch summary lines on stderr.
     pub verbose: bool,
-}
-
-/// One finished epoch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub validation_loss: f64,
-    pub validation_accuracy: f64,
-    pub seconds: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -155,6 +97,8 @@ pub struct TrainReport {
     pub streaming: bool,
     /// Training samples per second over the optimizer steps alone.
     pub samples_per_second: f64,
+    /// The backend it trained on.
+    pub backend: Backend,
     pub seconds: f64,
 }
 
@@ -197,7 +141,7 @@ fn optimizer(config: &TrainConfig, fused: bool) -> ModuleOptimizer {
 }
 
 /// Cosine decay from the configured rate to `final_learning_rate_fraction` of it.
-fn learning_rate(config: &TrainConfig, epoch: usize) -> f64 {
+pub(crate) fn learning_rate(config: &TrainConfig, epoch: usize) -> f64 {
     let fraction = config.final_learning_rate_fraction;
     let progress = epoch as f64 / config.epochs.max(1) as f64;
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
@@ -223,22 +167,35 @@ fn classes_must_match(training: &Cache, other: &Cache) -> Result<()> {
 pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainReport> {
     let started = Instant::now();
     let run_dir = &request.run_dir;
+    // Everything is checked before anything is written: a refused run leaves its folder as it was.
     let previous = if request.resume { Some(load_state(run_dir)?) } else { None };
-    let config = match &previous {
-        Some(_) => {
-            let mut saved = TrainConfig::from_toml_file(&run_dir.join(CONFIG_FILE))?;
-            // Only the epoch count may change when resuming (to train longer).
-            saved.epochs = request.config.epochs.max(saved.epochs);
-            saved
-        }
-        None => request.config.clone(),
-    };
-    config.validate()?;
     if previous.is_none() && run_dir.join(STATE_FILE).exists() {
         return Err(Error::RunExists { path: run_dir.clone() });
     }
+    let (config, extension) = match &previous {
+        Some(state) => crate::resume::resume_config(run_dir, state, &request.config)?,
+        None => (request.config.clone(), None),
+    };
+    config.validate()?;
+    let backend = match (&previous, request.backend) {
+        (Some(state), Some(wanted)) if wanted != state.backend => {
+            return Err(Error::ResumeChanges {
+                path: run_dir.clone(),
+                changes: format!(
+                    "--backend (run has {}, this asks {})",
+                    state.backend.name(),
+                    wanted.name()
+                ),
+            });
+        }
+        (Some(state), _) => state.backend,
+        (None, wanted) => wanted.unwrap_or_default(),
+    };
 
     let cache = Cache::open(&request.cache)?;
+    if let Some(state) = &previous {
+        crate::resume::check_same_cache(state, &cache)?;
+    }
     let (split, validation_cache) = match &config.validation_cache {
         Some(path) => {
             let other = Cache::open(path)?;
@@ -276,7 +233,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         channels: cache.shape.channels,
     };
     let budget = config.memory_budget_mib.saturating_mul(1 << 20);
-    let cache_path = cache.path.clone();
+    let cache_path = std::fs::canonicalize(&cache.path).map_err(io(&cache.path))?;
     let cache_sha = cache.settings.model_sha256.clone();
     let cache_stamp = CacheStamp::of(&cache);
     // Global-average heads average first: they train from the averaged maps.
@@ -293,30 +250,22 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         );
     }
 
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    let device = request.backend.device().autodiff();
+    let device = backend.device().autodiff();
     let mut state = previous.clone().unwrap_or(RunState {
         classes: classes.clone(),
         input_shape: [shape.height, shape.width, shape.channels],
-        cache: std::fs::canonicalize(&cache_path).unwrap_or(cache_path.clone()),
+        cache: cache_path,
         cache_model_sha256: cache_sha,
-        cache_stamp: Some(cache_stamp.clone()),
-        backend: request.backend,
+        cache_stamp: Some(cache_stamp),
+        backend,
         completed_epochs: 0,
         best_epoch: 0,
         best_validation_loss: f64::INFINITY,
         best_validation_accuracy: 0.0,
         train_seconds: 0.0,
         finished: false,
+        epochs: Vec::new(),
     });
-    if let Some(then) = state.cache_stamp.as_ref().filter(|then| **then != cache_stamp) {
-        eprintln!(
-            "warning: {} changed since this run started ({} samples then, {} now); the resumed epochs train on its new content",
-            cache_path.display(),
-            then.samples,
-            cache_stamp.samples
-        );
-    }
     if state.classes != classes || state.input_shape != [shape.height, shape.width, shape.channels]
     {
         return Err(Error::NotARun {
@@ -327,19 +276,28 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     device.seed(config.seed);
     let mut model = Head::new(&config.head, shape, classes.len(), &device);
     let mut optim = optimizer(&config, request.fused_optimizer);
-    if previous.is_some() {
-        let last = run_dir.join(LAST_WEIGHTS);
-        model = model
-            .try_load_file(&last)
-            .map_err(|e| Error::WeightsDoNotFit { path: last, reason: e.to_string() })?;
-        let optimizer_path = run_dir.join(OPTIMIZER_FILE);
-        optim = optim
-            .load(&optimizer_path)
-            .map_err(|e| Error::Weights { path: optimizer_path, reason: e.to_string() })?;
-        eprintln!("resuming {} after epoch {}", run_dir.display(), state.completed_epochs);
-    } else {
-        write_text(&run_dir.join(CONFIG_FILE), &config.to_toml())?;
-        write_text(&run_dir.join(METRICS_CSV), METRICS_CSV_HEADER)?;
+    match &previous {
+        Some(_) => {
+            if state.completed_epochs > 0 {
+                let last = committed_file(run_dir, LAST_WEIGHTS, &state);
+                model = crate::run_folder::load_weights(model, &last)?;
+                let optimizer_path = committed_file(run_dir, OPTIMIZER_FILE, &state);
+                optim = crate::run_folder::load_optimizer(optim, &optimizer_path)?;
+                if state.epochs.is_empty() {
+                    state.epochs = crate::run_folder::records_from_metrics_csv(
+                        run_dir,
+                        state.completed_epochs,
+                    )?;
+                }
+            }
+            if let Some(extension) = &extension {
+                crate::resume::record_extension(run_dir, &config)?;
+                eprintln!("{extension}");
+            }
+            crate::run_folder::recover(run_dir, &state)?;
+            eprintln!("resuming {} after epoch {}", run_dir.display(), state.completed_epochs);
+        }
+        None => crate::run_folder::start(run_dir, &config, &state)?,
     }
 
     let loss_function = CrossEntropyLossConfig::new()
@@ -404,7 +362,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
             let combined =
                 crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
-            correct += count_correct(&combined.into_data(), &targets);
+            correct += count_correct(&combined.into_data(), &targets)?;
             let gradients = GradientsParams::from_grads(loss.backward(), &current);
             slot = Some(optim.step(rate, current, gradients));
             step_seconds += step_started.elapsed().as_secs_f64();
@@ -428,8 +386,10 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         if !train_loss.is_finite() {
             return Err(Error::Diverged { epoch: epoch + 1, loss: train_loss });
         }
+        let validation_device = device.clone().inner();
         let predictions = predict_split(
             &model.valid(),
+            &validation_device,
             &config,
             validation_store.as_ref().unwrap_or(&store),
             &split.validation,
@@ -456,73 +416,69 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
                 record.seconds
             );
         }
-        // Checkpoint: weights, optimizer, then the state that points at them.
-        save_weights(&model, &run_dir.join(LAST_WEIGHTS))?;
-        let optimizer_path = run_dir.join(OPTIMIZER_FILE);
-        optim
-            .save(&optimizer_path)
-            .map_err(|e| Error::Weights { path: optimizer_path, reason: e.to_string() })?;
-        if predictions.loss < state.best_validation_loss {
-            save_weights(&model, &run_dir.join(BEST_WEIGHTS))?;
+        // Checkpoint: one commit of weights, optimizer state, metrics and (if best) predictions.
+        let last_weights = crate::run_folder::weights_bytes(&model)?;
+        let improved = predictions.loss < state.best_validation_loss;
+        let best = if improved {
             state.best_validation_loss = predictions.loss;
             state.best_validation_accuracy = validation_accuracy;
             state.best_epoch = epoch + 1;
-            write_predictions(run_dir, &classes, &predictions)?;
-            best_predictions = Some(predictions);
-        }
-        append_text(
-            &run_dir.join(METRICS_CSV),
-            &format!(
-                "{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
-                record.epoch,
-                record.train_loss,
-                record.train_accuracy,
-                record.validation_loss,
-                record.validation_accuracy,
-                record.seconds
-            ),
-        )?;
+            Some((last_weights.clone(), predictions_csv(&classes, &predictions)))
+        } else {
+            None
+        };
         state.completed_epochs = epoch + 1;
         state.train_seconds += record.seconds;
-        save_state(run_dir, &state)?;
+        state.epochs.push(record.clone());
+        let checkpoint = Checkpoint {
+            last_weights,
+            optimizer: crate::run_folder::optimizer_bytes(&optim)?,
+            best,
+        };
+        crate::run_folder::commit(run_dir, &state, checkpoint)?;
+        if improved {
+            best_predictions = Some(predictions);
+        }
         epochs.push(record);
     }
 
     // Metrics of the best epoch: recomputed from best.bpk when this session did not see it.
+    let validation_device = device.clone().inner();
     let predictions = match best_predictions {
-        Some(predictions) => predictions,
+        Some(predictions) => Some(predictions),
         // A benchmark that stopped before the first epoch ended: throughput only.
-        None if request.max_steps.is_some() && !run_dir.join(BEST_WEIGHTS).exists() => {
-            Predictions {
-                sources: Vec::new(),
-                labels: Vec::new(),
-                probabilities: Vec::new(),
-                loss: f64::NAN,
-            }
-        }
+        None if request.max_steps.is_some() && state.best_epoch == 0 => None,
         None => {
-            let best = run_dir.join(BEST_WEIGHTS);
-            if !best.exists() {
+            if state.best_epoch == 0 {
                 return Err(Error::NotARun {
                     path: run_dir.clone(),
                     reason: "no epoch finished".into(),
                 });
             }
-            let loaded = Head::new(&config.head, shape, classes.len(), &device.clone().inner())
-                .try_load_file(&best)
-                .map_err(|e| Error::Weights { path: best, reason: e.to_string() })?;
-            predict_split(
+            let best = committed_file(run_dir, BEST_WEIGHTS, &state);
+            let loaded = crate::run_folder::load_weights(
+                Head::new(&config.head, shape, classes.len(), &validation_device),
+                &best,
+            )?;
+            Some(predict_split(
                 &loaded,
+                &validation_device,
                 &config,
                 validation_store.as_ref().unwrap_or(&store),
                 &split.validation,
-            )?
+            )?)
         }
     };
-    let metrics = metrics_of(&classes, &predictions)?;
-    write_text(&run_dir.join(METRICS_JSON), &metrics.to_json())?;
+    let metrics = match &predictions {
+        Some(predictions) => {
+            let metrics = metrics_of(&classes, predictions)?;
+            crate::run_folder::write_metrics_json(run_dir, &metrics)?;
+            metrics
+        }
+        None => Metrics::from_labels(&classes, &[], &[])?,
+    };
     state.finished = state.completed_epochs >= config.epochs;
-    save_state(run_dir, &state)?;
+    crate::run_folder::save_state(run_dir, &state)?;
     Ok(TrainReport {
         epochs,
         best_epoch: state.best_epoch,
@@ -532,18 +488,21 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         validation_samples: split.validation.len(),
         streaming: store.is_streaming(),
         samples_per_second: stepped_samples as f64 / step_seconds.max(1e-9),
+        backend,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn count_correct(logits: &TensorData, targets: &[i64]) -> usize {
-    let Ok(values) = logits.try_to_vec::<f32>() else { return 0 };
+/// How many rows of `logits` [n, classes] pick their target.
+fn count_correct(logits: &TensorData, targets: &[i64]) -> Result<usize> {
+    let values =
+        logits.try_to_vec::<f32>().map_err(|e| Error::Data(format!("logits as f32: {e:?}")))?;
     let classes = values.len() / targets.len().max(1);
-    values
+    Ok(values
         .chunks(classes.max(1))
         .zip(targets)
         .filter(|(row, target)| argmax(row) == **target as usize)
-        .count()
+        .count())
 }
 
 pub(crate) fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
@@ -562,12 +521,12 @@ pub(crate) fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
 /// Each batch: features [n, H, W, C] → probabilities [n, classes].
 fn predict_split(
     model: &Head,
+    device: &Device,
     config: &TrainConfig,
     store: &Store,
     indices: &[usize],
 ) -> Result<Predictions> {
     let dims = store.sample_dims();
-    let device = model_device(model);
     let cache = store.cache();
     let classes = cache.classes.len();
     let photos = mean_by_photo(
@@ -578,7 +537,7 @@ fn predict_split(
         |values, n| {
             let x = Tensor::<4>::from_data(
                 TensorData::new(values.to_vec(), [n, dims[0], dims[1], dims[2]]),
-                &device,
+                device,
             );
             let log_probabilities =
                 log_softmax(model.forward(x, config.head.pooling), 1).into_data();
@@ -606,10 +565,6 @@ fn predict_split(
     Ok(predictions)
 }
 
-fn model_device(model: &Head) -> Device {
-    model.devices().into_iter().next().unwrap_or_else(|| Backend::default().device())
-}
-
 fn accuracy(predictions: &Predictions) -> f64 {
     let correct = predictions
         .probabilities
@@ -625,7 +580,8 @@ fn metrics_of(classes: &[String], predictions: &Predictions) -> Result<Metrics> 
     Ok(Metrics::from_labels(classes, &predictions.labels, &predicted)?)
 }
 
-fn write_predictions(run_dir: &Path, classes: &[String], predictions: &Predictions) -> Result<()> {
+/// `predictions.csv`: source, label, predicted, one probability column per class.
+fn predictions_csv(classes: &[String], predictions: &Predictions) -> String {
     let mut text = String::from("source,label,predicted");
     for class in classes {
         text.push(',');
@@ -646,46 +602,7 @@ fn write_predictions(run_dir: &Path, classes: &[String], predictions: &Predictio
         }
         text.push('\n');
     }
-    write_text(&run_dir.join(PREDICTIONS_CSV), &text)
-}
-
-fn save_weights(model: &Head, path: &Path) -> Result<()> {
-    // Write beside, then rename: an interrupted save never leaves half a file.
-    let partial = path.with_extension("bpk.partial");
-    model
-        .clone()
-        .save_file(&partial)
-        .map_err(|e| Error::Weights { path: path.to_path_buf(), reason: e.to_string() })?;
-    std::fs::rename(&partial, path).map_err(io(path))
-}
-
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
-    incept_core::write_atomically(path, text.as_bytes())
-        .map_err(|incept_core::Error::Io { path, source }| Error::Io { path, source })
-}
-
-fn append_text(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut file =
-        std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(io(path))?;
-    file.write_all(text.as_bytes()).map_err(io(path))
-}
-
-fn save_state(run_dir: &Path, state: &RunState) -> Result<()> {
-    let text = serde_json::to_string_pretty(state).map_err(|e| Error::Data(e.to_string()))?;
-    write_text(&run_dir.join(STATE_FILE), &text)
-}
-
-pub fn load_state(run_dir: &Path) -> Result<RunState> {
-    let path = run_dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::NotARun {
-        path: run_dir.to_path_buf(),
-        reason: format!("{}: {e}", path.display()),
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::NotARun {
-        path: run_dir.to_path_buf(),
-        reason: format!("{}: {e}", path.display()),
-    })
+    text
 }
 
 #[cfg(test)]

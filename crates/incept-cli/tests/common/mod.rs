@@ -13,7 +13,31 @@ pub fn tiny_model() -> PathBuf {
 pub fn incept() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_incept"));
     command.env_remove("ORT_DYLIB_PATH");
+    inherit_no_descriptors(&mut command);
     command
+}
+
+/// Test threads open HDF5 files in this process while others spawn `incept`. HDF5 opens files
+/// without close-on-exec, so a child spawned meanwhile inherits the descriptor, and with it the
+/// file's lock (`flock` locks belong to the open file, which the child now shares): the lock
+/// outlives the test's own close for as long as the child runs, and the next open of that file,
+/// by the test or by another `incept`, fails with `unable to lock file, errno = 11`. So the
+/// child marks every inherited descriptor above stderr close-on-exec before it runs `incept`.
+pub fn inherit_no_descriptors(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: runs in the child between fork and exec and makes a single async-signal-safe
+    // system call. CLOEXEC instead of closing keeps std's own exec-error pipe working.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int)
+                != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs `incept` with `args`; returns the output, whatever the exit status.
@@ -72,6 +96,57 @@ pub fn extract(data: &Path, cache: &Path, extra: &[&str]) -> std::io::Result<Out
     let model = tiny_model();
     let model = model.to_str().unwrap_or_default().to_owned();
     args.push(&model);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// A small, learnable head (global average pooling keeps the model tiny), 3 epochs; `extra`
+/// lines go into its `[head]` table.
+pub fn small_config(dir: &Path, extra: &str) -> std::io::Result<PathBuf> {
+    small_config_with(dir, 3, extra)
+}
+
+/// [`small_config`] with another epoch count.
+pub fn small_config_with(dir: &Path, epochs: usize, extra: &str) -> std::io::Result<PathBuf> {
+    let text = format!(
+        "epochs = {epochs}\nbatch_size = 8\nlearning_rate = 0.001\n[head]\npooling = \"gap\"\ndense = [32]\n{extra}"
+    );
+    // Named by content: two different configs never share a file.
+    let path = dir.join(format!("head-{:016x}.toml", incept_core::stable_hash(&[text.as_bytes()])));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+/// Extracts a tiny dataset with the tiny model: 3 classes × `per_class` photos × 2 variants.
+pub fn tiny_cache(
+    dir: &Path,
+    per_class: usize,
+) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let data = dir.join("data");
+    make_dataset(&data, &["ant", "bee", "cricket"], per_class)?;
+    let cache = dir.join("c.h5");
+    ok(extract(&data, &cache, &["--copies", "1"])?);
+    Ok((data, cache))
+}
+
+pub fn train(
+    cache: &Path,
+    run_dir: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> std::io::Result<std::process::Output> {
+    let mut args = vec![
+        "train-head",
+        path_str(cache),
+        "--run-dir",
+        path_str(run_dir),
+        "--config",
+        path_str(config),
+    ];
     args.extend_from_slice(extra);
     run(&args)
 }

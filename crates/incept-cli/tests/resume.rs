@@ -1,0 +1,392 @@
+//! `train-head --resume` and the run folder under kills and bad input: a resumed run continues
+//! the saved recipe, a kill at any moment loses or repeats nothing, and a refused command leaves
+//! the folder as it was.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Every file of a folder and its bytes: to show that a refused command changed nothing.
+fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        files.insert(path.clone(), std::fs::read(&path)?);
+    }
+    Ok(files)
+}
+
+/// The first five columns of metrics.csv (all but the time).
+fn metric_rows(run: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(run.join("metrics.csv"))?
+        .lines()
+        .map(|line| line.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect())
+}
+
+/// Asserts that `output` failed with one `error:` line naming `file` and saying what to do.
+fn assert_one_line_error(output: &std::process::Output, file: &str, fix: &str) {
+    let message = stderr(output);
+    assert!(!output.status.success(), "succeeded: {message}");
+    assert!(!message.contains("panicked"), "{message}");
+    let errors: Vec<&str> = message.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{message}");
+    assert!(errors[0].contains(file) && errors[0].contains(fix), "{message}");
+}
+
+#[test]
+fn resume_continues_the_saved_recipe_and_only_epochs_may_grow() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 6)?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &["--epochs", "2", "--seed", "4"])?);
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train-head", path_str(&cache), "--run-dir", path_str(&run_dir)];
+        args.push("--resume");
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // Without the original flags: the saved recipe, not the default preset's 30 epochs.
+    let again = ok(resume(&[])?);
+    assert!(stderr(&again).contains("after epoch 2"), "{}", stderr(&again));
+    assert_eq!(metric_rows(&run_dir)?.len(), 1 + 2);
+    let saved = std::fs::read_to_string(run_dir.join("config.toml"))?;
+    assert!(saved.contains("epochs = 2") && saved.contains("seed = 4"), "{saved}");
+
+    // Flags that would change the recipe are refused, each named, and nothing is written.
+    let before = snapshot(&run_dir)?;
+    for (flags, named) in [
+        (&["--learning-rate", "0.5"][..], "--learning-rate"),
+        (&["--seed", "5", "--pooling", "flatten"][..], "--pooling"),
+        (&["--preset", "blog"][..], "--optimizer"),
+        (&["--backend", "ndarray"][..], "--backend"),
+        (&["--epochs", "1"][..], "extended, not shortened"),
+    ] {
+        let refused = resume(flags)?;
+        assert_one_line_error(&refused, "run", named);
+        assert_eq!(snapshot(&run_dir)?, before, "{flags:?} changed the folder");
+    }
+    // Repeating the run's own values is fine.
+    ok(resume(&["--seed", "4", "--config", path_str(&config), "--epochs", "2"])?);
+
+    // A larger --epochs extends the run: recorded, and the schedule change stated.
+    let extended = ok(resume(&["--epochs", "4"])?);
+    let message = stderr(&extended);
+    assert!(message.contains("extending the run from 2 to 4 epochs"), "{message}");
+    assert!(message.contains("schedule"), "{message}");
+    assert!(std::fs::read_to_string(run_dir.join("config.toml"))?.contains("epochs = 4"));
+    let rows = metric_rows(&run_dir)?;
+    assert_eq!(rows.len(), 1 + 4, "{rows:?}");
+    let listing = ok(run(&["runs", path_str(&dir.path().join("run"))])?);
+    assert!(stdout(&listing).contains("4/4"), "{}", stdout(&listing));
+    Ok(())
+}
+
+/// A burnpack file's tensors: name → raw bytes.
+fn tensors_by_name(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn std::error::Error>> {
+    let reader = burn_pack::Reader::from_file(path)?;
+    let mut tensors = BTreeMap::new();
+    for name in reader.tensor_names() {
+        tensors.insert(name.to_owned(), reader.tensor_data(name)?);
+    }
+    Ok(tensors)
+}
+
+/// Where a kill landed, from the last line the process printed.
+fn landing(lines: &[String]) -> String {
+    lines
+        .iter()
+        .rev()
+        .find_map(|line| {
+            if let Some(step) = line.strip_prefix("checkpoint: ") {
+                // "writing last.bpk.epoch-3" → "before writing last.bpk"
+                let step = step.split(".epoch-").next().unwrap_or(step);
+                let step = step.split(" (epoch").next().unwrap_or(step);
+                let step = step.split(" of epoch").next().unwrap_or(step);
+                Some(format!("checkpoint: before {step}"))
+            } else if line.starts_with("epoch ") {
+                Some("training, after an epoch's summary".to_owned())
+            } else if line.starts_with("resuming") {
+                Some("training, after resuming".to_owned())
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| "start-up".to_owned())
+}
+
+/// Kills `train-head` again and again — right before each step of a checkpoint, and at
+/// pseudo-random moments — resuming each time, and checks that the finished run equals an
+/// uninterrupted one: the same metrics rows, each epoch once, the same weights and predictions.
+#[test]
+fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 6)?;
+    let config = small_config_with(dir.path(), 8, "")?;
+    let whole = dir.path().join("whole");
+    ok(train(&cache, &whole, &config, &[])?);
+
+    let killed = dir.path().join("killed");
+    // Kill right before these steps (in turn), or after a pseudo-random delay ("random").
+    let targets = [
+        "writing best.bpk",
+        "writing predictions.csv",
+        "writing run.json",
+        "writing last.bpk",
+        "renaming",
+        "random",
+        "writing optimizer.bin",
+        "done",
+        "random",
+        "writing run.json",
+        "renaming",
+        "random",
+        "writing last.bpk",
+        "random",
+        "writing run.json",
+        "random",
+    ];
+    let mut random_state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut landings: BTreeMap<String, usize> = BTreeMap::new();
+    let mut kills = 0;
+    for target in targets {
+        let resume = killed.join("run.json").exists();
+        let mut command = incept();
+        command.args(["train-head", path_str(&cache), "--run-dir", path_str(&killed)]);
+        command.args(["--config", path_str(&config)]);
+        if resume {
+            command.arg("--resume");
+        }
+        command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "30");
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        let stderr_pipe = child.stderr.take().ok_or("no stderr")?;
+        let (sender, lines) = mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        random_state ^= random_state << 13;
+        random_state ^= random_state >> 7;
+        random_state ^= random_state << 17;
+        let wait = if target == "random" { 50 + random_state % 900 } else { 60_000 };
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        let mut seen = Vec::new();
+        let mut hit = false;
+        while !hit && Instant::now() < deadline {
+            match lines.recv_timeout(Duration::from_millis(2)) {
+                Ok(line) => {
+                    hit = line.starts_with("checkpoint: ") && line.contains(target);
+                    seen.push(line);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let exited = child.try_wait()?;
+        child.kill()?; // SIGKILL
+        child.wait()?;
+        let _ = reader.join();
+        seen.extend(lines.try_iter());
+        if let Some(status) = exited {
+            // It finished before the kill: the run is done.
+            assert!(status.success(), "train-head failed: {seen:?}");
+            break;
+        }
+        kills += 1;
+        *landings.entry(landing(&seen)).or_default() += 1;
+        // After every kill the folder is readable and holds each epoch at most once.
+        if killed.join("metrics.csv").exists() {
+            let rows = metric_rows(&killed)?;
+            let mut epochs: Vec<&str> =
+                rows.iter().skip(1).filter_map(|r| r.split(',').next()).collect();
+            let count = epochs.len();
+            epochs.dedup();
+            assert_eq!(epochs.len(), count, "duplicate epoch rows after a kill: {rows:?}");
+        }
+    }
+    // Let the last one finish.
+    let resume = if killed.join("run.json").exists() { vec!["--resume"] } else { vec![] };
+    ok(train(&cache, &killed, &config, &resume)?);
+    eprintln!("{kills} kills, landed: {landings:?}");
+    assert!(kills >= 10, "only {kills} kills landed: {landings:?}");
+    assert!(
+        landings.keys().filter(|k| k.starts_with("checkpoint")).count() >= 5,
+        "kills did not reach the checkpoint steps: {landings:?}"
+    );
+
+    assert_eq!(metric_rows(&killed)?, metric_rows(&whole)?);
+    for file in ["predictions.csv", "metrics.json"] {
+        assert!(
+            std::fs::read(killed.join(file))? == std::fs::read(whole.join(file))?,
+            "{file} differs from the uninterrupted run's"
+        );
+    }
+    // Burnpack files carry each parameter's random id: compare the values, tensor by tensor.
+    assert!(tensors_by_name(&whole.join("best.bpk"))?.len() >= 4);
+    for file in ["best.bpk", "last.bpk"] {
+        assert!(
+            tensors_by_name(&killed.join(file))? == tensors_by_name(&whole.join(file))?,
+            "{file} holds other weights than the uninterrupted run's"
+        );
+    }
+    let state = |run: &Path| -> Result<Vec<Vec<u8>>, Box<dyn std::error::Error>> {
+        // Optimizer state is keyed by parameter id: compare the set of tensors.
+        let mut values: Vec<Vec<u8>> =
+            tensors_by_name(&run.join("optimizer.bin"))?.into_values().collect();
+        values.sort();
+        Ok(values)
+    };
+    assert!(
+        state(&killed)? == state(&whole)?,
+        "optimizer.bin differs from the uninterrupted run's"
+    );
+    // Nothing pending or temporary is left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(&killed)?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.contains(".epoch-") || name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    Ok(())
+}
+
+/// A finished two-epoch run to damage, and the command that resumes it.
+fn damaged_run_fixture(
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let (_, cache) = tiny_cache(dir, 5)?;
+    let config = small_config_with(dir, 2, "")?;
+    let good = dir.join("good");
+    ok(train(&cache, &good, &config, &[])?);
+    Ok((cache, config, good))
+}
+
+fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, to.join(name))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn damaged_run_folders_are_refused_naming_the_file_and_left_as_they_were() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (cache, config, good) = damaged_run_fixture(dir.path())?;
+    let other_head = dir.path().join("other-head");
+    let wide = small_config_with(dir.path(), 1, "ensemble = 2\n")?;
+    ok(train(&cache, &other_head, &wide, &[])?);
+
+    type Damage = Box<dyn Fn(&Path) -> std::io::Result<()>>;
+    let truncate = |name: &'static str| -> Damage {
+        Box::new(move |run: &Path| {
+            let bytes = std::fs::read(run.join(name))?;
+            std::fs::write(run.join(name), &bytes[..bytes.len() / 2])
+        })
+    };
+    let remove = |name: &'static str| -> Damage {
+        Box::new(move |run: &Path| std::fs::remove_file(run.join(name)))
+    };
+    let foreign = |name: &'static str, from: PathBuf| -> Damage {
+        Box::new(move |run: &Path| std::fs::copy(from.join(name), run.join(name)).map(|_| ()))
+    };
+    let cases: Vec<(&str, Damage, &str, &str)> = vec![
+        ("run.json missing", remove("run.json"), "run.json", "train"),
+        ("run.json truncated", truncate("run.json"), "run.json", "restore"),
+        ("config.toml missing", remove("config.toml"), "config.toml", "--run-dir"),
+        ("config.toml truncated", truncate("config.toml"), "config.toml", "restore"),
+        (
+            "config.toml of another head",
+            foreign("config.toml", other_head.clone()),
+            "config.toml",
+            "restore",
+        ),
+        ("last.bpk missing", remove("last.bpk"), "last.bpk", "restore"),
+        ("last.bpk truncated", truncate("last.bpk"), "last.bpk", "damaged"),
+        (
+            "last.bpk of another head",
+            foreign("last.bpk", other_head.clone()),
+            "last.bpk",
+            "do not fit",
+        ),
+        ("optimizer.bin missing", remove("optimizer.bin"), "optimizer.bin", "restore"),
+        ("optimizer.bin truncated", truncate("optimizer.bin"), "optimizer.bin", "damaged"),
+    ];
+    for (index, (what, damage, file, fix)) in cases.into_iter().enumerate() {
+        let run_dir = dir.path().join(format!("damaged-{index}"));
+        copy_run(&good, &run_dir)?;
+        damage(&run_dir)?;
+        let before = snapshot(&run_dir)?;
+        let output =
+            run(&["train-head", path_str(&cache), "--run-dir", path_str(&run_dir), "--resume"])?;
+        eprintln!("{what}: {}", stderr(&output).trim());
+        assert_one_line_error(&output, file, fix);
+        assert_eq!(snapshot(&run_dir)?, before, "{what}: the folder changed");
+    }
+    // `runs` lists a run whose config.toml is damaged, marked, with the reason.
+    let runs_dir = dir.path().join("listing");
+    copy_run(&good, &runs_dir.join("fine"))?;
+    copy_run(&good, &runs_dir.join("broken"))?;
+    std::fs::write(runs_dir.join("broken/config.toml"), "epochs = \"many\"\n")?;
+    let listing = ok(run(&["runs", path_str(&runs_dir)])?);
+    assert!(stdout(&listing).contains("broken!"), "{}", stdout(&listing));
+    assert!(stdout(&listing).contains("fine"), "{}", stdout(&listing));
+    assert!(stderr(&listing).contains("broken: cannot be read whole"), "{}", stderr(&listing));
+    assert!(stderr(&listing).contains("config.toml"), "{}", stderr(&listing));
+    let _ = config;
+    Ok(())
+}
+
+#[test]
+fn bad_config_files_and_a_replaced_cache_are_refused_with_one_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache, good) = {
+        let (cache, _, good) = damaged_run_fixture(dir.path())?;
+        (dir.path().join("data"), cache, good)
+    };
+    for (what, text, fix) in [
+        ("unknown key", "epochz = 3\n", "expected one of"),
+        ("wrong type", "epochs = \"three\"\n", "invalid type"),
+        ("negative learning rate", "learning_rate = -0.1\n", "positive"),
+        ("zero epochs", "epochs = 0\n", "at least 1"),
+    ] {
+        let path = dir.path().join(format!("bad-{}.toml", what.replace(' ', "-")));
+        std::fs::write(&path, text)?;
+        let run_dir = dir.path().join(format!("never-{}", what.replace(' ', "-")));
+        let output = train(&cache, &run_dir, &path, &[])?;
+        assert_one_line_error(
+            &output,
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+            fix,
+        );
+        assert!(!run_dir.exists(), "{what}: a run folder was created");
+    }
+    // The cache is replaced (re-extracted with another seed) between training and --resume.
+    let before = snapshot(&good)?;
+    ok(extract(&data, &cache, &["--copies", "1", "--seed", "9", "--overwrite"])?);
+    let output = run(&["train-head", path_str(&cache), "--run-dir", path_str(&good), "--resume"])?;
+    assert_one_line_error(&output, "c.h5", "another --run-dir");
+    assert!(stderr(&output).contains("changed since the run started"), "{}", stderr(&output));
+    assert_eq!(snapshot(&good)?, before);
+    // So is another cache file.
+    let elsewhere = dir.path().join("other.h5");
+    std::fs::copy(&cache, &elsewhere)?;
+    let output =
+        run(&["train-head", path_str(&elsewhere), "--run-dir", path_str(&good), "--resume"])?;
+    assert_one_line_error(&output, "other.h5", "trained on");
+    assert_eq!(snapshot(&good)?, before);
+    Ok(())
+}

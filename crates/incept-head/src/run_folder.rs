@@ -1,0 +1,476 @@
+//! The run folder: a contract that `confusion`, `runs`, `predict` and outside scripts read.
+//!
+//! # Files
+//! - `config.toml`: the resolved [`TrainConfig`] (rewritten only when `--resume --epochs`
+//!   extends the run).
+//! - `run.json`: classes, input shape, the cache it was trained on, progress and every finished
+//!   epoch's metrics ([`RunState`]); written when the run starts and at every checkpoint.
+//! - `best.bpk` (lowest validation loss) and `last.bpk`: weights (Burn's burnpack format);
+//!   `optimizer.bin`: optimizer state for `--resume`.
+//! - `metrics.csv`: epoch, train_loss, train_accuracy, validation_loss, validation_accuracy,
+//!   seconds (one row per finished epoch, rewritten from `run.json` at every checkpoint).
+//! - `metrics.json`: the best epoch's [`incept_report::Metrics`] on the validation photos.
+//! - `predictions.csv`: source path, label, predicted, one probability column per class (the
+//!   best epoch's).
+//!
+//! # Crash safety
+//! Every file is written whole through [`incept_core::atomic`]. An epoch's checkpoint spans
+//! several files, so it is a two-step commit whose commit point is `run.json`:
+//! 1. the epoch's new `last.bpk` and `optimizer.bin` (and, when it is the best epoch so far,
+//!    `best.bpk` and `predictions.csv`) are written whole under pending names `NAME.epoch-N`;
+//! 2. `run.json` records epoch N (its metrics included): from here on the epoch counts;
+//! 3. the pending files are renamed onto their names and `metrics.csv` is rewritten.
+//!
+//! A kill before step 2 leaves the previous checkpoint whole (its pending files are stale and
+//! removed on resume); a kill after it is finished by [`recover`] (a reader meanwhile finds the
+//! committed file through [`committed_file`]). So a resumed run never trains an epoch twice nor
+//! writes a row twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Bytes;
+use incept_cache::Cache;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::model::Head;
+use crate::train::Backend;
+use crate::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const STATE_FILE: &str = "run.json";
+pub const BEST_WEIGHTS: &str = "best.bpk";
+pub const LAST_WEIGHTS: &str = "last.bpk";
+pub const OPTIMIZER_FILE: &str = "optimizer.bin";
+pub const METRICS_CSV: &str = "metrics.csv";
+pub const METRICS_JSON: &str = "metrics.json";
+pub const PREDICTIONS_CSV: &str = "predictions.csv";
+const METRICS_CSV_HEADER: &str =
+    "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n";
+/// Pending checkpoint files are `NAME{PENDING_MARK}N`, N the epoch they belong to.
+const PENDING_MARK: &str = ".epoch-";
+/// Files committed with the last finished epoch.
+const LAST_EPOCH_FILES: [&str; 2] = [LAST_WEIGHTS, OPTIMIZER_FILE];
+/// Files committed with the best epoch.
+const BEST_EPOCH_FILES: [&str; 2] = [BEST_WEIGHTS, PREDICTIONS_CSV];
+
+/// Test-only: pause this many milliseconds before each step of a checkpoint, naming the step on
+/// stderr, so that a test can kill training inside a checkpoint and know where it landed.
+const CHECKPOINT_PAUSE_VARIABLE: &str = "INCEPT_TEST_CHECKPOINT_PAUSE_MS";
+
+/// What `run.json` records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    pub classes: Vec<String>,
+    /// [H, W, C] of the feature maps the head takes.
+    pub input_shape: [usize; 3],
+    pub cache: PathBuf,
+    pub cache_model_sha256: String,
+    /// The cache's content when the run started (absent in runs from before it was recorded).
+    #[serde(default)]
+    pub cache_stamp: Option<CacheStamp>,
+    pub backend: Backend,
+    pub completed_epochs: usize,
+    pub best_epoch: usize,
+    /// `null` (infinite) until an epoch has finished.
+    #[serde(deserialize_with = "null_is_infinite")]
+    pub best_validation_loss: f64,
+    pub best_validation_accuracy: f64,
+    pub train_seconds: f64,
+    pub finished: bool,
+    /// Every finished epoch, in order (`metrics.csv` is written from these). Runs from before
+    /// it was recorded read their rows from `metrics.csv`.
+    #[serde(default)]
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// JSON has no infinity: serde writes it as `null`, read back here as infinity.
+fn null_is_infinite<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+}
+
+/// Tells one content of a cache file from another: re-extracting rewrites its creation time,
+/// growing `--copies` adds samples. `incept runs` compares runs only within one content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStamp {
+    pub created: Option<String>,
+    pub samples: usize,
+}
+
+impl CacheStamp {
+    pub fn of(cache: &Cache) -> Self {
+        CacheStamp { created: cache.created.clone(), samples: cache.len() }
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+    pub seconds: f64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+fn not_a_run(run_dir: &Path, reason: String) -> Error {
+    Error::NotARun { path: run_dir.to_path_buf(), reason }
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    incept_core::write_atomically(path, bytes).map_err(core_error)
+}
+
+fn core_error(error: incept_core::Error) -> Error {
+    match error {
+        incept_core::Error::Io { path, source } => Error::Io { path, source },
+        other => Error::Data(other.to_string()),
+    }
+}
+
+pub fn load_state(run_dir: &Path) -> Result<RunState> {
+    let path = run_dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        not_a_run(run_dir, format!("{}: {e}; train it with `incept train-head`", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        not_a_run(
+            run_dir,
+            format!(
+                "{}: {e}; the file is damaged: restore it, or train the run again in a new --run-dir",
+                path.display()
+            ),
+        )
+    })
+}
+
+pub(crate) fn save_state(run_dir: &Path, state: &RunState) -> Result<()> {
+    let text = serde_json::to_string_pretty(state).map_err(|e| Error::Data(e.to_string()))?;
+    write_file(&run_dir.join(STATE_FILE), text.as_bytes())
+}
+
+/// The run's saved configuration, with an error that says what to do when it is unreadable.
+pub fn load_config(run_dir: &Path) -> Result<TrainConfig> {
+    let path = run_dir.join(CONFIG_FILE);
+    if !path.exists() {
+        return Err(not_a_run(
+            run_dir,
+            format!("{} is missing; train the run again in a new --run-dir", path.display()),
+        ));
+    }
+    TrainConfig::from_toml_file(&path).map_err(|e| {
+        not_a_run(
+            run_dir,
+            format!("{e}; restore the run's config.toml, or train it again in a new --run-dir"),
+        )
+    })
+}
+
+/// Starts a run folder: the resolved configuration, then `run.json` with no epoch finished.
+pub(crate) fn start(run_dir: &Path, config: &TrainConfig, state: &RunState) -> Result<()> {
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    write_file(&run_dir.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
+    save_state(run_dir, state)?;
+    write_metrics_csv(run_dir, &state.epochs)
+}
+
+fn pending_path(run_dir: &Path, name: &str, epoch: usize) -> PathBuf {
+    run_dir.join(format!("{name}{PENDING_MARK}{epoch}"))
+}
+
+/// The epoch that a file of the run folder must hold according to `state`.
+fn committed_epoch(name: &str, state: &RunState) -> Option<usize> {
+    if LAST_EPOCH_FILES.contains(&name) {
+        Some(state.completed_epochs)
+    } else if BEST_EPOCH_FILES.contains(&name) {
+        (state.best_epoch <= state.completed_epochs).then_some(state.best_epoch)
+    } else {
+        None
+    }
+}
+
+/// Where the committed version of run-folder file `name` is: its pending file when a checkpoint
+/// was committed but not yet finished (see the module docs), else the file itself.
+pub fn committed_file(run_dir: &Path, name: &str, state: &RunState) -> PathBuf {
+    committed_epoch(name, state)
+        .map(|epoch| pending_path(run_dir, name, epoch))
+        .filter(|pending| pending.exists())
+        .unwrap_or_else(|| run_dir.join(name))
+}
+
+/// One epoch's checkpoint, serialised and ready to commit.
+pub(crate) struct Checkpoint {
+    pub last_weights: Vec<u8>,
+    pub optimizer: Vec<u8>,
+    /// When this epoch is the best so far: its weights and `predictions.csv`.
+    pub best: Option<(Vec<u8>, String)>,
+}
+
+/// Commits the checkpoint of epoch `state.completed_epochs` (`state` already describes it).
+pub(crate) fn commit(run_dir: &Path, state: &RunState, checkpoint: Checkpoint) -> Result<()> {
+    let epoch = state.completed_epochs;
+    let mut files = vec![
+        (LAST_WEIGHTS, checkpoint.last_weights.as_slice()),
+        (OPTIMIZER_FILE, checkpoint.optimizer.as_slice()),
+    ];
+    if let Some((weights, predictions)) = &checkpoint.best {
+        files.push((BEST_WEIGHTS, weights.as_slice()));
+        files.push((PREDICTIONS_CSV, predictions.as_bytes()));
+    }
+    for (name, bytes) in files {
+        pause_for_tests(&format!("writing {name}{PENDING_MARK}{epoch}"));
+        write_file(&pending_path(run_dir, name, epoch), bytes)?;
+    }
+    pause_for_tests(&format!("writing {STATE_FILE} (epoch {epoch})"));
+    save_state(run_dir, state)?;
+    pause_for_tests(&format!("renaming the files of epoch {epoch}"));
+    recover(run_dir, state)?;
+    pause_for_tests("done");
+    Ok(())
+}
+
+/// Finishes a committed checkpoint and removes what an uncommitted one left: pending files are
+/// renamed onto their names when `run.json` counts their epoch and deleted otherwise; temporary
+/// files of processes that are gone are deleted; `metrics.csv` is rewritten from `run.json`.
+pub(crate) fn recover(run_dir: &Path, state: &RunState) -> Result<()> {
+    incept_core::atomic::remove_stale_temporaries(run_dir).map_err(core_error)?;
+    for entry in std::fs::read_dir(run_dir).map_err(io(run_dir))? {
+        let entry = entry.map_err(io(run_dir))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some((name, epoch)) = file_name.rsplit_once(PENDING_MARK) else { continue };
+        let Ok(epoch) = epoch.parse::<usize>() else { continue };
+        let Some(wanted) = committed_epoch(name, state) else { continue };
+        if epoch == wanted {
+            incept_core::atomic::rename_durably(&entry.path(), &run_dir.join(name))
+                .map_err(core_error)?;
+        } else {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    write_metrics_csv(run_dir, &state.epochs)
+}
+
+/// `metrics.csv` rows of a run from before `run.json` recorded them: the rows of finished
+/// epochs, the last one of each epoch kept.
+pub(crate) fn records_from_metrics_csv(
+    run_dir: &Path,
+    completed: usize,
+) -> Result<Vec<EpochRecord>> {
+    let path = run_dir.join(METRICS_CSV);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let mut records: Vec<EpochRecord> = Vec::new();
+    for (line_number, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<f64> = line.split(',').filter_map(|f| f.parse().ok()).collect();
+        let [epoch, train_loss, train_accuracy, validation_loss, validation_accuracy, seconds] =
+            fields[..]
+        else {
+            return Err(not_a_run(
+                run_dir,
+                format!("{} line {}: not a metrics row: {line:?}", path.display(), line_number + 1),
+            ));
+        };
+        let epoch = epoch as usize;
+        if epoch == 0 || epoch > completed {
+            continue;
+        }
+        records.retain(|r| r.epoch != epoch);
+        records.push(EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy,
+            validation_loss,
+            validation_accuracy,
+            seconds,
+        });
+    }
+    records.sort_by_key(|r| r.epoch);
+    Ok(records)
+}
+
+fn write_metrics_csv(run_dir: &Path, epochs: &[EpochRecord]) -> Result<()> {
+    let mut text = String::from(METRICS_CSV_HEADER);
+    for record in epochs {
+        text.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            record.epoch,
+            record.train_loss,
+            record.train_accuracy,
+            record.validation_loss,
+            record.validation_accuracy,
+            record.seconds
+        ));
+    }
+    write_file(&run_dir.join(METRICS_CSV), text.as_bytes())
+}
+
+/// A head's weights in burnpack format.
+pub(crate) fn weights_bytes(model: &Head) -> Result<Vec<u8>> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Data(format!("cannot serialise the weights: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// An optimizer's state in burnpack format.
+pub(crate) fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Vec<u8>> {
+    let bytes = optimizer
+        .into_bytes()
+        .map_err(|e| Error::Data(format!("cannot serialise the optimizer state: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+fn read_run_file(path: &Path, what: &str) -> Result<Bytes> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Bytes::from_bytes_vec(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the {what} file is missing; restore it, or train the run again in a new --run-dir"
+            ),
+        }),
+        Err(source) => Err(Error::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+fn damaged(path: &Path, what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Weights {
+        path: path.to_path_buf(),
+        reason: format!(
+            "the {what} file is damaged ({reason}); restore it, or train the run again in a new --run-dir"
+        ),
+    }
+}
+
+/// Loads saved weights into `model`, telling a damaged file from one of another head.
+pub(crate) fn load_weights(model: Head, path: &Path) -> Result<Head> {
+    let record = burn::store::ModuleRecord::from_bytes(read_run_file(path, "weights")?)
+        .map_err(|e| damaged(path, "weights", e))?;
+    model
+        .try_load_record(record)
+        .map_err(|e| Error::WeightsDoNotFit { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// Loads a saved optimizer state into `optimizer`.
+pub(crate) fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
+    optimizer
+        .from_bytes(read_run_file(path, "optimizer state")?)
+        .map_err(|e| damaged(path, "optimizer state", e))
+}
+
+/// Writes `metrics.json`.
+pub(crate) fn write_metrics_json(run_dir: &Path, metrics: &incept_report::Metrics) -> Result<()> {
+    write_file(&run_dir.join(METRICS_JSON), metrics.to_json().as_bytes())
+}
+
+fn pause_for_tests(step: &str) {
+    static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var(CHECKPOINT_PAUSE_VARIABLE).ok().and_then(|value| value.parse().ok())
+    });
+    if let Some(milliseconds) = *pause {
+        eprintln!("checkpoint: {step}");
+        std::thread::sleep(std::time::Duration::from_millis(milliseconds));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(completed: usize, best: usize) -> RunState {
+        RunState {
+            classes: vec!["a".into()],
+            input_shape: [1, 1, 1],
+            cache: "c.h5".into(),
+            cache_model_sha256: String::new(),
+            cache_stamp: None,
+            backend: Backend::Flex,
+            completed_epochs: completed,
+            best_epoch: best,
+            best_validation_loss: 1.0,
+            best_validation_accuracy: 0.5,
+            train_seconds: 0.0,
+            finished: false,
+            epochs: (1..=completed)
+                .map(|epoch| EpochRecord {
+                    epoch,
+                    train_loss: epoch as f64,
+                    train_accuracy: 0.5,
+                    validation_loss: 1.0,
+                    validation_accuracy: 0.5,
+                    seconds: 1.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("<{e}>"))
+    }
+
+    #[test]
+    fn committed_checkpoints_roll_forward_and_uncommitted_ones_are_dropped() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io(Path::new("tmp")))?;
+        let run = dir.path();
+        // Epoch 2 is committed (run.json says so) but its files were not renamed yet; epoch 3
+        // was being written when the process was killed.
+        for (name, text) in [(LAST_WEIGHTS, "last 1"), (BEST_WEIGHTS, "best 1")] {
+            write_file(&run.join(name), text.as_bytes())?;
+        }
+        write_file(&pending_path(run, LAST_WEIGHTS, 2), b"last 2")?;
+        write_file(&pending_path(run, BEST_WEIGHTS, 2), b"best 2")?;
+        write_file(&pending_path(run, LAST_WEIGHTS, 3), b"last 3")?;
+        let state = state(2, 2);
+        // Readers find the committed files before anything is renamed.
+        assert_eq!(read(&committed_file(run, LAST_WEIGHTS, &state)), "last 2");
+        assert_eq!(read(&committed_file(run, BEST_WEIGHTS, &state)), "best 2");
+        recover(run, &state)?;
+        assert_eq!(read(&run.join(LAST_WEIGHTS)), "last 2");
+        assert_eq!(read(&run.join(BEST_WEIGHTS)), "best 2");
+        let mut names: Vec<String> = std::fs::read_dir(run)
+            .map_err(io(run))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        assert_eq!(names, [BEST_WEIGHTS, LAST_WEIGHTS, METRICS_CSV]);
+        let csv = read(&run.join(METRICS_CSV));
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        assert!(csv.lines().nth(2).is_some_and(|l| l.starts_with("2,2.000000,")), "{csv}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_run_with_no_finished_epoch_reads_back() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io(Path::new("tmp")))?;
+        let mut fresh = state(0, 0);
+        fresh.best_validation_loss = f64::INFINITY;
+        save_state(dir.path(), &fresh)?;
+        let read = load_state(dir.path())?;
+        assert_eq!(read.best_validation_loss, f64::INFINITY);
+        assert_eq!(read.completed_epochs, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn old_metrics_rows_are_read_once_per_finished_epoch() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io(Path::new("tmp")))?;
+        let csv = format!(
+            "{METRICS_CSV_HEADER}1,1.0,0.5,1.0,0.5,1.0\n2,2.0,0.5,1.0,0.5,1.0\n2,2.5,0.5,1.0,0.5,1.0\n3,3.0,0.5,1.0,0.5,1.0\n"
+        );
+        write_file(&dir.path().join(METRICS_CSV), csv.as_bytes())?;
+        let records = records_from_metrics_csv(dir.path(), 2)?;
+        let losses: Vec<(usize, f64)> = records.iter().map(|r| (r.epoch, r.train_loss)).collect();
+        assert_eq!(losses, [(1, 1.0), (2, 2.5)]);
+        Ok(())
+    }
+}
