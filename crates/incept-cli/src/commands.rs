@@ -2,7 +2,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
@@ -10,8 +10,8 @@ use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
 use incept_report::Metrics;
 
 use crate::{
-    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, PredictArgs, PredictFormatArg,
-    RunsArgs, TrainArgs,
+    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg, PredictArgs,
+    PredictFormatArg, RunsArgs, TrainArgs,
 };
 
 fn parse_device(text: &str) -> Result<Device> {
@@ -23,8 +23,14 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
     if !(0.0..1.0).contains(&args.zoom_range) {
         bail!("--zoom-range {} must be in [0, 1)", args.zoom_range);
     }
+    let layer = match args.layer {
+        LayerArg::Mixed9 => incept_extract::Layer::Mixed9,
+        LayerArg::Mixed10 => incept_extract::Layer::Mixed10,
+    };
     let config = ExtractConfig {
         device: parse_device(&args.device)?,
+        model: args.model.unwrap_or_else(|| PathBuf::from(layer.default_model())),
+        layer,
         copies: if args.no_augment { 0 } else { args.copies },
         augmentation: Augmentation {
             rotation_range_degrees: args.rotation_range,
@@ -37,7 +43,6 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
         },
         data_dir: args.data_dir,
         output: args.output,
-        model: args.model,
         seed: args.seed,
         batch_size: args.batch_size,
         dtype: match args.dtype {
@@ -266,18 +271,8 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
 
 pub fn predict(args: PredictArgs) -> Result<()> {
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
-    if !args.model.is_file() {
-        return Err(incept_extract::Error::ModelMissing { path: args.model.clone() }.into());
-    }
-    let model_sha = incept_core::sha256_file(&args.model)?;
-    if model_sha != head.state.cache_model_sha256 {
-        bail!(
-            "{}: not the backbone this head was trained with (its cache used model sha256 {}); pass that model with --model",
-            args.model.display(),
-            head.state.cache_model_sha256
-        );
-    }
-    let mut backbone = Backbone::load(&args.model, parse_device(&args.device)?, 0)?;
+    let model = backbone_of(&head, args.model.as_deref())?;
+    let mut backbone = Backbone::load(&model, parse_device(&args.device)?, 0)?;
     let (files, warnings) = incept_extract::scan::image_files(&args.inputs);
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -326,6 +321,37 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         bail!("no image could be classified");
     }
     Ok(())
+}
+
+/// The backbone the head's cache was made with: `chosen` if it is that one, else the model
+/// under `models/` whose sha256 the run recorded.
+fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
+    let wanted = &head.state.cache_model_sha256;
+    let candidates: Vec<PathBuf> = match chosen {
+        Some(path) => vec![path.to_path_buf()],
+        None => {
+            incept_extract::Layer::ALL.iter().map(|l| PathBuf::from(l.default_model())).collect()
+        }
+    };
+    for candidate in &candidates {
+        if !candidate.is_file() {
+            continue;
+        }
+        if incept_core::sha256_file(candidate)? == *wanted {
+            return Ok(candidate.clone());
+        }
+    }
+    let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    match chosen {
+        Some(path) if !path.is_file() => {
+            Err(incept_extract::Error::ModelMissing { path: path.to_path_buf() }.into())
+        }
+        _ => bail!(
+            "{}: not the backbone this head was trained with (its cache used model sha256 {wanted}); \
+             pass that model with --model",
+            looked.join(", ")
+        ),
+    }
 }
 
 fn print_predictions(

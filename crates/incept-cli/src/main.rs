@@ -59,9 +59,14 @@ struct ExtractArgs {
     /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// The ONNX backbone.
-    #[arg(long, default_value = incept_extract::backbone::DEFAULT_MODEL)]
-    model: PathBuf,
+    /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
+    /// earlier; more accurate on fine-grained classes, see the README).
+    #[arg(long, value_enum, default_value = "mixed_10")]
+    layer: LayerArg,
+    /// The ONNX backbone [default: the --layer's model under models/]; with another model, say
+    /// with --layer which layer it ends at.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Replace an existing cache made with other settings.
     #[arg(long)]
     overwrite: bool,
@@ -162,6 +167,14 @@ struct TrainArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum LayerArg {
+    #[value(name = "mixed_9")]
+    Mixed9,
+    #[value(name = "mixed_10")]
+    Mixed10,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum BackendArg {
     Flex,
     Ndarray,
@@ -220,9 +233,9 @@ struct PredictArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// The ONNX backbone (must be the one the cache was made with).
-    #[arg(long, default_value = incept_extract::backbone::DEFAULT_MODEL)]
-    model: PathBuf,
+    /// The ONNX backbone [default: the model under models/ that the head's cache was made with].
+    #[arg(long)]
+    model: Option<PathBuf>,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Decode truncated JPEGs as far as they go instead of skipping them.

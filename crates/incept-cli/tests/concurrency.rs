@@ -45,7 +45,9 @@ fn wait_for(condition: impl Fn() -> bool, what: &str) -> TestResult {
 }
 
 fn signal(child: &Child, name: &str) -> TestResult {
-    let status = Command::new("kill").args([name, &child.id().to_string()]).status()?;
+    let mut kill = Command::new("kill");
+    inherit_no_descriptors(&mut kill);
+    let status = kill.args([name, &child.id().to_string()]).status()?;
     assert!(status.success(), "kill {name} failed");
     Ok(())
 }
@@ -127,6 +129,7 @@ fn a_reader_sees_the_old_cache_or_the_new_one_whole_while_a_writer_replaces_it()
     }
     assert!(writer.wait()?.success());
     assert!(sizes.contains(&new), "{sizes:?}");
+    assert!(reads >= 2, "no read while the writer ran");
     // A training run reads the cache while an extraction replaces it.
     let mut writer = extract_command(&data, &cache, "5").stderr(Stdio::null()).spawn()?;
     let config = small_config_with(dir.path(), 2, "")?;

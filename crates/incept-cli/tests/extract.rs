@@ -48,6 +48,8 @@ fn builds_a_cache_in_the_documented_format_and_reuses_it() -> TestResult {
     assert_eq!(cache.settings.seed, 5);
     assert!(cache.settings.augmentation.contains("\"unit\":\"degrees\""));
     assert_eq!(cache.settings.model_sha256, incept_core::sha256_file(&tiny_model())?);
+    assert_eq!(cache.settings.layer, "mixed_10");
+    assert_eq!(cache.settings.augmentation_version, 1);
     // Augmented copies differ from the original.
     let block = cache.read_block(0, 3)?;
     assert_ne!(block.index_axis(ndarray::Axis(0), 0), block.index_axis(ndarray::Axis(0), 1));
@@ -64,6 +66,9 @@ fn builds_a_cache_in_the_documented_format_and_reuses_it() -> TestResult {
         "dtype",
         "incept_version",
         "created",
+        "compression",
+        "augmentation_version",
+        "layer",
     ] {
         assert!(file.attr(attribute).is_ok(), "missing attribute {attribute}");
     }

@@ -124,6 +124,7 @@ fn synthetic_cache(
         copies: 0,
         dtype: Dtype::F32,
         augmentation_version: 1,
+        layer: "mixed_10".into(),
     };
     let mut writer = CacheWriter::open(path, settings, true)?;
     let mut samples = Vec::new();
@@ -380,6 +381,20 @@ fn predict_agrees_with_the_cached_features() -> TestResult {
         path_str(&tiny_model()),
     ])?);
     assert_eq!(stdout(&folder).lines().count(), 10);
+    // Without --model, the backbone is looked for among the converted models by the sha256 the
+    // run recorded; none of them is the tiny one, and the error says so and what to do.
+    let models = incept_core::project_root().join("models");
+    let refused = incept()
+        .current_dir(models.parent().unwrap_or(&models))
+        .args(["predict", path_str(&run_dir), path_str(&data.join("ant"))])
+        .output()?;
+    let message = stderr(&refused);
+    assert!(!refused.status.success(), "{message}");
+    assert!(message.contains("not the backbone this head was trained with"), "{message}");
+    assert!(
+        message.contains("inception_v3_mixed_9.onnx") && message.contains("--model"),
+        "{message}"
+    );
     Ok(())
 }
 

@@ -5,11 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -135,10 +133,12 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
     ok(train(&cache, &whole, &config, &[])?);
 
     let killed = dir.path().join("killed");
-    // Kill right before these steps (in turn), or after a pseudo-random delay ("random").
+    // Abort right before these checkpoint steps (in turn; exactly there, by a test hook), or
+    // SIGKILL after a pseudo-random delay ("random"), resuming each time.
     let targets = [
         "writing best.bpk",
         "writing predictions.csv",
+        "writing metrics.json",
         "writing run.json",
         "writing last.bpk",
         "renaming",
@@ -153,59 +153,46 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
         "random",
         "writing run.json",
         "random",
+        "random",
     ];
     let mut random_state = 0x2545_f491_4f6c_dd1d_u64;
     let mut landings: BTreeMap<String, usize> = BTreeMap::new();
     let mut kills = 0;
     for target in targets {
-        let resume = killed.join("run.json").exists();
         let mut command = incept();
         command.args(["train-head", path_str(&cache), "--run-dir", path_str(&killed)]);
         command.args(["--config", path_str(&config)]);
-        if resume {
+        if killed.join("run.json").exists() {
             command.arg("--resume");
         }
-        command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "30");
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-        let stderr_pipe = child.stderr.take().ok_or("no stderr")?;
-        let (sender, lines) = mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
+        let landed = if target == "random" {
+            random_state ^= random_state << 13;
+            random_state ^= random_state >> 7;
+            random_state ^= random_state << 17;
+            command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "20");
+            let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+            std::thread::sleep(Duration::from_millis(50 + random_state % 700));
+            let exited = child.try_wait()?;
+            child.kill()?; // SIGKILL
+            let output = child.wait_with_output()?;
+            let lines: Vec<String> = stderr(&output).lines().map(str::to_owned).collect();
+            if let Some(status) = exited {
+                assert!(status.success(), "train-head failed: {lines:?}");
+                break; // it finished before the kill
             }
-        });
-        random_state ^= random_state << 13;
-        random_state ^= random_state >> 7;
-        random_state ^= random_state << 17;
-        let wait = if target == "random" { 50 + random_state % 900 } else { 60_000 };
-        let deadline = Instant::now() + Duration::from_millis(wait);
-        let mut seen = Vec::new();
-        let mut hit = false;
-        while !hit && Instant::now() < deadline {
-            match lines.recv_timeout(Duration::from_millis(2)) {
-                Ok(line) => {
-                    hit = line.starts_with("checkpoint: ") && line.contains(target);
-                    seen.push(line);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            landing(&lines)
+        } else {
+            command.env("INCEPT_TEST_CHECKPOINT_ABORT_BEFORE", target);
+            let output = command.output()?;
+            if output.status.success() {
+                break; // finished without reaching that step again
             }
-        }
-        let exited = child.try_wait()?;
-        child.kill()?; // SIGKILL
-        child.wait()?;
-        let _ = reader.join();
-        seen.extend(lines.try_iter());
-        if let Some(status) = exited {
-            // It finished before the kill: the run is done.
-            assert!(status.success(), "train-head failed: {seen:?}");
-            break;
-        }
+            assert!(stderr(&output).contains("aborting (test hook)"), "{}", stderr(&output));
+            format!("checkpoint: before {target}")
+        };
         kills += 1;
-        *landings.entry(landing(&seen)).or_default() += 1;
-        // After every kill the folder is readable and holds each epoch at most once.
+        *landings.entry(landed).or_default() += 1;
+        // After every kill the folder holds each epoch at most once.
         if killed.join("metrics.csv").exists() {
             let rows = metric_rows(&killed)?;
             let mut epochs: Vec<&str> =
@@ -388,5 +375,31 @@ fn bad_config_files_and_a_replaced_cache_are_refused_with_one_line() -> TestResu
         run(&["train-head", path_str(&elsewhere), "--run-dir", path_str(&good), "--resume"])?;
     assert_one_line_error(&output, "other.h5", "trained on");
     assert_eq!(snapshot(&good)?, before);
+    Ok(())
+}
+
+#[test]
+fn a_second_train_head_on_the_same_run_folder_is_refused_naming_the_first() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 5)?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    // A slow first run (long pauses in its checkpoints), then a second on the same folder.
+    let mut first = incept();
+    first.args(["train-head", path_str(&cache), "--run-dir", path_str(&run_dir)]);
+    first.args(["--config", path_str(&config)]).env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "400");
+    let mut first = first.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !run_dir.join("run.json").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second =
+        run(&["train-head", path_str(&cache), "--run-dir", path_str(&run_dir), "--resume"])?;
+    let still_running = first.try_wait()?.is_none();
+    first.kill()?;
+    first.wait()?;
+    assert!(still_running, "the first run ended before the second started");
+    assert_one_line_error(&second, "being trained by another incept process", "pid");
+    assert!(stderr(&second).contains(&format!("pid {}", first.id())), "{}", stderr(&second));
     Ok(())
 }

@@ -77,31 +77,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stable_hash_is_the_first_eight_bytes_of_sha256_over_length_prefixed_parts() {
-        // The encoding, spelled out: u64 little-endian length, then the bytes, for each part.
-        let mut hasher = Sha256::new();
-        for part in [&b"ab"[..], &b"c"[..]] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        let digest = hasher.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        assert_eq!(stable_hash(&[b"ab", b"c"]), u64::from_le_bytes(first));
-        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
-        assert_ne!(stable_hash(&[b"abc"]), stable_hash(&[b"ab", b"c"]));
-    }
-
-    #[test]
-    fn stable_hash_values_are_pinned() {
+    fn stable_hash_values_are_pinned_and_parts_are_length_prefixed() {
         // Pinned: a change here would reshuffle every user's validation split and augmentations.
         assert_eq!(stable_hash(&[b"a/b.jpg"]), PINNED_PHOTO);
         assert_eq!(stable_hash(&[b"incept validation split", b"ant/1.png"]), PINNED_SPLIT);
+        // The length prefixes keep the boundaries: ("ab", "c"), ("a", "bc"), ("abc") all differ.
+        assert_eq!(stable_hash(&[b"ab", b"c"]), PINNED_AB_C);
+        assert_ne!(stable_hash(&[b"a", b"bc"]), PINNED_AB_C);
+        assert_ne!(stable_hash(&[b"abc"]), PINNED_AB_C);
     }
 
-    // Computed outside Rust: Python's hashlib over struct.pack('<Q', len(part)) + part.
+    // Computed outside Rust: the first 8 bytes, little-endian, of Python's
+    // hashlib.sha256(b"".join(struct.pack('<Q', len(p)) + p for p in parts)).
     const PINNED_PHOTO: u64 = 0xa313_bcee_218e_091f;
     const PINNED_SPLIT: u64 = 0x7e2b_60d3_f415_495d;
+    const PINNED_AB_C: u64 = 0xca01_de79_5565_ee43;
 
     #[test]
     fn now_is_rfc3339_utc_and_now() {

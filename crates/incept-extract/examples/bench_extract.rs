@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir: scratch.clone(),
         output: scratch.join("bench.h5"),
         model,
+        layer: incept_extract::Layer::Mixed10,
         copies: copies as u32,
         augmentation: Augmentation::default(),
         seed: 0,

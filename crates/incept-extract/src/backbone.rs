@@ -11,6 +11,36 @@ use crate::{Error, Result};
 
 /// Default location of the converted model, relative to the project root.
 pub const DEFAULT_MODEL: &str = "models/inception_v3_notop.onnx";
+
+/// The InceptionV3 layer whose output is cached; each has its own converted model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layer {
+    /// One block before the end: 5×5×2048, better at telling look-alike species apart.
+    Mixed9,
+    /// The last block, Keras' `include_top=False` output: 5×5×2048.
+    #[default]
+    Mixed10,
+}
+
+impl Layer {
+    /// The layer's name in the converted model (as in the weights archive).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Mixed9 => "mixed_9",
+            Layer::Mixed10 => "mixed_10",
+        }
+    }
+
+    /// Where `just setup` writes this layer's model, relative to the project root.
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Layer::Mixed9 => "models/inception_v3_mixed_9.onnx",
+            Layer::Mixed10 => DEFAULT_MODEL,
+        }
+    }
+
+    pub const ALL: [Layer; 2] = [Layer::Mixed9, Layer::Mixed10];
+}
 /// Where `just setup` unpacks the CPU runtime, relative to the project root.
 pub const RUNTIME_DIR: &str = ".deps/onnxruntime";
 /// Where `just setup-gpu` unpacks the runtime with the CUDA provider.

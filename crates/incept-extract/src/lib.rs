@@ -16,7 +16,7 @@ pub mod pipeline;
 pub mod scan;
 
 pub use augment::Augmentation;
-pub use backbone::{Backbone, Device};
+pub use backbone::{Backbone, Device, Layer};
 pub use pipeline::{ExtractConfig, ExtractReport, extract};
 
 /// Errors of the extraction stage. Each names the file it is about and, where one exists, the fix.

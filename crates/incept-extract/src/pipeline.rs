@@ -27,6 +27,8 @@ pub struct ExtractConfig {
     pub data_dir: PathBuf,
     pub output: PathBuf,
     pub model: PathBuf,
+    /// The layer `model` ends at, recorded in the cache.
+    pub layer: crate::backbone::Layer,
     /// Augmented copies per image (variants 1..=copies); 0 = originals only.
     pub copies: u32,
     pub augmentation: Augmentation,
@@ -103,12 +105,23 @@ pub fn settings_for(config: &ExtractConfig, model_sha256: String) -> Settings {
         copies: config.copies,
         dtype: config.dtype,
         augmentation_version: crate::augment::ALGORITHM_VERSION,
+        layer: config.layer.name().to_owned(),
     }
 }
 
 /// Runs the extraction; `interrupted` (set by Ctrl-C) stops it cleanly, keeping what is done.
 pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<ExtractReport> {
     let started = Instant::now();
+    if !config.data_dir.is_dir() {
+        return Err(Error::DataMissing { path: config.data_dir.clone() });
+    }
+    if !config.model.is_file() {
+        return Err(Error::ModelMissing { path: config.model.clone() });
+    }
+    let model_sha256 = incept_core::sha256_file(&config.model)?;
+    // The writer lock first: a second writer is refused before it scans anything.
+    let mut writer =
+        CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
     let found = scan(&config.data_dir)?;
     for warning in &found.warnings {
         eprintln!("warning: {warning}");
@@ -116,12 +129,6 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     if found.images.is_empty() {
         return Err(Error::NoImages { path: config.data_dir.clone() });
     }
-    if !config.model.is_file() {
-        return Err(Error::ModelMissing { path: config.model.clone() });
-    }
-    let model_sha256 = incept_core::sha256_file(&config.model)?;
-    let mut writer =
-        CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
     let jobs: Vec<Job> = found
         .images
         .iter()
@@ -143,6 +150,17 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
         run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted)?;
     }
     report.interrupted = interrupted.load(Ordering::SeqCst);
+    if report.interrupted && config.overwrite {
+        // Replacing now would swap the whole old cache for part of the new one.
+        eprintln!(
+            "{}: kept as it was; the samples extracted so far are kept too: run the same command \
+             (with --overwrite) to continue",
+            config.output.display()
+        );
+        report.samples_total = writer.done_count();
+        report.wall = started.elapsed();
+        return Ok(report);
+    }
     let write_started = Instant::now();
     let summary = writer.finish()?;
     report.write += write_started.elapsed();

@@ -27,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         copies: 0,
         dtype: Dtype::F32,
         augmentation_version: 1,
+        layer: "mixed_10".into(),
     };
     let mut writer = CacheWriter::open(&cache, settings, true)?;
     for class in 0..CLASSES {

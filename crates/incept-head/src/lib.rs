@@ -53,6 +53,10 @@ pub enum Error {
         "{path}: already holds a run; pass --resume to continue it or choose another --run-dir"
     )]
     RunExists { path: PathBuf },
+    #[error(
+        "{path} is being trained by another incept process ({owner}); wait for it to finish or stop it, then run again"
+    )]
+    RunLocked { path: PathBuf, owner: String },
     #[error("{path}: not a run folder of `incept train-head` ({reason})")]
     NotARun { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]

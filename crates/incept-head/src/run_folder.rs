@@ -17,7 +17,8 @@
 //! Every file is written whole through [`incept_core::atomic`]. An epoch's checkpoint spans
 //! several files, so it is a two-step commit whose commit point is `run.json`:
 //! 1. the epoch's new `last.bpk` and `optimizer.bin` (and, when it is the best epoch so far,
-//!    `best.bpk` and `predictions.csv`) are written whole under pending names `NAME.epoch-N`;
+//!    `best.bpk`, `predictions.csv` and `metrics.json`) are written whole under pending names
+//!    `NAME.epoch-N`;
 //! 2. `run.json` records epoch N (its metrics included): from here on the epoch counts;
 //! 3. the pending files are renamed onto their names and `metrics.csv` is rewritten.
 //!
@@ -55,11 +56,14 @@ const PENDING_MARK: &str = ".epoch-";
 /// Files committed with the last finished epoch.
 const LAST_EPOCH_FILES: [&str; 2] = [LAST_WEIGHTS, OPTIMIZER_FILE];
 /// Files committed with the best epoch.
-const BEST_EPOCH_FILES: [&str; 2] = [BEST_WEIGHTS, PREDICTIONS_CSV];
+const BEST_EPOCH_FILES: [&str; 3] = [BEST_WEIGHTS, PREDICTIONS_CSV, METRICS_JSON];
 
 /// Test-only: pause this many milliseconds before each step of a checkpoint, naming the step on
 /// stderr, so that a test can kill training inside a checkpoint and know where it landed.
 const CHECKPOINT_PAUSE_VARIABLE: &str = "INCEPT_TEST_CHECKPOINT_PAUSE_MS";
+/// Test-only: abort the process (as a kill would end it: no destructors, no flushing) right
+/// before the first checkpoint step whose description contains this text.
+const CHECKPOINT_ABORT_VARIABLE: &str = "INCEPT_TEST_CHECKPOINT_ABORT_BEFORE";
 
 /// What `run.json` records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -210,8 +214,15 @@ pub fn committed_file(run_dir: &Path, name: &str, state: &RunState) -> PathBuf {
 pub(crate) struct Checkpoint {
     pub last_weights: Vec<u8>,
     pub optimizer: Vec<u8>,
-    /// When this epoch is the best so far: its weights and `predictions.csv`.
-    pub best: Option<(Vec<u8>, String)>,
+    /// When this epoch is the best so far: its weights, `predictions.csv` and `metrics.json`.
+    pub best: Option<BestEpoch>,
+}
+
+/// The files of a new best epoch.
+pub(crate) struct BestEpoch {
+    pub weights: Vec<u8>,
+    pub predictions_csv: String,
+    pub metrics_json: String,
 }
 
 /// Commits the checkpoint of epoch `state.completed_epochs` (`state` already describes it).
@@ -221,9 +232,10 @@ pub(crate) fn commit(run_dir: &Path, state: &RunState, checkpoint: Checkpoint) -
         (LAST_WEIGHTS, checkpoint.last_weights.as_slice()),
         (OPTIMIZER_FILE, checkpoint.optimizer.as_slice()),
     ];
-    if let Some((weights, predictions)) = &checkpoint.best {
-        files.push((BEST_WEIGHTS, weights.as_slice()));
-        files.push((PREDICTIONS_CSV, predictions.as_bytes()));
+    if let Some(best) = &checkpoint.best {
+        files.push((BEST_WEIGHTS, best.weights.as_slice()));
+        files.push((PREDICTIONS_CSV, best.predictions_csv.as_bytes()));
+        files.push((METRICS_JSON, best.metrics_json.as_bytes()));
     }
     for (name, bytes) in files {
         pause_for_tests(&format!("writing {name}{PENDING_MARK}{epoch}"));
@@ -329,6 +341,42 @@ pub(crate) fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
+/// Takes the run folder's writer lock (`.NAME.lock` beside the folder, so a refused command
+/// leaves the folder itself untouched): a second `train-head` on the same folder is refused at
+/// once, naming the first.
+pub(crate) fn lock(run_dir: &Path) -> Result<incept_core::lock::WriterLock> {
+    let parent = run_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name =
+        run_dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    incept_core::lock::WriterLock::acquire(&parent.join(format!(".{name}.lock")), run_dir).map_err(
+        |error| match error {
+            incept_core::Error::Locked { target, owner } => {
+                Error::RunLocked { path: target, owner }
+            }
+            other => core_error(other),
+        },
+    )
+}
+
+/// The committed version of `name` (see [`committed_file`]) and its bytes; if the pending file
+/// is renamed into place between finding and reading it, the renamed file is read.
+fn read_committed(
+    run_dir: &Path,
+    name: &str,
+    state: &RunState,
+    what: &str,
+) -> Result<(PathBuf, Bytes)> {
+    let path = committed_file(run_dir, name, state);
+    let final_path = run_dir.join(name);
+    match read_run_file(&path, what) {
+        Err(Error::Weights { .. }) if path != final_path => {
+            read_run_file(&final_path, what).map(|bytes| (final_path, bytes))
+        }
+        other => other.map(|bytes| (path, bytes)),
+    }
+}
+
 fn read_run_file(path: &Path, what: &str) -> Result<Bytes> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(Bytes::from_bytes_vec(bytes)),
@@ -351,20 +399,30 @@ fn damaged(path: &Path, what: &str, reason: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Loads saved weights into `model`, telling a damaged file from one of another head.
-pub(crate) fn load_weights(model: Head, path: &Path) -> Result<Head> {
-    let record = burn::store::ModuleRecord::from_bytes(read_run_file(path, "weights")?)
-        .map_err(|e| damaged(path, "weights", e))?;
+/// Loads the committed weights file `name` (`best.bpk`, `last.bpk`) into `model`, telling a
+/// damaged file from one of another head.
+pub(crate) fn load_weights(
+    model: Head,
+    run_dir: &Path,
+    name: &str,
+    state: &RunState,
+) -> Result<Head> {
+    let (path, bytes) = read_committed(run_dir, name, state, "weights")?;
+    let record =
+        burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| damaged(&path, "weights", e))?;
     model
         .try_load_record(record)
-        .map_err(|e| Error::WeightsDoNotFit { path: path.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| Error::WeightsDoNotFit { path, reason: e.to_string() })
 }
 
-/// Loads a saved optimizer state into `optimizer`.
-pub(crate) fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
-    optimizer
-        .from_bytes(read_run_file(path, "optimizer state")?)
-        .map_err(|e| damaged(path, "optimizer state", e))
+/// Loads the committed optimizer state into `optimizer`.
+pub(crate) fn load_optimizer(
+    optimizer: ModuleOptimizer,
+    run_dir: &Path,
+    state: &RunState,
+) -> Result<ModuleOptimizer> {
+    let (path, bytes) = read_committed(run_dir, OPTIMIZER_FILE, state, "optimizer state")?;
+    optimizer.from_bytes(bytes).map_err(|e| damaged(&path, "optimizer state", e))
 }
 
 /// Writes `metrics.json`.
@@ -374,9 +432,15 @@ pub(crate) fn write_metrics_json(run_dir: &Path, metrics: &incept_report::Metric
 
 fn pause_for_tests(step: &str) {
     static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    static ABORT: OnceLock<Option<String>> = OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var(CHECKPOINT_PAUSE_VARIABLE).ok().and_then(|value| value.parse().ok())
     });
+    let abort = ABORT.get_or_init(|| std::env::var(CHECKPOINT_ABORT_VARIABLE).ok());
+    if abort.as_deref().is_some_and(|text| step.contains(text)) {
+        eprintln!("checkpoint: {step}: aborting (test hook)");
+        std::process::abort();
+    }
     if let Some(milliseconds) = *pause {
         eprintln!("checkpoint: {step}");
         std::thread::sleep(std::time::Duration::from_millis(milliseconds));

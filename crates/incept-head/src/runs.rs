@@ -11,7 +11,7 @@ use crate::config::TrainConfig;
 use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
 use crate::run_folder::{
-    BEST_WEIGHTS, CacheStamp, METRICS_JSON, RunState, committed_file, load_config, load_state,
+    BEST_WEIGHTS, CacheStamp, METRICS_JSON, RunState, load_config, load_state,
 };
 use crate::train::{Backend, argmax};
 use crate::{Error, Result};
@@ -42,7 +42,6 @@ impl TrainedHead {
             });
         }
         // A reader right after a kill mid-checkpoint still finds the committed best weights.
-        let weights = committed_file(run_dir, BEST_WEIGHTS, &state);
         let model = crate::run_folder::load_weights(
             Head::new(
                 &config.head,
@@ -50,7 +49,9 @@ impl TrainedHead {
                 state.classes.len(),
                 &device,
             ),
-            &weights,
+            run_dir,
+            BEST_WEIGHTS,
+            &state,
         )?;
         Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })
     }

@@ -22,9 +22,7 @@ use crate::data::{
 };
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
-use crate::run_folder::{
-    BEST_WEIGHTS, Checkpoint, LAST_WEIGHTS, OPTIMIZER_FILE, STATE_FILE, committed_file,
-};
+use crate::run_folder::{BEST_WEIGHTS, BestEpoch, Checkpoint, LAST_WEIGHTS, STATE_FILE};
 pub use crate::run_folder::{CacheStamp, EpochRecord, RunState, load_state};
 use crate::{Error, Result};
 
@@ -167,7 +165,9 @@ fn classes_must_match(training: &Cache, other: &Cache) -> Result<()> {
 pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainReport> {
     let started = Instant::now();
     let run_dir = &request.run_dir;
-    // Everything is checked before anything is written: a refused run leaves its folder as it was.
+    // One writer per run folder; then everything is checked before anything is written: a
+    // refused run leaves its folder as it was.
+    let _lock = crate::run_folder::lock(run_dir)?;
     let previous = if request.resume { Some(load_state(run_dir)?) } else { None };
     if previous.is_none() && run_dir.join(STATE_FILE).exists() {
         return Err(Error::RunExists { path: run_dir.clone() });
@@ -279,10 +279,8 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     match &previous {
         Some(_) => {
             if state.completed_epochs > 0 {
-                let last = committed_file(run_dir, LAST_WEIGHTS, &state);
-                model = crate::run_folder::load_weights(model, &last)?;
-                let optimizer_path = committed_file(run_dir, OPTIMIZER_FILE, &state);
-                optim = crate::run_folder::load_optimizer(optim, &optimizer_path)?;
+                model = crate::run_folder::load_weights(model, run_dir, LAST_WEIGHTS, &state)?;
+                optim = crate::run_folder::load_optimizer(optim, run_dir, &state)?;
                 if state.epochs.is_empty() {
                     state.epochs = crate::run_folder::records_from_metrics_csv(
                         run_dir,
@@ -292,6 +290,8 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             }
             if let Some(extension) = &extension {
                 crate::resume::record_extension(run_dir, &config)?;
+                state.finished = false;
+                crate::run_folder::save_state(run_dir, &state)?;
                 eprintln!("{extension}");
             }
             crate::run_folder::recover(run_dir, &state)?;
@@ -423,7 +423,11 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             state.best_validation_loss = predictions.loss;
             state.best_validation_accuracy = validation_accuracy;
             state.best_epoch = epoch + 1;
-            Some((last_weights.clone(), predictions_csv(&classes, &predictions)))
+            Some(BestEpoch {
+                weights: last_weights.clone(),
+                predictions_csv: predictions_csv(&classes, &predictions),
+                metrics_json: metrics_of(&classes, &predictions)?.to_json(),
+            })
         } else {
             None
         };
@@ -455,10 +459,11 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
                     reason: "no epoch finished".into(),
                 });
             }
-            let best = committed_file(run_dir, BEST_WEIGHTS, &state);
             let loaded = crate::run_folder::load_weights(
                 Head::new(&config.head, shape, classes.len(), &validation_device),
-                &best,
+                run_dir,
+                BEST_WEIGHTS,
+                &state,
             )?;
             Some(predict_split(
                 &loaded,

@@ -30,10 +30,12 @@ pub fn inherit_no_descriptors(command: &mut Command) {
     // system call. CLOEXEC instead of closing keeps std's own exec-error pipe working.
     unsafe {
         command.pre_exec(|| {
-            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int)
-                != 0
-            {
-                return Err(std::io::Error::last_os_error());
+            let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+            if libc::close_range(3, libc::c_uint::MAX, flags) != 0 {
+                // Kernels before 5.11: mark them one by one (fcntl is async-signal-safe too).
+                for descriptor in 3..4096 {
+                    libc::fcntl(descriptor, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
             Ok(())
         });
