@@ -161,13 +161,17 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         eprintln!("interrupted: the last finished epoch is saved; continue with --resume");
     }
     eprintln!(
-        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}, macro-F1 {:.3}); \
+        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}{}, macro-F1 {:.3}); \
          {:.0} training samples/s on {}; {:.1} s",
         report.train_samples,
         report.metrics.total(),
         if report.streaming { " (streamed from disk)" } else { "" },
         report.best_epoch,
         report.metrics.accuracy,
+        report
+            .metrics
+            .single_view_accuracy
+            .map_or_else(String::new, |single| format!(" with TTA, {single:.3} single view")),
         report.metrics.macro_f1,
         report.samples_per_second,
         report.backend.name(),
@@ -191,8 +195,8 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
     let name_width = runs.iter().map(|r| r.name.len() + 1).max().unwrap_or(4).max(4);
     let head_width = runs.iter().map(|r| r.head.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>8}",
-        "run", "head", "epochs", "accuracy", "macro-F1", "time"
+        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:>8}",
+        "run", "head", "epochs", "accuracy", "single view", "macro-F1", "time"
     );
     let changed = runs.iter().filter(|run| run.cache_changed).count();
     let problems: Vec<(String, String)> = runs
@@ -211,11 +215,12 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
             |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
         let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
-            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>8}  {:>7.0}s",
+            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:>7.0}s",
             format!("{}{marker}", run.name),
             run.head,
             format!("{}/{}", run.epochs, run.planned_epochs),
             percent(run.validation_accuracy),
+            percent(run.single_view_accuracy),
             ratio(run.macro_f1),
             run.seconds
         );

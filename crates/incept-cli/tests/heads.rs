@@ -43,6 +43,9 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("metrics.json"))?)?;
     assert_eq!(metrics["classes"], serde_json::json!(["ant", "bee", "cricket"]));
+    // Validated with TTA (the default): the photo-alone accuracy is recorded beside it.
+    let single = metrics["single_view_accuracy"].as_f64().ok_or("no single_view_accuracy")?;
+    assert!((0.0..=1.0).contains(&single), "{single}");
     let predictions = std::fs::read_to_string(first.join("predictions.csv"))?;
     assert!(
         predictions.starts_with("source,label,predicted,p_ant,p_bee,p_cricket\n"),

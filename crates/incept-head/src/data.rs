@@ -253,6 +253,8 @@ pub struct PhotoPrediction {
     pub source: i32,
     pub label: usize,
     pub probabilities: Vec<f64>,
+    /// The row of the photo itself (variant 0), when it was among the samples.
+    pub single_view: Option<Vec<f64>>,
 }
 
 /// Runs `probabilities` (a batch of features → one row of class probabilities per sample) over
@@ -269,23 +271,29 @@ pub fn mean_by_photo(
     mut probabilities: impl FnMut(&[f32], usize) -> Result<Vec<Vec<f64>>>,
 ) -> Result<Vec<PhotoPrediction>> {
     let cache = store.cache();
-    let mut by_source: BTreeMap<i32, (usize, Vec<f64>, usize)> = BTreeMap::new();
+    // Per source photo: label, summed rows, row count, the row of variant 0.
+    type Sums = (usize, Vec<f64>, usize, Option<Vec<f64>>);
+    let mut by_source: BTreeMap<i32, Sums> = BTreeMap::new();
     store.batches(indices, batch_size, None, |batch, values| {
         for (row, &index) in probabilities(values, batch.len())?.into_iter().zip(batch) {
             let entry = by_source
                 .entry(cache.source[index])
-                .or_insert_with(|| (label_of(cache.labels[index]), vec![0.0; row.len()], 0));
+                .or_insert_with(|| (label_of(cache.labels[index]), vec![0.0; row.len()], 0, None));
             entry.1.iter_mut().zip(&row).for_each(|(sum, p)| *sum += p);
             entry.2 += 1;
+            if cache.variant[index] == 0 {
+                entry.3 = Some(row);
+            }
         }
         Ok(true)
     })?;
     Ok(by_source
         .into_iter()
-        .map(|(source, (label, sums, count))| PhotoPrediction {
+        .map(|(source, (label, sums, count, single_view))| PhotoPrediction {
             source,
             label,
             probabilities: sums.iter().map(|s| s / count as f64).collect(),
+            single_view,
         })
         .collect())
 }

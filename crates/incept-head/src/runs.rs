@@ -144,7 +144,10 @@ pub struct RunSummary {
     pub epochs: usize,
     pub planned_epochs: usize,
     pub best_epoch: usize,
+    /// With test-time augmentation, the mean over each photo's views.
     pub validation_accuracy: Option<f64>,
+    /// Each photo alone, for runs validated with test-time augmentation.
+    pub single_view_accuracy: Option<f64>,
     pub macro_f1: Option<f64>,
     pub seconds: f64,
     pub cache: PathBuf,
@@ -178,6 +181,7 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         planned_epochs: 0,
         best_epoch: 0,
         validation_accuracy: None,
+        single_view_accuracy: None,
         macro_f1: None,
         seconds: 0.0,
         cache: PathBuf::new(),
@@ -208,6 +212,7 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         Ok(text) => match serde_json::from_str::<Metrics>(&text) {
             Ok(metrics) => {
                 summary.validation_accuracy = Some(metrics.accuracy);
+                summary.single_view_accuracy = metrics.single_view_accuracy;
                 summary.macro_f1 = Some(metrics.macro_f1);
             }
             Err(error) => problems.push(format!("{}: {error}", metrics_path.display())),

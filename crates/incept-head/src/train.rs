@@ -105,6 +105,8 @@ struct Predictions {
     sources: Vec<String>,
     labels: Vec<usize>,
     probabilities: Vec<Vec<f64>>,
+    /// Per photo, the probabilities of the photo alone (variant 0), when it was validated.
+    single_view: Vec<Option<Vec<f64>>>,
     loss: f64,
 }
 
@@ -426,7 +428,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             Some(BestEpoch {
                 weights: last_weights.clone(),
                 predictions_csv: predictions_csv(&classes, &predictions),
-                metrics_json: metrics_of(&classes, &predictions)?.to_json(),
+                metrics_json: metrics_of(&classes, &predictions, config.tta)?.to_json(),
             })
         } else {
             None
@@ -476,7 +478,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     };
     let metrics = match &predictions {
         Some(predictions) => {
-            let metrics = metrics_of(&classes, predictions)?;
+            let metrics = metrics_of(&classes, predictions, config.tta)?;
             crate::run_folder::write_metrics_json(run_dir, &metrics)?;
             metrics
         }
@@ -558,6 +560,7 @@ fn predict_split(
         sources: Vec::new(),
         labels: Vec::new(),
         probabilities: Vec::new(),
+        single_view: Vec::new(),
         loss: 0.0,
     };
     for photo in photos {
@@ -565,6 +568,7 @@ fn predict_split(
         predictions.sources.push(cache.sources[photo.source as usize].clone());
         predictions.labels.push(photo.label);
         predictions.probabilities.push(photo.probabilities);
+        predictions.single_view.push(photo.single_view);
     }
     predictions.loss /= predictions.labels.len().max(1) as f64;
     Ok(predictions)
@@ -580,9 +584,20 @@ fn accuracy(predictions: &Predictions) -> f64 {
     correct as f64 / predictions.labels.len().max(1) as f64
 }
 
-fn metrics_of(classes: &[String], predictions: &Predictions) -> Result<Metrics> {
+/// The metrics of `predictions`; with test-time augmentation, also the single-view accuracy
+/// (each photo alone), when every photo's own view was validated.
+fn metrics_of(classes: &[String], predictions: &Predictions, tta: bool) -> Result<Metrics> {
     let predicted: Vec<usize> = predictions.probabilities.iter().map(|p| argmax(p)).collect();
-    Ok(Metrics::from_labels(classes, &predictions.labels, &predicted)?)
+    let mut metrics = Metrics::from_labels(classes, &predictions.labels, &predicted)?;
+    if tta {
+        let single: Option<Vec<usize>> =
+            predictions.single_view.iter().map(|row| row.as_ref().map(|r| argmax(r))).collect();
+        metrics.single_view_accuracy = single.map(|single| {
+            let correct = single.iter().zip(&predictions.labels).filter(|(p, l)| p == l).count();
+            correct as f64 / single.len().max(1) as f64
+        });
+    }
+    Ok(metrics)
 }
 
 /// `predictions.csv`: source, label, predicted, one probability column per class.

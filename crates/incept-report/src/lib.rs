@@ -48,6 +48,10 @@ pub struct Metrics {
     pub macro_f1: f64,
     pub weighted_f1: f64,
     pub per_class: Vec<ClassMetrics>,
+    /// When `accuracy` averages each photo's augmented views (test-time augmentation): the
+    /// accuracy of the photo itself alone, what a single prediction gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_view_accuracy: Option<f64>,
 }
 
 impl Metrics {
@@ -99,6 +103,7 @@ impl Metrics {
             macro_f1,
             weighted_f1,
             per_class,
+            single_view_accuracy: None,
         }
     }
 
@@ -167,6 +172,12 @@ impl Metrics {
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "accuracy     {:.3} ({} samples)", self.accuracy, self.total());
+        if let Some(single) = self.single_view_accuracy {
+            let _ = writeln!(
+                out,
+                "             (the mean over each photo's augmented views; the photo alone: {single:.3})"
+            );
+        }
         let _ = writeln!(out, "macro F1     {:.3}", self.macro_f1);
         let _ = writeln!(out, "weighted F1  {:.3}", self.weighted_f1);
         let confused = self.most_confused(3);
