@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
 use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
-use incept_report::Metrics;
 
 use crate::{
     BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg, PredictArgs,
@@ -248,16 +247,10 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
                     "--tta needs --cache (train with --tta to average the run's own validation predictions)"
                 );
             }
-            let path = args.run_dir.join(incept_head::run_folder::METRICS_JSON);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "{}: no metrics; is {} a finished run of `incept train-head`?",
-                    path.display(),
-                    args.run_dir.display()
-                )
-            })?;
-            serde_json::from_str::<Metrics>(&text)
-                .with_context(|| format!("{}: not a metrics file", path.display()))?
+            let state = incept_head::run_folder::load_state(&args.run_dir)?;
+            incept_head::run_folder::read_metrics(&args.run_dir, &state)?.with_context(|| {
+                format!("{}: no epoch has finished yet: no metrics", args.run_dir.display())
+            })?
         }
     };
     match args.format {
@@ -328,35 +321,50 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// The backbone the head's cache was made with: `chosen` if it is that one, else the model
-/// under `models/` whose sha256 the run recorded.
+/// The backbone the head's cache was made with: `chosen` if it is that one, else the converted
+/// model under `models/` whose sha256 the run recorded.
 fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
     let wanted = &head.state.cache_model_sha256;
-    let candidates: Vec<PathBuf> = match chosen {
-        Some(path) => vec![path.to_path_buf()],
-        None => {
-            incept_extract::Layer::ALL.iter().map(|l| PathBuf::from(l.default_model())).collect()
+    if let Some(path) = chosen {
+        if !path.is_file() {
+            return Err(incept_extract::Error::ModelMissing { path: path.to_path_buf() }.into());
         }
-    };
-    for candidate in &candidates {
+        if incept_core::sha256_file(path)? != *wanted {
+            bail!(
+                "{}: not the backbone this head was trained with (its cache used model sha256 \
+                 {wanted}); pass that model with --model",
+                path.display()
+            );
+        }
+        return Ok(path.to_path_buf());
+    }
+    // The default layer's model first: most runs were trained on it.
+    let candidates = [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9]
+        .map(|layer| PathBuf::from(layer.default_model()));
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for candidate in candidates {
         if !candidate.is_file() {
-            continue;
-        }
-        if incept_core::sha256_file(candidate)? == *wanted {
-            return Ok(candidate.clone());
+            missing.push(candidate.display().to_string());
+        } else if incept_core::sha256_file(&candidate)? == *wanted {
+            return Ok(candidate);
+        } else {
+            present.push(candidate.display().to_string());
         }
     }
-    let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-    match chosen {
-        Some(path) if !path.is_file() => {
-            Err(incept_extract::Error::ModelMissing { path: path.to_path_buf() }.into())
-        }
-        _ => bail!(
-            "{}: not the backbone this head was trained with (its cache used model sha256 {wanted}); \
-             pass that model with --model",
-            looked.join(", ")
-        ),
-    }
+    bail!(
+        "no converted model is the backbone this head was trained with (model sha256 {wanted}): \
+         {}{}; pass that model with --model (or run `just setup` in the project folder)",
+        if present.is_empty() { String::new() } else { format!("{} differ", present.join(", ")) },
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}{} not found",
+                if present.is_empty() { "" } else { "; " },
+                missing.join(", ")
+            )
+        },
+    )
 }
 
 fn print_predictions(

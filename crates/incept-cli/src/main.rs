@@ -60,7 +60,7 @@ struct ExtractArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
-    /// earlier; more accurate on fine-grained classes, see the README).
+    /// earlier; compared in the README's Heads section).
     #[arg(long, value_enum, default_value = "mixed_10")]
     layer: LayerArg,
     /// The ONNX backbone [default: the --layer's model under models/]; with another model, say

@@ -393,7 +393,7 @@ fn predict_agrees_with_the_cached_features() -> TestResult {
         .output()?;
     let message = stderr(&refused);
     assert!(!refused.status.success(), "{message}");
-    assert!(message.contains("not the backbone this head was trained with"), "{message}");
+    assert!(message.contains("no converted model is the backbone"), "{message}");
     assert!(
         message.contains("inception_v3_mixed_9.onnx") && message.contains("--model"),
         "{message}"

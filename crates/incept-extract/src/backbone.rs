@@ -15,7 +15,7 @@ pub const DEFAULT_MODEL: &str = "models/inception_v3_notop.onnx";
 /// The InceptionV3 layer whose output is cached; each has its own converted model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Layer {
-    /// One block before the end: 5×5×2048, better at telling look-alike species apart.
+    /// One block before the end: 5×5×2048, less specific to ImageNet's classes.
     Mixed9,
     /// The last block, Keras' `include_top=False` output: 5×5×2048.
     #[default]

@@ -150,14 +150,14 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
         run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted)?;
     }
     report.interrupted = interrupted.load(Ordering::SeqCst);
-    if report.interrupted && config.overwrite {
+    if report.interrupted && config.overwrite && config.output.exists() {
         // Replacing now would swap the whole old cache for part of the new one.
         eprintln!(
-            "{}: kept as it was; the samples extracted so far are kept too: run the same command \
-             (with --overwrite) to continue",
-            config.output.display()
+            "{}: kept as it was; the {} samples extracted so far are kept, pending: run the same \
+             command (with --overwrite) to continue",
+            config.output.display(),
+            writer.done_count()
         );
-        report.samples_total = writer.done_count();
         report.wall = started.elapsed();
         return Ok(report);
     }

@@ -346,17 +346,17 @@ pub(crate) fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Vec<u8>> {
 /// once, naming the first.
 pub(crate) fn lock(run_dir: &Path) -> Result<incept_core::lock::WriterLock> {
     let parent = run_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = run_dir.file_name() else {
+        return Err(not_a_run(run_dir, "name the run folder itself (e.g. runs/first)".into()));
+    };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let name =
-        run_dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
-    incept_core::lock::WriterLock::acquire(&parent.join(format!(".{name}.lock")), run_dir).map_err(
-        |error| match error {
-            incept_core::Error::Locked { target, owner } => {
-                Error::RunLocked { path: target, owner }
-            }
-            other => core_error(other),
-        },
-    )
+    // One lock per folder, however the path to it is spelled.
+    let parent = std::fs::canonicalize(parent).map_err(io(parent))?;
+    let lock_path = parent.join(format!(".{}.lock", name.to_string_lossy()));
+    incept_core::lock::WriterLock::acquire(&lock_path, run_dir).map_err(|error| match error {
+        incept_core::Error::Locked { target, owner } => Error::RunLocked { path: target, owner },
+        other => core_error(other),
+    })
 }
 
 /// The committed version of `name` (see [`committed_file`]) and its bytes; if the pending file
@@ -428,6 +428,27 @@ pub(crate) fn load_optimizer(
 /// Writes `metrics.json`.
 pub(crate) fn write_metrics_json(run_dir: &Path, metrics: &incept_report::Metrics) -> Result<()> {
     write_file(&run_dir.join(METRICS_JSON), metrics.to_json().as_bytes())
+}
+
+/// The best epoch's committed `metrics.json`; `None` while no epoch has finished.
+pub fn read_metrics(run_dir: &Path, state: &RunState) -> Result<Option<incept_report::Metrics>> {
+    let mut path = committed_file(run_dir, METRICS_JSON, state);
+    let final_path = run_dir.join(METRICS_JSON);
+    let text = match std::fs::read_to_string(&path) {
+        // Renamed into place between finding it and reading it.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && path != final_path => {
+            path = final_path;
+            std::fs::read_to_string(&path)
+        }
+        other => other,
+    };
+    match text {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            not_a_run(run_dir, format!("{}: {e}; the file is damaged", path.display()))
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io { path, source }),
+    }
 }
 
 fn pause_for_tests(step: &str) {

@@ -10,9 +10,7 @@ use incept_report::Metrics;
 use crate::config::TrainConfig;
 use crate::data::{Store, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::run_folder::{
-    BEST_WEIGHTS, CacheStamp, METRICS_JSON, RunState, load_config, load_state,
-};
+use crate::run_folder::{BEST_WEIGHTS, CacheStamp, RunState, load_config, load_state};
 use crate::train::{Backend, argmax};
 use crate::{Error, Result};
 
@@ -131,7 +129,16 @@ impl TrainedHead {
         )?;
         let (truth, predicted): (Vec<usize>, Vec<usize>) =
             photos.iter().map(|photo| (photo.label, argmax(&photo.probabilities))).unzip();
-        Ok(Metrics::from_labels(self.classes(), &truth, &predicted)?)
+        let mut metrics = Metrics::from_labels(self.classes(), &truth, &predicted)?;
+        if tta {
+            let single: Option<Vec<usize>> =
+                photos.iter().map(|p| p.single_view.as_ref().map(|r| argmax(r))).collect();
+            metrics.single_view_accuracy = single.map(|single| {
+                let correct = single.iter().zip(&truth).filter(|(p, t)| p == t).count();
+                correct as f64 / single.len().max(1) as f64
+            });
+        }
+        Ok(metrics)
     }
 }
 
@@ -190,16 +197,20 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         problem: None,
     };
     let mut problems = Vec::new();
-    match load_state(dir) {
+    let state = match load_state(dir) {
         Ok(state) => {
             summary.epochs = state.completed_epochs;
             summary.best_epoch = state.best_epoch;
             summary.seconds = state.train_seconds;
-            summary.cache = state.cache;
-            summary.cache_stamp = state.cache_stamp;
+            summary.cache = state.cache.clone();
+            summary.cache_stamp = state.cache_stamp.clone();
+            Some(state)
         }
-        Err(error) => problems.push(error.to_string()),
-    }
+        Err(error) => {
+            problems.push(error.to_string());
+            None
+        }
+    };
     match load_config(dir) {
         Ok(config) => {
             summary.head = format!("{} [{}]", config.head_summary(), config.preset);
@@ -207,19 +218,17 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         }
         Err(error) => problems.push(error.to_string()),
     }
-    let metrics_path = dir.join(METRICS_JSON);
-    match std::fs::read_to_string(&metrics_path) {
-        Ok(text) => match serde_json::from_str::<Metrics>(&text) {
-            Ok(metrics) => {
+    // No metrics yet: a run in progress, listed without figures.
+    if let Some(state) = &state {
+        match crate::run_folder::read_metrics(dir, state) {
+            Ok(Some(metrics)) => {
                 summary.validation_accuracy = Some(metrics.accuracy);
                 summary.single_view_accuracy = metrics.single_view_accuracy;
                 summary.macro_f1 = Some(metrics.macro_f1);
             }
-            Err(error) => problems.push(format!("{}: {error}", metrics_path.display())),
-        },
-        // No metrics yet: a run in progress, listed without figures.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => problems.push(format!("{}: {error}", metrics_path.display())),
+            Ok(None) => {}
+            Err(error) => problems.push(error.to_string()),
+        }
     }
     summary.problem = (!problems.is_empty()).then(|| problems.join("; "));
     Some(summary)

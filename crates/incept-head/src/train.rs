@@ -448,12 +448,19 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         epochs.push(record);
     }
 
-    // Metrics of the best epoch: recomputed from best.bpk when this session did not see it.
+    // Metrics of the best epoch, as committed with it; recomputed from best.bpk only for a run
+    // of an earlier version, whose checkpoints did not hold them.
     let validation_device = device.clone().inner();
+    let committed = match &best_predictions {
+        Some(_) => None,
+        None => crate::run_folder::read_metrics(run_dir, &state)?,
+    };
+    let recompute = best_predictions.is_none() && committed.is_none();
     let predictions = match best_predictions {
         Some(predictions) => Some(predictions),
         // A benchmark that stopped before the first epoch ended: throughput only.
         None if request.max_steps.is_some() && state.best_epoch == 0 => None,
+        None if committed.is_some() => None,
         None => {
             if state.best_epoch == 0 {
                 return Err(Error::NotARun {
@@ -476,13 +483,16 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             )?)
         }
     };
-    let metrics = match &predictions {
-        Some(predictions) => {
+    let metrics = match (&predictions, committed) {
+        (_, Some(committed)) => committed,
+        (Some(predictions), None) => {
             let metrics = metrics_of(&classes, predictions, config.tta)?;
-            crate::run_folder::write_metrics_json(run_dir, &metrics)?;
+            if recompute {
+                crate::run_folder::write_metrics_json(run_dir, &metrics)?;
+            }
             metrics
         }
-        None => Metrics::from_labels(&classes, &[], &[])?,
+        (None, None) => Metrics::from_labels(&classes, &[], &[])?,
     };
     state.finished = state.completed_epochs >= config.epochs;
     crate::run_folder::save_state(run_dir, &state)?;
