@@ -26,6 +26,9 @@ pub struct Cache {
     /// [N] 0 = original, 1..=copies augmented.
     pub variant: Vec<i32>,
     pub created: Option<String>,
+    /// Names this content of the file: a new one at every merge (caches of earlier versions
+    /// have none).
+    pub content_id: Option<String>,
     features: hdf5::Dataset,
     _file: hdf5::File,
 }
@@ -74,6 +77,7 @@ impl Cache {
             )));
         }
         let created = read_string_attribute(&file, "created", path).ok();
+        let content_id = read_string_attribute(&file, "content_id", path).ok();
         Ok(Cache {
             path: path.to_path_buf(),
             settings,
@@ -84,6 +88,7 @@ impl Cache {
             source,
             variant,
             created,
+            content_id,
             features,
             _file: file,
         })

@@ -405,6 +405,17 @@ impl Merge<'_> {
         settings.write_attributes(&file, path)?;
         let created = old.and_then(|c| c.created.clone()).unwrap_or_else(incept_core::now_rfc3339);
         write_string_attribute(&file, "created", &created, path)?;
+        // Two contents written within one second (an --overwrite right after the first run)
+        // still differ: the time to the nanosecond, the process and the path.
+        let nanoseconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let content_id = incept_core::stable_hash(&[
+            &nanoseconds.to_le_bytes(),
+            &std::process::id().to_le_bytes(),
+            path.as_os_str().as_encoded_bytes(),
+        ]);
+        write_string_attribute(&file, "content_id", &format!("{content_id:016x}"), path)?;
         write_string_attribute(&file, "compression", COMPRESSION, path)?;
         drop(features);
         file.flush().at(path)?;

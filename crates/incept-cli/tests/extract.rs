@@ -69,6 +69,7 @@ fn builds_a_cache_in_the_documented_format_and_reuses_it() -> TestResult {
         "compression",
         "augmentation_version",
         "layer",
+        "content_id",
     ] {
         assert!(file.attr(attribute).is_ok(), "missing attribute {attribute}");
     }

@@ -102,11 +102,19 @@ fn null_is_infinite<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
 pub struct CacheStamp {
     pub created: Option<String>,
     pub samples: usize,
+    /// The cache's `content_id` (new at every merge; absent in caches of earlier versions and in
+    /// runs that recorded none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
 }
 
 impl CacheStamp {
     pub fn of(cache: &Cache) -> Self {
-        CacheStamp { created: cache.created.clone(), samples: cache.len() }
+        CacheStamp {
+            created: cache.created.clone(),
+            samples: cache.len(),
+            content_id: cache.content_id.clone(),
+        }
     }
 }
 
