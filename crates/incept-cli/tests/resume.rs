@@ -109,6 +109,7 @@ fn landing(lines: &[String]) -> String {
                 let step = step.split(".epoch-").next().unwrap_or(step);
                 let step = step.split(" (epoch").next().unwrap_or(step);
                 let step = step.split(" of epoch").next().unwrap_or(step);
+                let step = step.trim_end_matches(" the files");
                 Some(format!("checkpoint: before {step}"))
             } else if line.starts_with("epoch ") {
                 Some("training, after an epoch's summary".to_owned())
@@ -135,6 +136,9 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
     let killed = dir.path().join("killed");
     // Abort right before these checkpoint steps (in turn; exactly there, by a test hook), or
     // SIGKILL after a pseudo-random delay ("random"), resuming each time.
+    // The targeted rounds come first and commit only three of the eight epochs (the best-epoch
+    // files are written in epoch 1, which always improves), so all twelve land before the run
+    // can finish; the random rounds follow.
     let targets = [
         "writing best.bpk",
         "writing predictions.csv",
@@ -142,16 +146,16 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
         "writing run.json",
         "writing last.bpk",
         "renaming",
-        "random",
         "writing optimizer.bin",
         "done",
-        "random",
         "writing run.json",
         "renaming",
-        "random",
         "writing last.bpk",
-        "random",
         "writing run.json",
+        "random",
+        "random",
+        "random",
+        "random",
         "random",
         "random",
     ];
@@ -206,9 +210,9 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
     let resume = if killed.join("run.json").exists() { vec!["--resume"] } else { vec![] };
     ok(train(&cache, &killed, &config, &resume)?);
     eprintln!("{kills} kills, landed: {landings:?}");
-    assert!(kills >= 10, "only {kills} kills landed: {landings:?}");
+    assert!(kills >= 12, "only {kills} kills landed: {landings:?}");
     assert!(
-        landings.keys().filter(|k| k.starts_with("checkpoint")).count() >= 5,
+        landings.keys().filter(|k| k.starts_with("checkpoint")).count() >= 7,
         "kills did not reach the checkpoint steps: {landings:?}"
     );
 
