@@ -33,7 +33,8 @@ fn shade(share: f64) -> RGBColor {
     RGBColor(mix(247.0, 8.0), mix(251.0, 48.0), mix(255.0, 107.0))
 }
 
-/// Draws the heatmap of `metrics` to `path` (.png or .svg).
+/// Draws the heatmap of `metrics` to `path` (.png or .svg), written whole
+/// ([`incept_core::atomic`]): drawn in memory, then written under a temporary name and renamed.
 pub fn heatmap(metrics: &Metrics, title: &str, path: &Path) -> Result<()> {
     register_fonts();
     let n = metrics.classes.len().max(1) as i32;
@@ -45,19 +46,37 @@ pub fn heatmap(metrics: &Metrics, title: &str, path: &Path) -> Result<()> {
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let failed =
         |e: &dyn std::fmt::Display| Error::Plot { path: path.to_path_buf(), reason: e.to_string() };
-    match extension.as_deref() {
+    let bytes = match extension.as_deref() {
         Some("png") => {
-            let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-            draw(&root, metrics, title, label_space).map_err(|e| failed(&e))?;
-            root.present().map_err(|e| failed(&e))
+            // [height × width × 3] RGB
+            let mut pixels = vec![0u8; width as usize * height as usize * 3];
+            {
+                let root =
+                    BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+                draw(&root, metrics, title, label_space).map_err(|e| failed(&e))?;
+                root.present().map_err(|e| failed(&e))?;
+            }
+            let image = image::RgbImage::from_raw(width, height, pixels)
+                .expect("invariant: the buffer holds height rows of width RGB pixels");
+            let mut png = std::io::Cursor::new(Vec::new());
+            image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| failed(&e))?;
+            png.into_inner()
         }
         Some("svg") => {
-            let root = SVGBackend::new(path, (width, height)).into_drawing_area();
-            draw(&root, metrics, title, label_space).map_err(|e| failed(&e))?;
-            root.present().map_err(|e| failed(&e))
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+                draw(&root, metrics, title, label_space).map_err(|e| failed(&e))?;
+                root.present().map_err(|e| failed(&e))?;
+            }
+            svg.into_bytes()
         }
-        _ => Err(Error::PlotFormat { path: path.to_path_buf() }),
-    }
+        _ => return Err(Error::PlotFormat { path: path.to_path_buf() }),
+    };
+    incept_core::write_atomically(path, &bytes).map_err(|error| match error {
+        incept_core::Error::Io { path, source } => Error::Io { path, source },
+        other => failed(&other),
+    })
 }
 
 fn draw<DB: DrawingBackend>(
