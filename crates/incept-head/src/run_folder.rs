@@ -129,7 +129,7 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
@@ -373,28 +373,34 @@ fn read_committed(
     run_dir: &Path,
     name: &str,
     state: &RunState,
-    what: &str,
-) -> Result<(PathBuf, Bytes)> {
+) -> (PathBuf, std::io::Result<Vec<u8>>) {
     let path = committed_file(run_dir, name, state);
     let final_path = run_dir.join(name);
-    match read_run_file(&path, what) {
-        Err(Error::Weights { .. }) if path != final_path => {
-            read_run_file(&final_path, what).map(|bytes| (final_path, bytes))
+    match std::fs::read(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && path != final_path => {
+            let bytes = std::fs::read(&final_path);
+            (final_path, bytes)
         }
-        other => other.map(|bytes| (path, bytes)),
+        bytes => (path, bytes),
     }
 }
 
-fn read_run_file(path: &Path, what: &str) -> Result<Bytes> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Bytes::from_bytes_vec(bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::Weights {
-            path: path.to_path_buf(),
+/// [`read_committed`] for a file the run cannot go on without (`what` names it in the error).
+fn read_required(
+    run_dir: &Path,
+    name: &str,
+    state: &RunState,
+    what: &str,
+) -> Result<(PathBuf, Bytes)> {
+    match read_committed(run_dir, name, state) {
+        (path, Ok(bytes)) => Ok((path, Bytes::from_bytes_vec(bytes))),
+        (path, Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::Weights {
+            path,
             reason: format!(
                 "the {what} file is missing; restore it, or train the run again in a new --run-dir"
             ),
         }),
-        Err(source) => Err(Error::Io { path: path.to_path_buf(), source }),
+        (path, Err(source)) => Err(Error::Io { path, source }),
     }
 }
 
@@ -415,7 +421,7 @@ pub(crate) fn load_weights(
     name: &str,
     state: &RunState,
 ) -> Result<Head> {
-    let (path, bytes) = read_committed(run_dir, name, state, "weights")?;
+    let (path, bytes) = read_required(run_dir, name, state, "weights")?;
     let record =
         burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| damaged(&path, "weights", e))?;
     model
@@ -429,7 +435,7 @@ pub(crate) fn load_optimizer(
     run_dir: &Path,
     state: &RunState,
 ) -> Result<ModuleOptimizer> {
-    let (path, bytes) = read_committed(run_dir, OPTIMIZER_FILE, state, "optimizer state")?;
+    let (path, bytes) = read_required(run_dir, OPTIMIZER_FILE, state, "optimizer state")?;
     optimizer.from_bytes(bytes).map_err(|e| damaged(&path, "optimizer state", e))
 }
 
@@ -440,22 +446,12 @@ pub(crate) fn write_metrics_json(run_dir: &Path, metrics: &incept_report::Metric
 
 /// The best epoch's committed `metrics.json`; `None` while no epoch has finished.
 pub fn read_metrics(run_dir: &Path, state: &RunState) -> Result<Option<incept_report::Metrics>> {
-    let mut path = committed_file(run_dir, METRICS_JSON, state);
-    let final_path = run_dir.join(METRICS_JSON);
-    let text = match std::fs::read_to_string(&path) {
-        // Renamed into place between finding it and reading it.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && path != final_path => {
-            path = final_path;
-            std::fs::read_to_string(&path)
-        }
-        other => other,
-    };
-    match text {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+    match read_committed(run_dir, METRICS_JSON, state) {
+        (path, Ok(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             not_a_run(run_dir, format!("{}: {e}; the file is damaged", path.display()))
         }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io { path, source }),
+        (_, Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        (path, Err(source)) => Err(Error::Io { path, source }),
     }
 }
 

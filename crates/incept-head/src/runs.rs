@@ -131,12 +131,10 @@ impl TrainedHead {
             photos.iter().map(|photo| (photo.label, argmax(&photo.probabilities))).unzip();
         let mut metrics = Metrics::from_labels(self.classes(), &truth, &predicted)?;
         if tta {
-            let single: Option<Vec<usize>> =
-                photos.iter().map(|p| p.single_view.as_ref().map(|r| argmax(r))).collect();
-            metrics.single_view_accuracy = single.map(|single| {
-                let correct = single.iter().zip(&truth).filter(|(p, t)| p == t).count();
-                correct as f64 / single.len().max(1) as f64
-            });
+            metrics.single_view_accuracy = crate::train::single_view_accuracy(
+                photos.iter().map(|photo| photo.single_view.as_ref()),
+                &truth,
+            );
         }
         Ok(metrics)
     }

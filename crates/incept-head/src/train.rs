@@ -1,7 +1,7 @@
 //! The training loop. What it writes, and how a kill at any moment is survived, is described
 //! in [`crate::run_folder`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use crate::data::{
 };
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
-use crate::run_folder::{BEST_WEIGHTS, BestEpoch, Checkpoint, LAST_WEIGHTS, STATE_FILE};
+use crate::run_folder::{BEST_WEIGHTS, BestEpoch, Checkpoint, LAST_WEIGHTS, STATE_FILE, io};
 pub use crate::run_folder::{CacheStamp, EpochRecord, RunState, load_state};
 use crate::{Error, Result};
 
@@ -38,14 +38,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "ndarray" => Ok(Backend::Ndarray),
-            "flex" => Ok(Backend::Flex),
-            other => Err(Error::Config(format!("unknown backend {other:?}; use ndarray or flex"))),
-        }
-    }
-
     // burn-ndarray is deprecated upstream in favour of flex; it stays selectable because the
     // user named it, and `just bench-train` compares the two.
     #[allow(deprecated)]
@@ -108,10 +100,6 @@ struct Predictions {
     /// Per photo, the probabilities of the photo alone (variant 0), when it was validated.
     single_view: Vec<Option<Vec<f64>>>,
     loss: f64,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
 fn optimizer(config: &TrainConfig, fused: bool) -> ModuleOptimizer {
@@ -522,6 +510,17 @@ fn count_correct(logits: &TensorData, targets: &[i64]) -> Result<usize> {
         .count())
 }
 
+/// The accuracy of each photo's own view (`rows`, one per photo, with `labels`); `None` when a
+/// photo's own view was not among the samples.
+pub(crate) fn single_view_accuracy<'a>(
+    rows: impl Iterator<Item = Option<&'a Vec<f64>>>,
+    labels: &[usize],
+) -> Option<f64> {
+    let predicted: Vec<usize> = rows.map(|row| row.map(|r| argmax(r))).collect::<Option<_>>()?;
+    let correct = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+    Some(correct as f64 / predicted.len().max(1) as f64)
+}
+
 pub(crate) fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
     let mut best = 0;
     for (index, value) in values.iter().enumerate() {
@@ -600,12 +599,10 @@ fn metrics_of(classes: &[String], predictions: &Predictions, tta: bool) -> Resul
     let predicted: Vec<usize> = predictions.probabilities.iter().map(|p| argmax(p)).collect();
     let mut metrics = Metrics::from_labels(classes, &predictions.labels, &predicted)?;
     if tta {
-        let single: Option<Vec<usize>> =
-            predictions.single_view.iter().map(|row| row.as_ref().map(|r| argmax(r))).collect();
-        metrics.single_view_accuracy = single.map(|single| {
-            let correct = single.iter().zip(&predictions.labels).filter(|(p, l)| p == l).count();
-            correct as f64 / single.len().max(1) as f64
-        });
+        metrics.single_view_accuracy = single_view_accuracy(
+            predictions.single_view.iter().map(Option::as_ref),
+            &predictions.labels,
+        );
     }
     Ok(metrics)
 }
