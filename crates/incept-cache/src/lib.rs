@@ -1,37 +1,59 @@
 //! The HDF5 feature cache of incept.
 //!
 //! # Format (a contract: the trainer, tests and outside scripts read it with h5py)
-//! - `features`: [N, H, W, C] channels-last, float32 or float16, one chunk per sample, compressed
-//!   losslessly ([`COMPRESSION`]).
+//! - `features`: [N, H, W, C] channels-last, float32 or float16.
 //! - `labels` int32 [N] (index into `classes`), `source` int32 [N] (index into `sources`),
-//!   `variant` int32 [N] (0 = the unaugmented image).
-//! - `classes` [C] and `sources` [M] (paths relative to the data folder) as UTF-8 strings.
-//! - Root attributes: see [`Settings`] plus `incept_version` and `created`.
+//!   `variant` int32 [N] (0 = the unaugmented image). Each (source, variant) appears once; rows
+//!   are in the order they were extracted.
+//! - `classes` [C] (sorted) and `sources` [M] (paths relative to the data folder) as UTF-8 strings.
+//! - Root attributes: see [`Settings`] plus `incept_version`, `created`, `content_id` (new for
+//!   every content) and `compression`.
+//!
+//! Two layouts carry it; readers need not care which:
+//! - **Index (format 2, what `incept extract` and `incept merge` write):** root attribute
+//!   `format_version` = 2; `features` is an HDF5 *virtual dataset* over immutable piece files,
+//!   listed in `pieces` (paths relative to the index's folder, `/`-separated) with their row
+//!   counts in `piece_rows` (uint64). Pieces are `CACHE.h5.parts/segment-NNNNNNNN.h5` (or a
+//!   shard's pieces, for a merged plan): each holds `features` [n, H, W, C], one chunk per
+//!   sample, compressed losslessly ([`COMPRESSION`]), plus its own `source_paths`,
+//!   `class_names`, `variant` and settings. h5py reads `features` like any dataset as long as the
+//!   pieces stay beside the index; [`Cache::open`] opens every piece and refuses a missing one.
+//! - **Self-contained (format 1: incept 0.1.0, and `incept merge --copy`):** no
+//!   `format_version`; `features` is stored in the file itself, one compressed chunk per sample.
+//!
+//! # Growing
+//! Adding photos writes new segments and a new index; no existing feature map is read or
+//! rewritten, so the cost of a run grows with the new samples only. A self-contained cache that
+//! grows becomes the first piece of an index (hard-linked as `CACHE.h5.parts/whole-*.h5`).
 //!
 //! # Crash safety
 //! HDF5 files are not journaled: a process killed while writing one can leave it unreadable. So
-//! the cache file itself is never modified in place. Extraction writes complete *segments*
-//! (small HDF5 files under `CACHE.h5.parts/`), and [`CacheWriter::finish`] merges the old cache
-//! and the segments into a new file that replaces the old one. Both go through
-//! [`incept_core::atomic`] (unique temporary name, fsync, rename, fsync of the folder). A kill at
-//! any moment leaves the old cache intact plus whole segments; the next run picks them up.
-//! Merging de-duplicates by (source, variant).
+//! no file is modified in place. Segments and indexes are written whole through
+//! [`incept_core::atomic`] (unique temporary name, fsync, rename, fsync of the folder), and a
+//! piece is deleted only once no index names it. A kill at any moment leaves the old index and
+//! its pieces intact, plus whole segments that the next run picks up.
 //!
 //! # Concurrency
 //! One writer at a time: [`CacheWriter::open`] takes an exclusive lock on `CACHE.h5.lock`
 //! ([`incept_core::lock`]) and holds it until the writer is dropped; a second writer is refused
-//! at once with the first one's pid, host and command. Readers take no lock: the cache file is
-//! only ever replaced by a rename, so a reader sees the old file or the new one whole.
+//! at once with the first one's pid, host and command. Readers take no lock: the index is
+//! only ever replaced by a rename and pieces are never modified, so a reader sees the old cache
+//! or the new one whole.
 
 use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use ndarray::{Array1, Array4, ArrayView4, s};
 
+mod chunks;
+mod combine;
+mod index;
 mod reader;
 mod writer;
+pub use combine::{copy_into_one_file, index_over};
+pub use index::{INDEX_FORMAT_VERSION, PieceRef, relative_path};
 pub use reader::Cache;
-pub use writer::{CacheWriter, MergeSummary, Sample};
+pub use writer::{CacheWriter, MergeSummary, Sample, rows_on_disk};
 
 pub const FEATURES: &str = "features";
 pub const LABELS: &str = "labels";
@@ -49,8 +71,8 @@ const LOCK_SUFFIX: &str = ".lock";
 const LEGACY_MERGING_SUFFIX: &str = ".merging";
 const LEGACY_SEGMENT_TEMPORARY_SUFFIX: &str = ".tmp";
 const SEGMENT_PREFIX: &str = "segment-";
-/// Samples copied per block while merging: bounds memory (64 × 200 KiB for 5×5×2048 float32).
-const MERGE_BLOCK: usize = 64;
+/// A self-contained cache of incept 0.1.0 linked into the pieces folder when it first grows.
+const LEGACY_LINK_PREFIX: &str = "whole-";
 
 /// The lossless compression of `features`: byte shuffle, then deflate at this level. Measured on
 /// amid5 (5×5×2048 float32): see the README's "The feature cache" section.
@@ -81,6 +103,15 @@ pub enum Error {
          choose another output, or pass --overwrite to replace it"
     )]
     SettingsDiffer { path: PathBuf, differences: String },
+    #[error(
+        "{index}: its piece {piece} is missing; the cache is incomplete: restore the piece, or \
+         extract again with --overwrite"
+    )]
+    PieceMissing { index: PathBuf, piece: PathBuf },
+    #[error(
+        "{path}: ({source_path}, variant {variant}) appears twice; caches to combine must not overlap"
+    )]
+    Duplicate { path: PathBuf, source_path: String, variant: u32 },
     #[error("{path}: feature maps of shape {found} cannot join a cache of shape {expected}")]
     ShapeDiffers { path: PathBuf, expected: MapShape, found: MapShape },
     #[error(transparent)]
@@ -117,6 +148,14 @@ impl Dtype {
         match self {
             Dtype::F32 => "float32",
             Dtype::F16 => "float16",
+        }
+    }
+
+    /// Bytes per stored element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
         }
     }
 
@@ -208,7 +247,7 @@ impl Settings {
         out
     }
 
-    fn write_attributes(&self, file: &hdf5::File, path: &Path) -> Result<()> {
+    pub(crate) fn write_attributes(&self, file: &hdf5::File, path: &Path) -> Result<()> {
         write_string_attribute(file, "model_sha256", &self.model_sha256, path)?;
         write_scalar_attribute(file, "input_size", &self.input_size, path)?;
         write_string_attribute(file, "preprocessing", &self.preprocessing, path)?;
@@ -221,7 +260,7 @@ impl Settings {
         write_string_attribute(file, "incept_version", env!("CARGO_PKG_VERSION"), path)
     }
 
-    fn read_attributes(file: &hdf5::File, path: &Path) -> Result<Self> {
+    pub(crate) fn read_attributes(file: &hdf5::File, path: &Path) -> Result<Self> {
         let dtype_name = read_string_attribute(file, "dtype", path)?;
         let dtype = Dtype::parse(&dtype_name).ok_or_else(|| Error::Corrupt {
             path: path.to_path_buf(),
@@ -249,7 +288,12 @@ impl Settings {
     }
 }
 
-fn write_string_attribute(file: &hdf5::File, name: &str, value: &str, path: &Path) -> Result<()> {
+pub(crate) fn write_string_attribute(
+    file: &hdf5::File,
+    name: &str,
+    value: &str,
+    path: &Path,
+) -> Result<()> {
     let value: VarLenUnicode = value.parse().map_err(|_| Error::Corrupt {
         path: path.to_path_buf(),
         reason: format!("attribute {name} holds a NUL byte"),
@@ -266,7 +310,7 @@ fn write_scalar_attribute<T: hdf5::H5Type>(
     file.new_attr::<T>().create(name).at(path)?.write_scalar(value).at(path)
 }
 
-fn missing(path: &Path, what: &str) -> Error {
+pub(crate) fn missing(path: &Path, what: &str) -> Error {
     Error::NotACache { path: path.to_path_buf(), missing: what.to_owned() }
 }
 
@@ -287,7 +331,12 @@ pub(crate) fn read_strings(file: &hdf5::File, name: &str, path: &Path) -> Result
     Ok(values.iter().map(|v| v.as_str().to_owned()).collect())
 }
 
-fn write_strings(file: &hdf5::File, name: &str, values: &[String], path: &Path) -> Result<()> {
+pub(crate) fn write_strings(
+    file: &hdf5::File,
+    name: &str,
+    values: &[String],
+    path: &Path,
+) -> Result<()> {
     let encoded = values
         .iter()
         .map(|v| v.parse::<VarLenUnicode>())

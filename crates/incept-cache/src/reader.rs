@@ -5,11 +5,26 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array4;
 
+use crate::index::{self, OpenPiece, PIECES, PieceRef};
 use crate::{
-    CLASSES, Dtype, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES, Settings, VARIANT,
+    CLASSES, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES, Settings, VARIANT,
     WithPath, map_shape_of, open_hdf5, read_feature_block, read_i32, read_string_attribute,
     read_strings,
 };
+
+/// Where the feature maps live.
+#[derive(Debug)]
+enum Storage {
+    /// Format 1 (and `incept merge --copy`): a real `features` dataset in the file itself.
+    Single(hdf5::Dataset),
+    /// Format 2: pieces behind the index's virtual dataset, opened by incept directly.
+    Pieces(Vec<OpenPiece>),
+}
+
+/// Times [`Cache::open`] retries when a piece vanished while it opened the index: a writer
+/// replacing the cache (`--overwrite`) deletes the old pieces right after its new index is in
+/// place, so a second look finds the new index.
+const OPEN_ATTEMPTS: usize = 3;
 
 /// An open feature cache: the small columns in memory, feature maps read on demand.
 #[derive(Debug)]
@@ -29,13 +44,23 @@ pub struct Cache {
     /// Names this content of the file: a new one at every merge (caches of earlier versions
     /// have none).
     pub content_id: Option<String>,
-    features: hdf5::Dataset,
+    storage: Storage,
     _file: hdf5::File,
 }
 
 impl Cache {
     /// Opens and validates a cache; every inconsistency is an error naming the file.
     pub fn open(path: &Path) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::open_once(path) {
+                Err(Error::PieceMissing { .. }) if attempt < OPEN_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self> {
         let file = open_hdf5(path)?;
         let features = file
             .dataset(FEATURES)
@@ -43,10 +68,7 @@ impl Cache {
         let (n, shape) = map_shape_of(&features, path)?;
         let settings = Settings::read_attributes(&file, path)?;
         let stored = features.dtype().at(path)?.size();
-        let expected = match settings.dtype {
-            Dtype::F32 => 4,
-            Dtype::F16 => 2,
-        };
+        let expected = settings.dtype.size();
         let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), reason };
         if stored != expected {
             return Err(corrupt(format!(
@@ -78,6 +100,11 @@ impl Cache {
         }
         let created = read_string_attribute(&file, "created", path).ok();
         let content_id = read_string_attribute(&file, "content_id", path).ok();
+        let storage = if file.link_exists(PIECES) {
+            Storage::Pieces(index::open_pieces(&file, path, shape, settings.dtype)?)
+        } else {
+            Storage::Single(features)
+        };
         Ok(Cache {
             path: path.to_path_buf(),
             settings,
@@ -89,7 +116,7 @@ impl Cache {
             variant,
             created,
             content_id,
-            features,
+            storage,
             _file: file,
         })
     }
@@ -118,11 +145,45 @@ impl Cache {
     /// # Shapes
     /// Returns [count, H, W, C].
     pub fn read_block(&self, start: usize, count: usize) -> Result<Array4<f32>> {
-        read_feature_block(&self.features, self.settings.dtype, start, count, &self.path)
+        if start + count > self.len() {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                reason: format!("rows {start}..{} asked of {}", start + count, self.len()),
+            });
+        }
+        match &self.storage {
+            Storage::Single(features) => {
+                read_feature_block(features, self.settings.dtype, start, count, &self.path)
+            }
+            Storage::Pieces(pieces) => {
+                index::read_across(pieces, self.settings.dtype, self.shape, start, count)
+            }
+        }
     }
 
-    /// Compressed bytes of `features` on disk.
+    /// Compressed bytes of the feature maps on disk (of every piece, for an index).
     pub fn stored_feature_bytes(&self) -> u64 {
-        self.features.storage_size()
+        match &self.storage {
+            Storage::Single(features) => features.storage_size(),
+            Storage::Pieces(pieces) => pieces.iter().map(|p| p.dataset.storage_size()).sum(),
+        }
+    }
+
+    /// The piece files behind an index (format 2), in row order; `None` for a self-contained
+    /// file (format 1 or `merge --copy`), whose maps are in the file itself.
+    pub fn pieces(&self) -> Option<Vec<PieceRef>> {
+        match &self.storage {
+            Storage::Single(_) => None,
+            Storage::Pieces(pieces) => Some(
+                pieces.iter().map(|p| PieceRef { path: p.path.clone(), rows: p.rows }).collect(),
+            ),
+        }
+    }
+
+    /// The pieces a new index over this cache's rows would name: its own pieces, or the file
+    /// itself for a self-contained cache (its `features` dataset is a piece like any other).
+    pub fn as_pieces(&self) -> Vec<PieceRef> {
+        self.pieces()
+            .unwrap_or_else(|| vec![PieceRef { path: self.path.clone(), rows: self.len() }])
     }
 }

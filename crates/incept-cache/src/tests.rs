@@ -26,7 +26,7 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 #[test]
-fn segments_merge_into_a_sorted_deduplicated_cache() -> Result<()> {
+fn segments_become_pieces_of_an_index_without_duplicates() -> Result<()> {
     let dir = tempdir();
     let path = dir.path().join("c.h5");
     let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
@@ -37,18 +37,144 @@ fn segments_merge_into_a_sorted_deduplicated_cache() -> Result<()> {
     assert!(writer.is_done("b/2.jpg", 1));
     let summary = writer.finish()?;
     assert_eq!(summary, MergeSummary { total: 3, added: 3 });
-    assert!(!dir.path().join("c.h5.parts").exists());
 
     let cache = Cache::open(&path)?;
     assert_eq!(cache.classes, ["a", "b"]);
-    assert_eq!(cache.labels, [0, 1, 1]);
-    assert_eq!(cache.variant, [0, 0, 1]);
+    // Rows in extraction order; the second segment's copy of a/1.jpg variant 0 is dropped.
+    assert_eq!(cache.labels, [1, 0, 1]);
+    assert_eq!(cache.variant, [1, 0, 0]);
     assert_eq!(cache.source_path(2), "b/2.jpg");
     let block = cache.read_block(0, 3)?;
-    // The first segment's copy of a/1.jpg variant 0 wins; the duplicate is dropped.
-    assert_eq!(block[[0, 0, 0, 0]], 1.0);
-    assert_eq!(block[[1, 0, 0, 0]], 3.0);
-    assert_eq!(block[[2, 1, 1, 2]], 4.0 + 11.0 * 0.25);
+    assert_eq!(block[[0, 1, 1, 2]], 4.0 + 11.0 * 0.25);
+    assert_eq!(block[[1, 0, 0, 0]], 1.0);
+    assert_eq!(block[[2, 0, 0, 0]], 3.0);
+    // The run's two segments were packed into one piece (chunks copied as they are).
+    let pieces = cache.pieces().expect("an index");
+    assert_eq!(pieces.iter().map(|p| p.rows).collect::<Vec<_>>(), [3]);
+    assert!(pieces[0].path.ends_with("c.h5.parts/segment-00000002.h5"));
+    for consumed in ["segment-00000000.h5", "segment-00000001.h5"] {
+        assert!(!dir.path().join("c.h5.parts").join(consumed).exists());
+    }
+    assert_eq!(cache.read_block(1, 2)?, block.slice(ndarray::s![1..3, .., .., ..]));
+    Ok(())
+}
+
+#[test]
+fn growing_writes_the_new_samples_only() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer
+        .write_segment(&[sample("a/1.jpg", "a", 0, 1.0), sample("a/1.jpg", "a", 1, 2.0)], SHAPE)?;
+    writer.finish()?;
+    let first = Cache::open(&path)?;
+    let piece = first.pieces().expect("an index")[0].path.clone();
+    let before = std::fs::metadata(&piece).map_err(io_error(&piece))?;
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/2.jpg", "a", 0, 5.0)], SHAPE)?;
+    assert_eq!(writer.finish()?, MergeSummary { total: 3, added: 1 });
+    let grown = Cache::open(&path)?;
+    // The old piece is the same file, untouched; the index names it and the new segment.
+    let after = std::fs::metadata(&piece).map_err(io_error(&piece))?;
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
+    assert_eq!(grown.pieces().expect("an index").len(), 2);
+    assert_eq!(grown.read_block(0, 2)?, first.read_block(0, 2)?);
+    assert_eq!(grown.read_block(2, 1)?[[0, 0, 0, 0]], 5.0);
+    assert_ne!(grown.content_id, first.content_id);
+    assert_eq!(grown.created, first.created);
+    Ok(())
+}
+
+#[test]
+fn a_self_contained_cache_grows_into_an_index_and_stays_whole_until_then() -> Result<()> {
+    let dir = tempdir();
+    let built = dir.path().join("built.h5");
+    let mut writer = CacheWriter::open(&built, settings(Dtype::F16), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    // A cache as incept 0.1.0 wrote it: one file, `features` inside.
+    let path = dir.path().join("c.h5");
+    copy_into_one_file(&path, &[Cache::open(&built)?])?;
+    let legacy = Cache::open(&path)?;
+    assert!(legacy.pieces().is_none());
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F16), false)?;
+    writer.write_segment(&[sample("b/1.jpg", "b", 0, 2.0)], SHAPE)?;
+    writer.finish()?;
+    let grown = Cache::open(&path)?;
+    let pieces = grown.pieces().expect("an index now");
+    assert!(pieces[0].path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("whole-")));
+    assert_eq!(grown.read_block(0, 1)?, legacy.read_block(0, 1)?);
+    assert_eq!((grown.len(), grown.classes.as_slice()), (2, &["a".to_owned(), "b".to_owned()][..]));
+    Ok(())
+}
+
+#[test]
+fn a_missing_piece_is_an_error_naming_it_not_zeros() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    let piece = dir.path().join("c.h5.parts/segment-00000000.h5");
+    std::fs::remove_file(&piece).map_err(io_error(&piece))?;
+    let message = Cache::open(&path).unwrap_err().to_string();
+    assert!(message.contains("segment-00000000.h5") && message.contains("missing"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn an_index_moves_with_its_pieces() -> Result<()> {
+    let dir = tempdir();
+    let folder = dir.path().join("one");
+    let path = folder.join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    let moved = dir.path().join("two");
+    std::fs::rename(&folder, &moved).map_err(io_error(&moved))?;
+    let cache = Cache::open(&moved.join("c.h5"))?;
+    assert_eq!(cache.read_block(0, 1)?[[0, 0, 0, 0]], 1.0);
+    // h5py reads `features` through the virtual dataset: so does the HDF5 library here.
+    let file = hdf5::File::open(moved.join("c.h5")).at(&moved)?;
+    let through_vds: ndarray::Array4<f32> = file.dataset(FEATURES).at(&moved)?.read().at(&moved)?;
+    assert_eq!(through_vds, cache.read_block(0, 1)?);
+    Ok(())
+}
+
+#[test]
+fn caches_combine_into_an_index_or_one_copy_and_overlaps_are_refused() -> Result<()> {
+    let dir = tempdir();
+    let mut parts = Vec::new();
+    for (name, source, value) in [("s0.h5", "a/1.jpg", 1.0), ("s1.h5", "b/1.jpg", 2.0)] {
+        let path = dir.path().join("shards").join(name);
+        let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+        writer.write_segment(&[sample(source, &source[..1], 0, value)], SHAPE)?;
+        writer.finish()?;
+        parts.push(Cache::open(&path)?);
+    }
+    let index = dir.path().join("merged.h5");
+    assert_eq!(index_over(&index, &parts)?.total, 2);
+    let copy = dir.path().join("copy.h5");
+    copy_into_one_file(&copy, &parts)?;
+    let (index, copy) = (Cache::open(&index)?, Cache::open(&copy)?);
+    assert!(index.pieces().is_some() && copy.pieces().is_none());
+    assert_eq!(index.read_block(0, 2)?, copy.read_block(0, 2)?);
+    assert_eq!((index.labels.as_slice(), copy.labels.as_slice()), (&[0, 1][..], &[0, 1][..]));
+    let overlap = index_over(&dir.path().join("twice.h5"), &[index, copy]).unwrap_err().to_string();
+    assert!(overlap.contains("a/1.jpg") && overlap.contains("twice"), "{overlap}");
+    Ok(())
+}
+
+#[test]
+fn relative_paths_climb_out_of_the_index_folder() -> Result<()> {
+    let base = Path::new("/data/plan");
+    assert_eq!(
+        relative_path(&base.join("shards/s.h5.parts/x.h5"), base)?,
+        "shards/s.h5.parts/x.h5"
+    );
+    assert_eq!(relative_path(Path::new("/data/other/x.h5"), base)?, "../other/x.h5");
+    assert_eq!(relative_path(Path::new("/data/plan/./a/../x.h5"), base)?, "x.h5");
     Ok(())
 }
 
@@ -168,7 +294,8 @@ fn overwrite_keeps_the_old_cache_until_the_new_one_is_whole() -> Result<()> {
     assert_eq!(replacing.done_count(), 0);
     replacing.write_segment(&[sample("b/1.jpg", "b", 0, 2.0)], SHAPE)?;
     drop(replacing);
-    assert_eq!(Cache::open(&path)?.settings.seed, 7);
+    let old = Cache::open(&path)?;
+    assert_eq!((old.settings.seed, old.read_block(0, 1)?[[0, 0, 0, 0]]), (7, 1.0));
     // Resumed with --overwrite: its own segment is kept, the old samples are not.
     let mut resumed = CacheWriter::open(&path, other, true)?;
     assert!(resumed.is_done("b/1.jpg", 0) && !resumed.is_done("a/1.jpg", 0));
@@ -176,6 +303,9 @@ fn overwrite_keeps_the_old_cache_until_the_new_one_is_whole() -> Result<()> {
     assert_eq!(resumed.finish()?, MergeSummary { total: 2, added: 2 });
     let cache = Cache::open(&path)?;
     assert_eq!((cache.settings.seed, cache.classes.as_slice()), (8, &["b".to_owned()][..]));
+    // The replaced cache's piece is gone once the new index is in place.
+    assert!(!dir.path().join("c.h5.parts/segment-00000000.h5").exists());
+    assert_eq!(cache.pieces().map(|p| p.len()), Some(1));
     Ok(())
 }
 
@@ -187,6 +317,10 @@ fn caches_without_an_augmentation_version_read_as_version_one_and_others_are_ref
     let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
     writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
     writer.finish()?;
+    // An old self-contained cache without the attributes.
+    let built = dir.path().join("built.h5");
+    std::fs::rename(&path, &built).map_err(io_error(&path))?;
+    copy_into_one_file(&path, &[Cache::open(&built)?])?;
     {
         let file = hdf5::File::open_rw(&path).at(&path)?;
         file.delete_attr("augmentation_version").at(&path)?;

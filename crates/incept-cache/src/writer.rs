@@ -1,16 +1,18 @@
 //! Adding samples to a cache: segments, the merge, the writer lock (see the crate docs).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array4, s};
+use ndarray::{Array1, Array4};
 
+use crate::chunks::copy_rows;
+use crate::index::{Columns, PieceRef, folder_of, write_index};
 use crate::{
-    CLASSES, COMPRESSION, Cache, Error, FEATURES, LABELS, LEGACY_MERGING_SUFFIX,
-    LEGACY_SEGMENT_TEMPORARY_SUFFIX, LOCK_SUFFIX, MERGE_BLOCK, MapShape, PARTS_SUFFIX, Result,
-    SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, SOURCE, SOURCES, Settings, VARIANT,
-    WithPath, create_features, io_error, map_shape_of, open_hdf5, read_feature_block, read_i32,
-    read_strings, write_feature_block, write_string_attribute, write_strings,
+    Cache, Error, FEATURES, LEGACY_LINK_PREFIX, LEGACY_MERGING_SUFFIX,
+    LEGACY_SEGMENT_TEMPORARY_SUFFIX, LOCK_SUFFIX, MapShape, PARTS_SUFFIX, Result,
+    SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, Settings, VARIANT, WithPath,
+    create_features, io_error, map_shape_of, open_hdf5, read_i32, read_strings,
+    write_feature_block, write_strings,
 };
 
 /// One extracted sample on its way into the cache.
@@ -25,14 +27,15 @@ pub struct Sample {
     pub features: Vec<f32>,
 }
 
-/// Where a not-yet-merged sample lives.
-#[derive(Clone, Debug)]
-struct SegmentRow {
-    segment: usize,
-    row: usize,
-    source: String,
-    class: String,
-    variant: u32,
+/// The rows of one pending segment that a finish adds.
+struct Fresh {
+    path: PathBuf,
+    /// Row numbers in the segment.
+    rows: Vec<usize>,
+    /// Rows the segment holds.
+    all: usize,
+    /// (source, class, variant) of each of `rows`.
+    samples: Vec<(String, String, u32)>,
 }
 
 /// What [`CacheWriter::finish`] did.
@@ -52,7 +55,10 @@ pub struct CacheWriter {
     settings: Settings,
     shape: Option<MapShape>,
     done: HashSet<(String, u32)>,
+    /// Segments written but not yet in the index (this run's and those of killed runs).
     segments: Vec<PathBuf>,
+    /// Piece files the current index names (canonical paths): never touched.
+    committed: HashSet<PathBuf>,
     next_segment: u64,
     /// `--overwrite`: the old cache's samples are not kept; it is replaced at [`Self::finish`].
     replace: bool,
@@ -89,15 +95,27 @@ impl CacheWriter {
             shape: None,
             done: HashSet::new(),
             segments: Vec::new(),
+            committed: HashSet::new(),
             next_segment: 0,
             replace: overwrite,
             _lock: lock,
         };
-        if path.exists() && !overwrite {
-            let cache = Cache::open(path)?;
-            writer.check_settings(&cache.settings, path)?;
-            writer.shape = Some(cache.shape);
-            writer.done = cache.keys();
+        if path.exists() {
+            match Cache::open(path) {
+                Ok(cache) => {
+                    for piece in cache.pieces().unwrap_or_default() {
+                        writer.committed.insert(canonical(&piece.path)?);
+                    }
+                    if !overwrite {
+                        writer.check_settings(&cache.settings, path)?;
+                        writer.shape = Some(cache.shape);
+                        writer.done = cache.keys();
+                    }
+                }
+                // An unreadable cache that is being replaced only needs no piece kept.
+                Err(_) if overwrite => {}
+                Err(error) => return Err(error),
+            }
         }
         writer.scan_segments()?;
         Ok(writer)
@@ -141,6 +159,11 @@ impl CacheWriter {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(SEGMENT_PREFIX) && name.ends_with(LEGACY_SEGMENT_TEMPORARY_SUFFIX) {
                 remove_if_exists(&entry.path())?;
+            } else if name.starts_with(LEGACY_LINK_PREFIX)
+                && !self.committed.contains(&canonical(&entry.path())?)
+            {
+                // A link made by a finish that was killed before its index was in place.
+                remove_if_exists(&entry.path())?;
             } else if name.starts_with(SEGMENT_PREFIX) && name.ends_with(".h5") {
                 names.push(name);
             }
@@ -158,12 +181,14 @@ impl CacheWriter {
                         .into(),
                 })?;
             self.next_segment = self.next_segment.max(number + 1);
+            if self.committed.contains(&canonical(&path)?) {
+                continue;
+            }
             let file = open_hdf5(&path)?;
             let settings = Settings::read_attributes(&file, &path)?;
             if self.replace && !self.differences_from(&settings).is_empty() {
-                // Pending work of the settings being replaced.
-                drop(file);
-                remove_if_exists(&path)?;
+                // Pending work of the settings being replaced: deleted once the new index is
+                // in place (see `finish`).
                 continue;
             }
             self.check_settings(&settings, &path)?;
@@ -227,8 +252,10 @@ impl CacheWriter {
     fn write_segment_file(&self, path: &Path, samples: &[Sample], shape: MapShape) -> Result<()> {
         let file = hdf5::File::create_excl(path).at(path)?;
         self.settings.write_attributes(&file, path)?;
+        // Compressed here, on the writer thread while inference goes on: the segment is a piece
+        // of the finished cache as it is.
         let dataset =
-            create_features(&file, self.settings.dtype, samples.len(), shape, false, path)?;
+            create_features(&file, self.settings.dtype, samples.len(), shape, true, path)?;
         let mut block =
             Array4::<f32>::zeros((samples.len(), shape.height, shape.width, shape.channels));
         for (mut row, sample) in block.outer_iter_mut().zip(samples) {
@@ -260,8 +287,9 @@ impl CacheWriter {
         file.close().at(path)
     }
 
-    /// Merges the cache and all pending segments into a new cache file that atomically
-    /// replaces the old one, then deletes the segments.
+    /// Makes the pending segments part of the cache: writes a new index naming the old pieces
+    /// and the new segments (no feature map is read or rewritten) that atomically replaces the
+    /// old index, then deletes what no index names any more.
     pub fn finish(self) -> Result<MergeSummary> {
         if self.segments.is_empty() {
             let total = if self.path.exists() && !self.replace {
@@ -271,156 +299,168 @@ impl CacheWriter {
             };
             return Ok(MergeSummary { total, added: 0 });
         }
-        let old =
-            if self.path.exists() && !self.replace { Some(Cache::open(&self.path)?) } else { None };
-        let mut present = old.as_ref().map(Cache::keys).unwrap_or_default();
-        // Gather the new rows, de-duplicated, in a deterministic order.
-        let mut segment_files = Vec::with_capacity(self.segments.len());
-        let mut rows: Vec<SegmentRow> = Vec::new();
-        for (index, path) in self.segments.iter().enumerate() {
-            let file = open_hdf5(path)?;
-            let sources = read_strings(&file, SEGMENT_SOURCE_PATHS, path)?;
-            let classes = read_strings(&file, SEGMENT_CLASS_NAMES, path)?;
-            let variants = read_i32(&file, VARIANT, path)?;
-            for (row, ((source, class), variant)) in
-                sources.into_iter().zip(classes).zip(variants).enumerate()
-            {
-                if present.insert((source.clone(), variant as u32)) {
-                    rows.push(SegmentRow {
-                        segment: index,
-                        row,
-                        source,
-                        class,
-                        variant: variant as u32,
-                    });
-                }
-            }
-            let dataset = file.dataset(FEATURES).at(path)?;
-            segment_files.push((file, dataset));
-        }
-        rows.sort_by(|a, b| (&a.source, a.variant).cmp(&(&b.source, b.variant)));
         let Some(shape) = self.shape else {
             return Err(Error::Corrupt {
                 path: self.parts.clone(),
                 reason: "segments without feature maps".into(),
             });
         };
-        let merge = Merge { old: old.as_ref(), rows: &rows, segments: &segment_files, shape };
-        let total = merge.total();
+        let old =
+            if self.path.exists() && !self.replace { Some(Cache::open(&self.path)?) } else { None };
+        let mut columns = Columns::default();
+        let mut pieces: Vec<PieceRef> = Vec::new();
+        if let Some(cache) = &old {
+            columns.extend_from(cache)?;
+            match cache.pieces() {
+                Some(old_pieces) => pieces.extend(old_pieces),
+                // A self-contained cache (made by incept 0.1.0) becomes the first piece under a
+                // second name: a hard link, so the old name stays whole until the index replaces it.
+                None => pieces.push(PieceRef { path: self.link_legacy()?, rows: cache.len() }),
+            }
+        }
+        let added_before = columns.len();
+        // Each pending segment's rows that are new (a row can already be in the cache when
+        // incept 0.1.0 was killed after its merge, before deleting its segments).
+        let mut fresh: Vec<Fresh> = Vec::with_capacity(self.segments.len());
+        for path in &self.segments {
+            let file = open_hdf5(path)?;
+            let sources = read_strings(&file, SEGMENT_SOURCE_PATHS, path)?;
+            let classes = read_strings(&file, SEGMENT_CLASS_NAMES, path)?;
+            let variants = read_i32(&file, VARIANT, path)?;
+            let all = sources.len();
+            let rows: Vec<usize> = (0..all)
+                .filter(|&row| columns.push(&classes[row], &sources[row], variants[row] as u32))
+                .collect();
+            let samples = rows
+                .iter()
+                .map(|&row| (sources[row].clone(), classes[row].clone(), variants[row] as u32))
+                .collect();
+            fresh.push(Fresh { path: path.clone(), rows, all, samples });
+        }
+        let added = columns.len() - added_before;
+        let mut obsolete: Vec<PathBuf> = self.segments.clone();
+        match fresh.as_slice() {
+            _ if added == 0 => {}
+            // One whole segment is a piece as it is.
+            [only] if only.rows.len() == only.all => {
+                pieces.push(PieceRef { path: only.path.clone(), rows: added });
+                obsolete.clear();
+            }
+            // Several segments (or some rows to drop): packed into one piece, compressed chunks
+            // copied as they are, so a cache holds one piece per run, not one per segment.
+            _ => {
+                let packed =
+                    self.parts.join(format!("{SEGMENT_PREFIX}{:08}.h5", self.next_segment));
+                incept_core::write_atomically_with(&packed, |temporary| {
+                    self.write_packed(temporary, &fresh, added, shape)
+                })?;
+                pieces.push(PieceRef { path: packed, rows: added });
+            }
+        }
+        let created = old.as_ref().and_then(|c| c.created.clone());
+        let folder = folder_of(&self.path).to_path_buf();
         incept_core::write_atomically_with(&self.path, |temporary| {
-            merge.write(temporary, &self.settings, &self.segments)
+            write_index(
+                temporary,
+                &folder,
+                &self.settings,
+                shape,
+                &pieces,
+                &columns,
+                created.as_deref(),
+            )
         })?;
         drop(old);
-        drop(segment_files);
-        // The cache now holds every segment's rows; a kill before this line only leaves
-        // duplicates that the next merge skips.
-        std::fs::remove_dir_all(&self.parts).map_err(io_error(&self.parts))?;
-        Ok(MergeSummary { total, added: rows.len() })
-    }
-}
-
-/// What one merge combines: the old cache (if kept) and the new rows from the segments.
-struct Merge<'a> {
-    old: Option<&'a Cache>,
-    rows: &'a [SegmentRow],
-    segments: &'a [(hdf5::File, hdf5::Dataset)],
-    shape: MapShape,
-}
-
-impl Merge<'_> {
-    fn total(&self) -> usize {
-        self.old.map_or(0, Cache::len) + self.rows.len()
+        // The index names every piece it needs; what it does not name can go. A kill before
+        // this point leaves files that the next run deletes or picks up.
+        let referenced: HashSet<PathBuf> =
+            pieces.iter().map(|p| canonical(&p.path)).collect::<Result<_>>()?;
+        for path in obsolete {
+            remove_if_exists(&path)?;
+        }
+        if self.replace {
+            self.remove_unreferenced(&referenced)?;
+        }
+        Ok(MergeSummary { total: columns.len(), added })
     }
 
-    /// Writes the merged cache to `path` (a temporary file the caller renames into place).
-    fn write(&self, path: &Path, settings: &Settings, segment_paths: &[PathBuf]) -> Result<()> {
-        let (old, rows, shape) = (self.old, self.rows, self.shape);
-        let old_len = old.map_or(0, Cache::len);
-        let total = self.total();
-        // Class and source tables: old entries keep their indices where possible.
-        let mut class_set: BTreeSet<String> = rows.iter().map(|r| r.class.clone()).collect();
-        let mut sources: Vec<String> = Vec::new();
-        if let Some(cache) = old {
-            class_set.extend(cache.classes.iter().cloned());
-            sources.extend(cache.sources.iter().cloned());
-        }
-        let classes: Vec<String> = class_set.into_iter().collect();
-        let class_index: HashMap<&str, i32> =
-            classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as i32)).collect();
-        let mut source_index: HashMap<String, i32> =
-            sources.iter().enumerate().map(|(i, s)| (s.clone(), i as i32)).collect();
-        for row in rows {
-            if !source_index.contains_key(&row.source) {
-                source_index.insert(row.source.clone(), sources.len() as i32);
-                sources.push(row.source.clone());
-            }
-        }
-
+    /// Writes one piece holding the fresh rows of every pending segment, in order.
+    fn write_packed(
+        &self,
+        path: &Path,
+        fresh: &[Fresh],
+        total: usize,
+        shape: MapShape,
+    ) -> Result<()> {
         let file = hdf5::File::create_excl(path).at(path)?;
-        let dtype = settings.dtype;
+        self.settings.write_attributes(&file, path)?;
+        let dtype = self.settings.dtype;
         let features = create_features(&file, dtype, total, shape, true, path)?;
-        let mut labels = Vec::with_capacity(total);
-        let mut source_column = Vec::with_capacity(total);
-        let mut variants = Vec::with_capacity(total);
-        if let Some(cache) = old {
-            // Every old class is in `class_index`: the set was built from them.
-            let remap: Vec<i32> = cache.classes.iter().map(|c| class_index[c.as_str()]).collect();
-            let mut start = 0;
-            while start < old_len {
-                let count = MERGE_BLOCK.min(old_len - start);
-                let block = cache.read_block(start, count)?;
-                write_feature_block(&features, dtype, start, block.view(), path)?;
-                start += count;
-            }
-            labels.extend(cache.labels.iter().map(|&l| remap[l as usize]));
-            source_column.extend_from_slice(&cache.source);
-            variants.extend_from_slice(&cache.variant);
+        let mut at = 0;
+        for segment in fresh.iter().filter(|f| !f.rows.is_empty()) {
+            let source_file = open_hdf5(&segment.path)?;
+            let source = source_file.dataset(FEATURES).at(&segment.path)?;
+            copy_rows(&source, &segment.path, &segment.rows, &features, path, at, dtype)?;
+            at += segment.rows.len();
         }
-        let mut block =
-            Array4::<f32>::zeros((MERGE_BLOCK, shape.height, shape.width, shape.channels));
-        for (chunk_index, chunk) in rows.chunks(MERGE_BLOCK).enumerate() {
-            for (slot, row) in chunk.iter().enumerate() {
-                let (_, dataset) = &self.segments[row.segment];
-                let one =
-                    read_feature_block(dataset, dtype, row.row, 1, &segment_paths[row.segment])?;
-                block.slice_mut(s![slot..slot + 1, .., .., ..]).assign(&one);
-                labels.push(class_index[row.class.as_str()]);
-                source_column.push(source_index[&row.source]);
-                variants.push(row.variant as i32);
-            }
-            let start = old_len + chunk_index * MERGE_BLOCK;
-            write_feature_block(
-                &features,
-                dtype,
-                start,
-                block.slice(s![..chunk.len(), .., .., ..]),
-                path,
-            )?;
-        }
-        for (name, values) in [(LABELS, labels), (SOURCE, source_column), (VARIANT, variants)] {
-            file.new_dataset_builder().with_data(&Array1::from(values)).create(name).at(path)?;
-        }
-        write_strings(&file, CLASSES, &classes, path)?;
-        write_strings(&file, SOURCES, &sources, path)?;
-        settings.write_attributes(&file, path)?;
-        let created = old.and_then(|c| c.created.clone()).unwrap_or_else(incept_core::now_rfc3339);
-        write_string_attribute(&file, "created", &created, path)?;
-        // Two contents written within one second (an --overwrite right after the first run)
-        // still differ: the time to the nanosecond, the process and the path.
-        let nanoseconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let content_id = incept_core::stable_hash(&[
-            &nanoseconds.to_le_bytes(),
-            &std::process::id().to_le_bytes(),
-            path.as_os_str().as_encoded_bytes(),
-        ]);
-        write_string_attribute(&file, "content_id", &format!("{content_id:016x}"), path)?;
-        write_string_attribute(&file, "compression", COMPRESSION, path)?;
+        let samples: Vec<&(String, String, u32)> = fresh.iter().flat_map(|f| &f.samples).collect();
+        let sources: Vec<String> = samples.iter().map(|s| s.0.clone()).collect();
+        let classes: Vec<String> = samples.iter().map(|s| s.1.clone()).collect();
+        let variants: Vec<i32> = samples.iter().map(|s| s.2 as i32).collect();
+        write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, path)?;
+        write_strings(&file, SEGMENT_CLASS_NAMES, &classes, path)?;
+        file.new_dataset_builder().with_data(&Array1::from(variants)).create(VARIANT).at(path)?;
         drop(features);
         file.flush().at(path)?;
         file.close().at(path)
     }
+
+    /// Hard-links a self-contained cache into the pieces folder; see [`Self::finish`].
+    fn link_legacy(&self) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.parts).map_err(io_error(&self.parts))?;
+        let nanoseconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let link = self.parts.join(format!("{LEGACY_LINK_PREFIX}{nanoseconds}.h5"));
+        std::fs::hard_link(&self.path, &link).map_err(io_error(&link))?;
+        Ok(link)
+    }
+
+    /// Deletes the piece files of this cache's folder that the new index does not name (those of
+    /// the settings an `--overwrite` replaced).
+    fn remove_unreferenced(&self, referenced: &HashSet<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(&self.parts).map_err(io_error(&self.parts))? {
+            let entry = entry.map_err(io_error(&self.parts))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with(SEGMENT_PREFIX) || name.starts_with(LEGACY_LINK_PREFIX);
+            if ours && name.ends_with(".h5") && !referenced.contains(&canonical(&entry.path())?) {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows in the segment files of the cache at `path`, finished into its index or not: the
+/// progress of an unfinished cache (reads only each segment's `variant` column's length).
+pub fn rows_on_disk(path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(with_suffix(path, PARTS_SUFFIX)) else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(SEGMENT_PREFIX) && name.ends_with(".h5")
+        })
+        .filter_map(|entry| hdf5::File::open(entry.path()).ok())
+        .filter_map(|file| file.dataset(VARIANT).ok().map(|d| d.size()))
+        .sum()
+}
+
+/// A path made canonical, to compare the pieces an index names with files found in a folder.
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(io_error(path))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

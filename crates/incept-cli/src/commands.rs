@@ -9,8 +9,8 @@ use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
 use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
 
 use crate::{
-    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg, PredictArgs,
-    PredictFormatArg, RunsArgs, TrainArgs,
+    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg, MachineArgs,
+    PredictArgs, PredictFormatArg, RunsArgs, SettingsArgs, TrainArgs,
 };
 
 fn parse_device(text: &str) -> Result<Device> {
@@ -18,42 +18,65 @@ fn parse_device(text: &str) -> Result<Device> {
         .with_context(|| format!("unknown device {text:?}; use cpu, cuda, cuda:N or auto"))
 }
 
-pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
-    if !(0.0..1.0).contains(&args.zoom_range) {
-        bail!("--zoom-range {} must be in [0, 1)", args.zoom_range);
+/// The extraction config of these flags; `data_dir` and `output` are the caller's.
+pub fn extract_config(
+    settings: &SettingsArgs,
+    machine: &MachineArgs,
+    data_dir: PathBuf,
+    output: PathBuf,
+    overwrite: bool,
+) -> Result<ExtractConfig> {
+    if !(0.0..1.0).contains(&settings.zoom_range) {
+        bail!("--zoom-range {} must be in [0, 1)", settings.zoom_range);
     }
-    let layer = match args.layer {
+    let layer = match settings.layer {
         LayerArg::Mixed9 => incept_extract::Layer::Mixed9,
         LayerArg::Mixed10 => incept_extract::Layer::Mixed10,
     };
-    let config = ExtractConfig {
-        device: parse_device(&args.device)?,
-        model: args.model.unwrap_or_else(|| PathBuf::from(layer.default_model())),
+    Ok(ExtractConfig {
+        device: parse_device(&machine.device)?,
+        model: settings.model.clone().unwrap_or_else(|| PathBuf::from(layer.default_model())),
         layer,
-        copies: if args.no_augment { 0 } else { args.copies },
+        copies: if settings.no_augment { 0 } else { settings.copies },
         augmentation: Augmentation {
-            rotation_range_degrees: args.rotation_range,
-            width_shift_fraction: args.width_shift_range,
-            height_shift_fraction: args.height_shift_range,
-            shear_range_degrees: args.shear_range,
-            zoom_min: 1.0 - args.zoom_range,
-            zoom_max: 1.0 + args.zoom_range,
-            horizontal_flip: !args.no_horizontal_flip,
+            rotation_range_degrees: settings.rotation_range,
+            width_shift_fraction: settings.width_shift_range,
+            height_shift_fraction: settings.height_shift_range,
+            shear_range_degrees: settings.shear_range,
+            zoom_min: 1.0 - settings.zoom_range,
+            zoom_max: 1.0 + settings.zoom_range,
+            horizontal_flip: !settings.no_horizontal_flip,
         },
-        data_dir: args.data_dir,
-        output: args.output,
-        seed: args.seed,
-        batch_size: args.batch_size,
-        dtype: match args.dtype {
+        data_dir,
+        output,
+        seed: settings.seed,
+        batch_size: machine.batch_size,
+        dtype: match settings.dtype {
             DtypeArg::F32 => incept_cache::Dtype::F32,
             DtypeArg::F16 => incept_cache::Dtype::F16,
         },
-        overwrite: args.overwrite,
-        decode: incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated },
-        threads: args.threads,
-        segment_samples: args.segment_samples,
+        overwrite,
+        decode: incept_extract::image_io::DecodeOptions {
+            allow_truncated: machine.allow_truncated,
+        },
+        threads: machine.threads,
+        segment_samples: machine.segment_samples,
+    })
+}
+
+pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
+    let (Some(data_dir), Some(output)) = (args.data_dir.clone(), args.output.clone()) else {
+        return crate::sharding::run_shard(&args, interrupted);
     };
+    let config = extract_config(&args.settings, &args.machine, data_dir, output, args.overwrite)?;
     let report = incept_extract::extract(&config, interrupted)?;
+    print_extract_report(&report);
+    println!("{}", config.output.display());
+    Ok(())
+}
+
+/// The closing lines of an extraction, on stderr.
+pub fn print_extract_report(report: &incept_extract::ExtractReport) {
     if !report.skipped.is_empty() {
         eprintln!("skipped {} unreadable files (named above)", report.skipped.len());
     }
@@ -73,8 +96,6 @@ pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
         busy(report.write),
         report.bytes_per_sample,
     );
-    println!("{}", config.output.display());
-    Ok(())
 }
 
 /// Preset (or TOML file), then flags on top. When resuming without `--config` or `--preset`,

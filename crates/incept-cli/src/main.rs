@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod commands;
+mod sharding;
 
 /// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
 #[derive(Debug, Parser)]
@@ -29,6 +30,12 @@ enum Command {
     Confusion(ConfusionArgs),
     /// Classify photos end to end with a trained head.
     Predict(PredictArgs),
+    /// Plan a sharded extraction for a batch engine (Slurm, Kubernetes, AWS Batch).
+    Plan(PlanArgs),
+    /// Which shards of a plan are done, partial or missing (missing ones in array syntax).
+    Status(StatusArgs),
+    /// Merge the finished shards of a plan into one cache.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -40,10 +47,56 @@ enum DtypeArg {
 #[derive(Debug, Args)]
 struct ExtractArgs {
     /// Folder holding one sub-folder of images per class.
-    data_dir: PathBuf,
+    #[arg(required_unless_present = "plan")]
+    data_dir: Option<PathBuf>,
     /// The HDF5 cache to create or extend.
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "plan")]
+    output: Option<PathBuf>,
+    /// Run one shard of a plan made by `incept plan` (its settings are the plan's).
+    #[arg(long, value_name = "PLAN_DIR", requires = "shard", conflicts_with_all = [
+        "data_dir", "output", "overwrite", "copies", "no_augment", "seed", "layer", "model", "dtype",
+        "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+        "no_horizontal_flip",
+    ])]
+    plan: Option<PathBuf>,
+    /// The shard to run (0-based), or `auto`: from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX.
+    #[arg(long, requires = "plan", value_name = "I|auto")]
+    shard: Option<ShardArg>,
+    /// Added to the engine's index with `--shard auto`, for plans larger than one job array.
+    #[arg(long, default_value_t = 0, requires = "shard")]
+    shard_offset: usize,
+    /// Replace an existing cache made with other settings.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    machine: MachineArgs,
+}
+
+/// Which shard: a number or `auto`.
+#[derive(Debug, Clone, Copy)]
+enum ShardArg {
+    Index(usize),
+    Auto,
+}
+
+impl std::str::FromStr for ShardArg {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(ShardArg::Auto);
+        }
+        text.parse()
+            .map(ShardArg::Index)
+            .map_err(|_| format!("{text:?}: expected a number or auto"))
+    }
+}
+
+/// What decides the cached values (recorded in the cache, or in a plan).
+#[derive(Debug, Args)]
+struct SettingsArgs {
     /// Augmented copies per image (variants 1..=K; variant 0 is the original).
     #[arg(long, default_value_t = 2)]
     copies: u32,
@@ -53,12 +106,6 @@ struct ExtractArgs {
     /// Seed of the augmentation draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Images per inference batch.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
-    #[arg(long, default_value = "cpu")]
-    device: String,
     /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
     /// earlier; compared in the README's Heads section).
     #[arg(long, value_enum, default_value = "mixed_10")]
@@ -67,15 +114,9 @@ struct ExtractArgs {
     /// with --layer which layer it ends at.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Replace an existing cache made with other settings.
-    #[arg(long)]
-    overwrite: bool,
     /// Element type of the stored feature maps.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DtypeArg,
-    /// ONNX Runtime threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
     /// Rotation range, degrees (uniform in ±this).
     #[arg(long, default_value_t = 40.0)]
     rotation_range: f64,
@@ -94,6 +135,20 @@ struct ExtractArgs {
     /// Do not mirror images left-right (by default, with probability 1/2).
     #[arg(long)]
     no_horizontal_flip: bool,
+}
+
+/// How this machine runs the extraction (never recorded: any worker may differ).
+#[derive(Debug, Args)]
+struct MachineArgs {
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Decode truncated JPEGs as far as they go (PIL's LOAD_TRUNCATED_IMAGES) instead of
     /// skipping them.
     #[arg(long)]
@@ -101,6 +156,53 @@ struct ExtractArgs {
     /// Samples per crash-safe segment (the most an interruption can lose).
     #[arg(long, default_value_t = 256, hide = true)]
     segment_samples: usize,
+}
+
+impl MachineArgs {
+    /// Planning runs nothing: any machine options do.
+    fn default_for_plan() -> Self {
+        MachineArgs {
+            batch_size: 16,
+            device: "cpu".into(),
+            threads: 0,
+            allow_truncated: false,
+            segment_samples: 256,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Folder holding one sub-folder of images per class; listed once, here.
+    data_dir: PathBuf,
+    /// The plan folder: plan.json now, the shards and their markers later.
+    #[arg(short, long, value_name = "PLAN_DIR")]
+    output: PathBuf,
+    /// Number of shards (array tasks); shard i is a fixed, contiguous range of the sorted photos.
+    #[arg(long)]
+    shards: usize,
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The plan folder made by `incept plan`.
+    plan_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    format: PredictFormatArg,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// The plan folder made by `incept plan`, every shard done.
+    plan_dir: PathBuf,
+    /// The cache to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Write one self-contained file instead of an index over the shards' files.
+    #[arg(long)]
+    copy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,9 +347,13 @@ struct PredictArgs {
 
 /// Exit status for an interrupted run (as shells report SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status for errors a retry cannot fix (a bad plan, a shard index out of range): batch
+/// engines are told not to retry it (see examples/).
+const EXIT_PERMANENT: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    incept_core::limits::raise_open_file_limit();
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     // First Ctrl-C: finish cleanly; second: leave at once (the caches stay consistent anyway).
@@ -263,13 +369,19 @@ fn main() -> ExitCode {
         Command::Runs(args) => commands::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
         Command::Predict(args) => commands::predict(args),
+        Command::Plan(args) => sharding::plan(&args),
+        Command::Status(args) => sharding::status(&args),
+        Command::Merge(args) => sharding::merge(&args),
     };
     match result {
         Ok(()) if interrupted.load(Ordering::SeqCst) => ExitCode::from(EXIT_INTERRUPTED),
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            let permanent = error
+                .downcast_ref::<incept_extract::Error>()
+                .is_some_and(incept_extract::Error::is_permanent);
+            if permanent { ExitCode::from(EXIT_PERMANENT) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -70,12 +70,21 @@ fn builds_a_cache_in_the_documented_format_and_reuses_it() -> TestResult {
         "augmentation_version",
         "layer",
         "content_id",
+        "format_version",
     ] {
         assert!(file.attr(attribute).is_ok(), "missing attribute {attribute}");
     }
     assert_eq!(file.dataset("labels")?.dtype()?.size(), 4);
-    assert_eq!(file.dataset("features")?.chunk(), Some(vec![1, 5, 5, 2048]));
-    drop(file);
+    // An index: `features` is a virtual dataset over pieces with one compressed chunk a sample,
+    // and reads like any dataset.
+    let features = file.dataset("features")?;
+    assert_eq!(features.layout(), hdf5::dataset::Layout::Virtual);
+    let through_vds: ndarray::Array4<f32> = features.read()?;
+    assert_eq!(through_vds, cache.read_block(0, cache.len())?);
+    let pieces = cache.pieces().ok_or("an index")?;
+    let piece = hdf5::File::open(&pieces[0].path)?;
+    assert_eq!(piece.dataset("features")?.chunk(), Some(vec![1, 5, 5, 2048]));
+    drop((features, file, piece));
 
     // Rerun: nothing to do. A new photo: only its samples are added.
     let rerun = ok(extract(&data, &cache_path, &["--copies", "2", "--seed", "5"])?);

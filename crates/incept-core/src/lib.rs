@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub mod atomic;
+pub mod limits;
 pub mod lock;
 pub mod npy;
 pub mod progress;

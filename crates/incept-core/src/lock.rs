@@ -24,6 +24,23 @@ impl WriterLock {
     /// Takes the lock at `lock_path` for writing `target`, or fails at once with
     /// [`Error::Locked`] naming the process that holds it.
     pub fn acquire(lock_path: &Path, target: &Path) -> Result<Self> {
+        Self::take(lock_path, target, false)
+    }
+
+    /// Takes the lock at `lock_path`, waiting (and saying so on stderr, with the owner) while
+    /// another process holds it: for work that the holder may finish for us, such as one shard
+    /// started twice by a scheduler.
+    pub fn acquire_waiting(lock_path: &Path, target: &Path) -> Result<Self> {
+        match Self::take(lock_path, target, false) {
+            Err(Error::Locked { owner, .. }) => {
+                eprintln!("{}: waiting for the process holding it ({owner})", target.display());
+                Self::take(lock_path, target, true)
+            }
+            other => other,
+        }
+    }
+
+    fn take(lock_path: &Path, target: &Path, wait: bool) -> Result<Self> {
         let io = |source| Error::Io { path: lock_path.to_path_buf(), source };
         let mut file = OpenOptions::new()
             .read(true)
@@ -32,7 +49,8 @@ impl WriterLock {
             .truncate(false)
             .open(lock_path)
             .map_err(io)?;
-        match file.try_lock() {
+        let attempt = if wait { file.lock().map_err(TryLockError::Error) } else { file.try_lock() };
+        match attempt {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut owner = String::new();

@@ -18,7 +18,7 @@ use crate::image_io::scale_pixel;
 pub const ALGORITHM_VERSION: u32 = 1;
 
 /// The augmentation parameters; every field states its unit. Defaults are the blog post's.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Augmentation {
     /// Rotation drawn uniformly in ±this, degrees.
     pub rotation_range_degrees: f64,

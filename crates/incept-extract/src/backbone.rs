@@ -40,6 +40,11 @@ impl Layer {
     }
 
     pub const ALL: [Layer; 2] = [Layer::Mixed9, Layer::Mixed10];
+
+    /// The layer of a name as [`Layer::name`] gives it.
+    pub fn parse(name: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|layer| layer.name() == name)
+    }
 }
 /// Where `just setup` unpacks the CPU runtime, relative to the project root.
 pub const RUNTIME_DIR: &str = ".deps/onnxruntime";

@@ -6,6 +6,8 @@
 //! - [`backbone`]: the ONNX Runtime session and how its shared library is found.
 //! - [`pipeline`]: the overlapped decode → inference → write pipeline behind `incept extract`.
 //! - [`scan`]: walking `<class>/<image>` folders.
+//! - [`plan`] and [`shard`]: sharded extraction on batch engines (Slurm, Kubernetes, AWS Batch):
+//!   a plan made once, shards run anywhere, their status and their merge.
 
 use std::path::PathBuf;
 
@@ -13,11 +15,15 @@ pub mod augment;
 pub mod backbone;
 pub mod image_io;
 pub mod pipeline;
+pub mod plan;
 pub mod scan;
+pub mod shard;
 
 pub use augment::Augmentation;
 pub use backbone::{Backbone, Device, Layer};
 pub use pipeline::{ExtractConfig, ExtractReport, extract};
+pub use plan::{Plan, PlanOutcome};
+pub use shard::{ShardIndex, ShardOutcome};
 
 /// Errors of the extraction stage. Each names the file it is about and, where one exists, the fix.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,51 @@ pub enum Error {
     NothingExtracted { path: PathBuf, skipped: usize },
     #[error("internal pipeline error: {0}")]
     Pipeline(String),
+    #[error("{path}: {reason}")]
+    PlanInvalid { path: PathBuf, reason: String },
+    #[error("{path} holds another plan: {differences}")]
+    PlanDiffers { path: PathBuf, differences: String },
+    #[error("{0}")]
+    ShardIndex(String),
+    #[error("{path}: {reason}; remove it (and the shard's .h5) and run the shard again")]
+    ForeignMarker { path: PathBuf, reason: String },
+    #[error(
+        "{marker} says the shard is done but {shard} is missing; remove the marker and run the \
+         shard again"
+    )]
+    MarkerWithoutShard { marker: PathBuf, shard: PathBuf },
+    #[error(
+        "{plan}: not every shard is done; run shards {missing} (e.g. sbatch --array={missing}), \
+         then merge again{problems}",
+        problems = if problems.is_empty() { String::new() } else { format!("\n  {problems}") }
+    )]
+    ShardsIncomplete { plan: PathBuf, missing: String, problems: String },
+}
+
+impl Error {
+    /// Whether retrying the same command cannot help (exit status 2 for batch engines): a bad
+    /// or foreign plan, an index out of range, a marker of another plan, a folder it may not
+    /// write. Everything else (a crash, a full disk, a lock) may pass on a retry.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::PlanInvalid { .. }
+            | Error::PlanDiffers { .. }
+            | Error::ShardIndex(_)
+            | Error::ForeignMarker { .. }
+            | Error::MarkerWithoutShard { .. }
+            | Error::ShardsIncomplete { .. }
+            | Error::ModelMissing { .. }
+            | Error::DataMissing { .. } => true,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+            Error::Core(incept_core::Error::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            Error::Cache(incept_cache::Error::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -92,20 +92,39 @@ struct Batch {
 
 /// The settings stored in (and checked against) the cache.
 pub fn settings_for(config: &ExtractConfig, model_sha256: String) -> Settings {
+    settings_from(
+        config.copies,
+        &config.augmentation,
+        config.seed,
+        config.dtype,
+        config.layer,
+        model_sha256,
+    )
+}
+
+/// The settings of a cache extracted with these choices.
+pub(crate) fn settings_from(
+    copies: u32,
+    augmentation: &Augmentation,
+    seed: u64,
+    dtype: Dtype,
+    layer: crate::backbone::Layer,
+    model_sha256: String,
+) -> Settings {
     Settings {
         model_sha256,
         input_size: INPUT_SIZE,
         preprocessing: PREPROCESSING.to_owned(),
-        augmentation: if config.copies == 0 {
+        augmentation: if copies == 0 {
             "{\"enabled\":false}".to_owned()
         } else {
-            config.augmentation.to_json()
+            augmentation.to_json()
         },
-        seed: config.seed,
-        copies: config.copies,
-        dtype: config.dtype,
+        seed,
+        copies,
+        dtype,
         augmentation_version: crate::augment::ALGORITHM_VERSION,
-        layer: config.layer.name().to_owned(),
+        layer: layer.name().to_owned(),
     }
 }
 
@@ -115,12 +134,9 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     if !config.data_dir.is_dir() {
         return Err(Error::DataMissing { path: config.data_dir.clone() });
     }
-    if !config.model.is_file() {
-        return Err(Error::ModelMissing { path: config.model.clone() });
-    }
-    let model_sha256 = incept_core::sha256_file(&config.model)?;
+    let model_sha256 = model_sha256(config)?;
     // The writer lock first: a second writer is refused before it scans anything.
-    let mut writer =
+    let writer =
         CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
     let found = scan(&config.data_dir)?;
     for warning in &found.warnings {
@@ -129,8 +145,28 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     if found.images.is_empty() {
         return Err(Error::NoImages { path: config.data_dir.clone() });
     }
-    let jobs: Vec<Job> = found
-        .images
+    eprintln!("{} images in {} classes", found.images.len(), found.classes.len());
+    extract_listed(config, writer, &found.images, started, interrupted)
+}
+
+/// The sha256 of the config's model, which must exist.
+pub(crate) fn model_sha256(config: &ExtractConfig) -> Result<String> {
+    if !config.model.is_file() {
+        return Err(Error::ModelMissing { path: config.model.clone() });
+    }
+    Ok(incept_core::sha256_file(&config.model)?)
+}
+
+/// Extracts the samples of `images` that `writer`'s cache lacks and finishes the cache. Shared by
+/// `incept extract` (images from a scan) and a shard of a plan (images from the plan).
+pub(crate) fn extract_listed(
+    config: &ExtractConfig,
+    mut writer: CacheWriter,
+    images: &[ImageFile],
+    started: Instant,
+    interrupted: &AtomicBool,
+) -> Result<ExtractReport> {
+    let jobs: Vec<Job> = images
         .iter()
         .filter_map(|image| {
             let variants: Vec<u32> =
@@ -139,13 +175,8 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
         })
         .collect();
     let todo: usize = jobs.iter().map(|j| j.variants.len()).sum();
-    let mut report = ExtractReport { images: found.images.len(), ..ExtractReport::default() };
-    eprintln!(
-        "{} images in {} classes; {} samples cached or pending, {todo} to extract",
-        found.images.len(),
-        found.classes.len(),
-        writer.done_count()
-    );
+    let mut report = ExtractReport { images: images.len(), ..ExtractReport::default() };
+    eprintln!("{} samples cached or pending, {todo} to extract", writer.done_count());
     if todo > 0 {
         run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted)?;
     }
