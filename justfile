@@ -72,6 +72,18 @@ confusion *ARGS:
     fi
     exec {{incept}} confusion {{ARGS}}
 
+# incept plan DATA_DIR -o PLAN_DIR --shards S [...]: sharded extraction for a batch engine.
+plan *ARGS:
+    @{{incept}} plan {{ARGS}}
+
+# incept status PLAN_DIR [--format json]
+status *ARGS:
+    @{{incept}} status {{ARGS}}
+
+# incept merge PLAN_DIR -o CACHE.h5 [--copy]
+merge *ARGS:
+    @{{incept}} merge {{ARGS}}
+
 # incept predict RUN_DIR IMAGE|DIR... [...]
 predict *ARGS:
     @{{incept}} predict {{ARGS}}
@@ -93,6 +105,19 @@ lint:
 # Extraction throughput against bare ONNX Runtime inference, side by side (200 photos, 1 copy).
 bench-extract: setup
     cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200
+
+# Adding 20 photos (1 %, 10 copies) to the demo's cache against the same photos into an empty one.
+bench-grow: setup
+    scripts/bench_grow.sh
+
+# Merging 1,000 small shards (index and --copy) and reading every map back, side by side.
+bench-merge: setup
+    cargo run --release --locked -p incept-cache --example bench_merge -- 1000 8
+
+# The shipped examples/slurm scripts on a real single-node Slurm started here (root; installs
+# slurm-wlm and munge when missing), checked against a plain extraction, with a SIGKILL round.
+test-slurm: setup
+    scripts/test-slurm.sh
 
 # Head-training throughput per Burn backend, default head and blog preset.
 bench-train: setup

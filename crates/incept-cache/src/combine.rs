@@ -7,10 +7,19 @@ use crate::chunks::copy_rows;
 use crate::index::{Columns, PieceRef, folder_of, write_common_attributes, write_index};
 use crate::{Cache, Error, LOCK_SUFFIX, MergeSummary, Result, WithPath, create_features};
 
-fn lock_path(output: &Path) -> PathBuf {
+/// The lock of `output`, its folder created first. An output with pieces of its own (a cache
+/// extracted there) is refused: replacing its index would orphan them.
+fn lock_path(output: &Path) -> Result<PathBuf> {
+    let mut parts = output.as_os_str().to_owned();
+    parts.push(crate::PARTS_SUFFIX);
+    if Path::new(&parts).exists() {
+        return Err(Error::WouldOrphan { path: output.to_path_buf() });
+    }
+    let folder = folder_of(output);
+    std::fs::create_dir_all(folder).map_err(crate::io_error(folder))?;
     let mut name = output.as_os_str().to_owned();
     name.push(LOCK_SUFFIX);
-    PathBuf::from(name)
+    Ok(PathBuf::from(name))
 }
 
 /// Checks that `inputs` may form one cache: same settings and map shape, no shared row.
@@ -50,7 +59,7 @@ fn columns_of(inputs: &[Cache]) -> Result<Columns> {
 /// dataset over their pieces, no feature map copied. Paths are stored relative to `output`'s
 /// folder, so the folder holding both can move.
 pub fn index_over(output: &Path, inputs: &[Cache]) -> Result<MergeSummary> {
-    let _lock = incept_core::lock::WriterLock::acquire(&lock_path(output), output)?;
+    let _lock = incept_core::lock::WriterLock::acquire(&lock_path(output)?, output)?;
     let columns = columns_of(inputs)?;
     let pieces: Vec<PieceRef> = inputs.iter().flat_map(Cache::as_pieces).collect();
     let (settings, shape) = (&inputs[0].settings, inputs[0].shape);
@@ -64,7 +73,7 @@ pub fn index_over(output: &Path, inputs: &[Cache]) -> Result<MergeSummary> {
 /// Writes at `output` one self-contained cache (format 1 layout, `features` stored in the file)
 /// with the rows of `inputs`, in order.
 pub fn copy_into_one_file(output: &Path, inputs: &[Cache]) -> Result<MergeSummary> {
-    let _lock = incept_core::lock::WriterLock::acquire(&lock_path(output), output)?;
+    let _lock = incept_core::lock::WriterLock::acquire(&lock_path(output)?, output)?;
     let columns = columns_of(inputs)?;
     let (settings, shape) = (&inputs[0].settings, inputs[0].shape);
     let total = columns.len();

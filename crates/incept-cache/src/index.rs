@@ -58,6 +58,11 @@ pub(crate) fn open_pieces(
     if names.len() != rows.len() {
         return Err(corrupt(format!("{} pieces but {} row counts", names.len(), rows.len())));
     }
+    let total: u64 = rows.iter().sum();
+    let expected = index.dataset(FEATURES).map(|d| d.shape().first().copied().unwrap_or(0));
+    if expected.as_ref().ok() != Some(&(total as usize)) {
+        return Err(corrupt(format!("its pieces hold {total} rows, `features` {expected:?}")));
+    }
     let folder = folder_of(index_path);
     let mut pieces = Vec::with_capacity(names.len());
     let mut start = 0;
@@ -287,14 +292,21 @@ pub(crate) fn write_index(
     }
     let file = hdf5::File::create_excl(path).at(path)?;
     let extent = (total, shape.height, shape.width, shape.channels);
+    // NaN where no piece answers (a piece deleted by hand): h5py shows it, instead of zeros.
     let mut builder = match settings.dtype {
-        Dtype::F32 => file.new_dataset_builder().empty::<f32>().shape(extent),
-        Dtype::F16 => file.new_dataset_builder().empty::<half::f16>().shape(extent),
+        Dtype::F32 => file.new_dataset_builder().empty::<f32>().shape(extent).fill_value(f32::NAN),
+        Dtype::F16 => {
+            file.new_dataset_builder().empty::<half::f16>().shape(extent).fill_value(half::f16::NAN)
+        }
     };
+    // Relative between the real locations: a `..` out of a symlinked folder resolves as the
+    // kernel resolves it.
+    let real_folder = std::fs::canonicalize(final_folder).map_err(io_error(final_folder))?;
     let mut names = Vec::with_capacity(pieces.len());
     let mut start = 0;
     for piece in pieces {
-        let name = relative_path(&piece.path, final_folder)?;
+        let real = std::fs::canonicalize(&piece.path).map_err(io_error(&piece.path))?;
+        let name = relative_path(&real, &real_folder)?;
         let source_extent = (piece.rows, shape.height, shape.width, shape.channels);
         builder = builder.virtual_map(
             &name,
@@ -319,5 +331,7 @@ pub(crate) fn write_index(
         .at(path)?;
     write_common_attributes(&file, settings, created, path)?;
     file.flush().at(path)?;
-    file.close().at(path)
+    file.close().at(path)?;
+    // Checked before it replaces anything: every piece opens through it, from where it will be.
+    crate::Cache::open(path).map(drop)
 }

@@ -104,8 +104,13 @@ pub enum Error {
     )]
     SettingsDiffer { path: PathBuf, differences: String },
     #[error(
-        "{index}: its piece {piece} is missing; the cache is incomplete: restore the piece, or \
-         extract again with --overwrite"
+        "{path} is a cache with pieces of its own (made by `incept extract`) that a merge would \
+         orphan; merge into another file"
+    )]
+    WouldOrphan { path: PathBuf },
+    #[error(
+        "{index}: its piece {piece} is missing; restore it (an index and the pieces it names \
+         move together), or make the cache again (extract with --overwrite, or merge again)"
     )]
     PieceMissing { index: PathBuf, piece: PathBuf },
     #[error(
@@ -131,7 +136,7 @@ impl<T> WithPath<T> for hdf5::Result<T> {
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 

@@ -313,13 +313,12 @@ fn overwrite_keeps_the_old_cache_until_the_new_one_is_whole() -> Result<()> {
 fn caches_without_an_augmentation_version_read_as_version_one_and_others_are_refused() -> Result<()>
 {
     let dir = tempdir();
-    let path = dir.path().join("c.h5");
-    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    let built = dir.path().join("built.h5");
+    let mut writer = CacheWriter::open(&built, settings(Dtype::F32), false)?;
     writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
     writer.finish()?;
     // An old self-contained cache without the attributes.
-    let built = dir.path().join("built.h5");
-    std::fs::rename(&path, &built).map_err(io_error(&path))?;
+    let path = dir.path().join("c.h5");
     copy_into_one_file(&path, &[Cache::open(&built)?])?;
     {
         let file = hdf5::File::open_rw(&path).at(&path)?;
@@ -332,5 +331,30 @@ fn caches_without_an_augmentation_version_read_as_version_one_and_others_are_ref
     newer.augmentation_version = 2;
     let message = CacheWriter::open(&path, newer, false).map(|_| ()).unwrap_err().to_string();
     assert!(message.contains("augmentation_version: cache has 1, this run wants 2"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn a_kill_while_retiring_replaced_pieces_does_not_bring_them_back() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    let old_piece = dir.path().join("c.h5.parts/segment-00000000.h5");
+    let kept = dir.path().join("kept.h5");
+    std::fs::copy(&old_piece, &kept).map_err(io_error(&kept))?;
+    let mut other = settings(Dtype::F32);
+    other.seed = 8;
+    let mut replacing = CacheWriter::open(&path, other.clone(), true)?;
+    replacing.write_segment(&[sample("b/1.jpg", "b", 0, 2.0)], SHAPE)?;
+    replacing.finish()?;
+    // As if killed after the new index was in place, before the old piece was deleted.
+    std::fs::copy(&kept, &old_piece).map_err(io_error(&old_piece))?;
+    let writer = CacheWriter::open(&path, other, false)?;
+    assert!(!writer.is_done("a/1.jpg", 0) && writer.is_done("b/1.jpg", 0));
+    assert!(!old_piece.exists(), "a stale piece is removed, not taken for pending work");
+    assert_eq!(writer.finish()?.total, 1);
+    assert_eq!(Cache::open(&path)?.sources, ["b/1.jpg"]);
     Ok(())
 }

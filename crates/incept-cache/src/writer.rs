@@ -12,8 +12,11 @@ use crate::{
     LEGACY_SEGMENT_TEMPORARY_SUFFIX, LOCK_SUFFIX, MapShape, PARTS_SUFFIX, Result,
     SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, Settings, VARIANT, WithPath,
     create_features, io_error, map_shape_of, open_hdf5, read_i32, read_strings,
-    write_feature_block, write_strings,
+    write_feature_block, write_string_attribute, write_strings,
 };
+
+/// Segment attribute: the `content_id` of the index the segment was written on top of.
+const BASE_ATTRIBUTE: &str = "base_content_id";
 
 /// One extracted sample on its way into the cache.
 #[derive(Clone, Debug)]
@@ -59,6 +62,12 @@ pub struct CacheWriter {
     segments: Vec<PathBuf>,
     /// Piece files the current index names (canonical paths): never touched.
     committed: HashSet<PathBuf>,
+    /// `content_id` of the index this run adds to ("" for none): recorded in every segment, so
+    /// a segment left by an earlier generation (a run killed while deleting what its new index
+    /// no longer names) is recognised as stale, not taken for pending work.
+    base: String,
+    /// Whether the current index could be read (its piece list is known).
+    index_readable: bool,
     next_segment: u64,
     /// `--overwrite`: the old cache's samples are not kept; it is replaced at [`Self::finish`].
     replace: bool,
@@ -96,6 +105,8 @@ impl CacheWriter {
             done: HashSet::new(),
             segments: Vec::new(),
             committed: HashSet::new(),
+            base: String::new(),
+            index_readable: !path.exists(),
             next_segment: 0,
             replace: overwrite,
             _lock: lock,
@@ -103,6 +114,8 @@ impl CacheWriter {
         if path.exists() {
             match Cache::open(path) {
                 Ok(cache) => {
+                    writer.base = cache.content_id.clone().unwrap_or_default();
+                    writer.index_readable = true;
                     for piece in cache.pieces().unwrap_or_default() {
                         writer.committed.insert(canonical(&piece.path)?);
                     }
@@ -160,6 +173,7 @@ impl CacheWriter {
             if name.starts_with(SEGMENT_PREFIX) && name.ends_with(LEGACY_SEGMENT_TEMPORARY_SUFFIX) {
                 remove_if_exists(&entry.path())?;
             } else if name.starts_with(LEGACY_LINK_PREFIX)
+                && self.index_readable
                 && !self.committed.contains(&canonical(&entry.path())?)
             {
                 // A link made by a finish that was killed before its index was in place.
@@ -185,6 +199,15 @@ impl CacheWriter {
                 continue;
             }
             let file = open_hdf5(&path)?;
+            // Segments of incept 0.1.0 record no base: they are pending work.
+            let base = crate::read_string_attribute(&file, BASE_ATTRIBUTE, &path).ok();
+            if self.index_readable && base.is_some_and(|base| base != self.base) {
+                // Written on top of an index that has since been replaced: its rows are in the
+                // current index (packed) or were meant to go (replaced by --overwrite).
+                drop(file);
+                remove_if_exists(&path)?;
+                continue;
+            }
             let settings = Settings::read_attributes(&file, &path)?;
             if self.replace && !self.differences_from(&settings).is_empty() {
                 // Pending work of the settings being replaced: deleted once the new index is
@@ -221,6 +244,11 @@ impl CacheWriter {
         self.done.contains(&(source.to_owned(), variant))
     }
 
+    /// The sources of the samples in the cache and pending segments.
+    pub fn done_sources(&self) -> impl Iterator<Item = &str> {
+        self.done.iter().map(|(source, _)| source.as_str())
+    }
+
     /// Samples in the cache plus pending segments.
     pub fn done_count(&self) -> usize {
         self.done.len()
@@ -252,6 +280,7 @@ impl CacheWriter {
     fn write_segment_file(&self, path: &Path, samples: &[Sample], shape: MapShape) -> Result<()> {
         let file = hdf5::File::create_excl(path).at(path)?;
         self.settings.write_attributes(&file, path)?;
+        write_string_attribute(&file, BASE_ATTRIBUTE, &self.base, path)?;
         // Compressed here, on the writer thread while inference goes on: the segment is a piece
         // of the finished cache as it is.
         let dataset =
@@ -328,6 +357,18 @@ impl CacheWriter {
             let classes = read_strings(&file, SEGMENT_CLASS_NAMES, path)?;
             let variants = read_i32(&file, VARIANT, path)?;
             let all = sources.len();
+            let (rows_stored, _) = map_shape_of(&file.dataset(FEATURES).at(path)?, path)?;
+            if classes.len() != all || variants.len() != all || rows_stored != all {
+                return Err(Error::Corrupt {
+                    path: path.clone(),
+                    reason: format!(
+                        "{rows_stored} maps for {all} sources, {} classes, {} variants; move the \
+                         segment away and extract again",
+                        classes.len(),
+                        variants.len()
+                    ),
+                });
+            }
             let rows: Vec<usize> = (0..all)
                 .filter(|&row| columns.push(&classes[row], &sources[row], variants[row] as u32))
                 .collect();
@@ -394,6 +435,7 @@ impl CacheWriter {
     ) -> Result<()> {
         let file = hdf5::File::create_excl(path).at(path)?;
         self.settings.write_attributes(&file, path)?;
+        write_string_attribute(&file, BASE_ATTRIBUTE, &self.base, path)?;
         let dtype = self.settings.dtype;
         let features = create_features(&file, dtype, total, shape, true, path)?;
         let mut at = 0;
@@ -423,6 +465,8 @@ impl CacheWriter {
             .map_or(0, |d| d.as_nanos());
         let link = self.parts.join(format!("{LEGACY_LINK_PREFIX}{nanoseconds}.h5"));
         std::fs::hard_link(&self.path, &link).map_err(io_error(&link))?;
+        // The index about to name the link must not outlive it in a power cut.
+        incept_core::atomic::sync_folder(&self.parts)?;
         Ok(link)
     }
 

@@ -63,7 +63,8 @@ struct ExtractArgs {
     /// (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX.
     #[arg(long, requires = "plan", value_name = "I|auto")]
     shard: Option<ShardArg>,
-    /// Added to the engine's index with `--shard auto`, for plans larger than one job array.
+    /// Added to the engine's index with `--shard auto` (only), for plans larger than one job
+    /// array.
     #[arg(long, default_value_t = 0, requires = "shard")]
     shard_offset: usize,
     /// Replace an existing cache made with other settings.

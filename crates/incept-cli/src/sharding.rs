@@ -50,7 +50,7 @@ pub fn run_shard(args: &ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
         anyhow::bail!("pass DATA_DIR and -o CACHE.h5, or --plan PLAN_DIR --shard I|auto");
     };
     let index = match shard {
-        ShardArg::Index(index) => ShardIndex::Given(index + args.shard_offset),
+        ShardArg::Index(index) => ShardIndex::Given(index),
         ShardArg::Auto => ShardIndex::Auto { offset: args.shard_offset },
     };
     // The plan supplies data, model and settings; these flags only say how this machine runs.

@@ -218,6 +218,11 @@ fn errors_a_retry_cannot_fix_exit_2_and_name_the_fix() -> TestResult {
     let merged = dir.path().join("merged.h5");
     ok(run(&["merge", path_str(&plan_dir), "-o", path_str(&merged)])?);
     assert_eq!(Cache::open(&merged)?.len(), 3 * 3 * 2);
+    // Merging over a cache that `incept extract` made would orphan its pieces: refused.
+    let extracted = dir.path().join("extracted.h5");
+    ok(extract(&data, &extracted, &["--copies", "1"])?);
+    permanent(run(&["merge", path_str(&plan_dir), "-o", path_str(&extracted)])?, "orphan");
+    assert_eq!(Cache::open(&extracted)?.len(), 3 * 3 * 2);
 
     // A photo deleted after planning is skipped and counted; its shard still finishes.
     let plan_deleted = dir.path().join("plan-deleted");
@@ -289,6 +294,54 @@ fn a_killed_shard_resumes_and_two_processes_on_one_index_leave_one_shard() -> Te
     for (i, (_, source, variant)) in rows(&merged).into_iter().enumerate() {
         let j = by_key[&(source, variant)];
         assert_eq!(merged.read_block(i, 1)?, plain.read_block(j, 1)?);
+    }
+    Ok(())
+}
+
+#[test]
+fn h5py_reads_a_merged_index_and_a_grown_cache_like_any_cache() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    make_dataset(&data, &["ant", "bee"], 4)?;
+    let plan_dir = dir.path().join("plan");
+    ok(plan(&data, &plan_dir, 3, &[])?);
+    for index in 0..3 {
+        ok(shard_command(&plan_dir, &index.to_string()).output()?);
+    }
+    // The merged index outside the plan folder: its pieces are named by relative paths (`../`).
+    let merged = dir.path().join("features/merged.h5");
+    ok(run(&["merge", path_str(&plan_dir), "-o", path_str(&merged)])?);
+    // A cache grown twice: two pieces.
+    let grown = dir.path().join("grown.h5");
+    ok(extract(&data, &grown, &["--copies", "1"])?);
+    std::fs::create_dir_all(dir.path().join("more/ant"))?;
+    std::fs::copy(data.join("ant/img000.png"), dir.path().join("more/ant/new.png"))?;
+    ok(extract(&dir.path().join("more"), &grown, &["--copies", "1"])?);
+    let script = "import sys, hashlib, h5py, numpy\n\
+        with h5py.File(sys.argv[1], 'r') as f:\n\
+        \x20   maps = f['features'][...]\n\
+        \x20   classes = [c.decode() if isinstance(c, bytes) else c for c in f['classes'][...]]\n\
+        \x20   labels = f['labels'][...]\n\
+        \x20   print(maps.shape[0], hashlib.sha256(maps.astype('<f4').tobytes()).hexdigest(), ' '.join(classes[l] for l in labels))\n";
+    for path in [&merged, &grown] {
+        let cache = Cache::open(path)?;
+        assert!(cache.pieces().is_some_and(|p| p.len() > 1), "{}", path.display());
+        // From another working directory, as a user's notebook would.
+        let output = Command::new("python3")
+            .env("PYTHONPATH", incept_core::project_root().join(".deps/python"))
+            .current_dir(std::env::temp_dir())
+            .args(["-c", script, path_str(path)])
+            .output()?;
+        assert!(output.status.success(), "h5py (installed by `just setup`): {}", stderr(&output));
+        let raw = dir.path().join("maps.raw");
+        let block = cache.read_block(0, cache.len())?;
+        let bytes: Vec<u8> = block.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&raw, bytes)?;
+        let labels: Vec<&str> =
+            cache.labels.iter().map(|&l| cache.classes[l as usize].as_str()).collect();
+        let expected =
+            format!("{} {} {}\n", cache.len(), incept_core::sha256_file(&raw)?, labels.join(" "));
+        assert_eq!(stdout(&output), expected, "{}", path.display());
     }
     Ok(())
 }

@@ -72,11 +72,13 @@ pub enum Error {
     PlanDiffers { path: PathBuf, differences: String },
     #[error("{0}")]
     ShardIndex(String),
-    #[error("{path}: {reason}; remove it (and the shard's .h5) and run the shard again")]
+    #[error(
+        "{path}: {reason}; remove it with the shard's .h5 and .h5.parts/, and run the shard again"
+    )]
     ForeignMarker { path: PathBuf, reason: String },
     #[error(
-        "{marker} says the shard is done but {shard} is missing; remove the marker and run the \
-         shard again"
+        "{marker} says the shard is done but {shard} is missing; remove the marker and the \
+         shard's .h5.parts/, and run the shard again"
     )]
     MarkerWithoutShard { marker: PathBuf, shard: PathBuf },
     #[error(
@@ -101,13 +103,23 @@ impl Error {
             | Error::ShardsIncomplete { .. }
             | Error::ModelMissing { .. }
             | Error::DataMissing { .. } => true,
-            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
-            Error::Core(incept_core::Error::Io { source, .. }) => {
-                source.kind() == std::io::ErrorKind::PermissionDenied
+            Error::Io { source, .. }
+            | Error::Core(incept_core::Error::Io { source, .. })
+            | Error::Cache(incept_cache::Error::Io { source, .. })
+            | Error::Cache(incept_cache::Error::Core(incept_core::Error::Io { source, .. })) => {
+                matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                )
             }
-            Error::Cache(incept_cache::Error::Io { source, .. }) => {
-                source.kind() == std::io::ErrorKind::PermissionDenied
-            }
+            // The files on disk contradict the plan: the same command fails the same way.
+            Error::Cache(
+                incept_cache::Error::SettingsDiffer { .. }
+                | incept_cache::Error::ShapeDiffers { .. }
+                | incept_cache::Error::Duplicate { .. }
+                | incept_cache::Error::NotACache { .. }
+                | incept_cache::Error::WouldOrphan { .. },
+            ) => true,
             _ => false,
         }
     }

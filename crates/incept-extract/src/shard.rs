@@ -188,6 +188,15 @@ pub fn run_shard(
     let settings = plan.settings()?;
     let writer = CacheWriter::open(&files.cache, settings, false)?;
     let images = plan.shard_images(index);
+    // What is on disk must be this shard's work (left by another plan, it is not).
+    let planned: std::collections::HashSet<&str> =
+        images.iter().map(|i| i.relative.as_str()).collect();
+    if let Some(stray) = writer.done_sources().find(|source| !planned.contains(source)) {
+        return Err(Error::ForeignMarker {
+            path: files.cache.clone(),
+            reason: format!("holds {stray}, which is not a photo of shard {index} of this plan"),
+        });
+    }
     eprintln!(
         "shard {index} of {} (plan {}): photos {:?} of {}",
         plan.shards,
@@ -323,8 +332,8 @@ pub fn merge(plan_dir: &Path, output: &Path, copy: bool) -> Result<MergeSummary>
                     caches.push(cache)
                 }
                 Ok(cache) => problems.push(format!(
-                    "{}: holds {} rows, its marker says {} (or other settings); remove both and \
-                     run the shard again",
+                    "{}: holds {} rows, its marker says {} (or other settings); remove the marker, \
+                     the .h5 and its .h5.parts/, and run the shard again",
                     files.cache.display(),
                     cache.len(),
                     marker.rows
