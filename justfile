@@ -102,9 +102,11 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Extraction throughput against bare ONNX Runtime inference, side by side (200 photos, 1 copy).
+# Extraction throughput against bare ONNX Runtime inference, side by side (200 photos; 1 copy,
+# then 10 copies).
 bench-extract: setup
-    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200
+    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 1
+    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 10
 
 # Adding 20 photos (1 %, 10 copies) to the demo's cache against the same photos into an empty one.
 bench-grow: setup
@@ -119,6 +121,8 @@ bench-merge: setup
 test-slurm: setup
     scripts/test-slurm.sh
 
-# Head-training throughput per Burn backend, default head and blog preset.
+# Head-training throughput per Burn backend, default head and blog preset; side by side with
+# PyTorch training the same heads (scripts/bench_train_torch.py) when the interpreter in
+# INCEPT_TORCH_PYTHON (default python3) can import torch. PyTorch is no project dependency.
 bench-train: setup
     cargo run --release --locked -p incept-head --example bench_train

@@ -1,7 +1,7 @@
 //! `just bench-extract`: `incept extract` end to end against bare ONNX Runtime inference of the
 //! same model on ready-made tensors, same threads and batch size, measured in one run.
 //!
-//! Usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE]
+//! Usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES]
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -13,8 +13,9 @@ use ndarray::Array4;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let data =
-        PathBuf::from(args.get(1).ok_or("usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE]")?);
+    let data = PathBuf::from(
+        args.get(1).ok_or("usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES]")?,
+    );
     let photos: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
     let batch_size: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(16);
     let model = incept_core::project_root().join(DEFAULT_MODEL);
@@ -28,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(link.parent().ok_or("bad path")?)?;
         std::os::unix::fs::symlink(std::fs::canonicalize(&image.path)?, &link)?;
     }
-    let copies = 1;
+    let copies: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(1);
     let samples = photos * (copies + 1);
 
     // Bare inference: ready-made tensors, same batch size, all cores.
