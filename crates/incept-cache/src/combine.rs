@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::chunks::copy_rows;
-use crate::index::{Columns, PieceRef, folder_of, write_common_attributes, write_index};
+use crate::index::{Columns, PieceRef, Stamp, folder_of, write_common_attributes, write_index};
 use crate::{Cache, Error, LOCK_SUFFIX, MergeSummary, Result, WithPath, create_features};
 
 /// The lock of `output`, its folder created first. An output with pieces of its own (a cache
@@ -65,7 +65,14 @@ pub fn index_over(output: &Path, inputs: &[Cache]) -> Result<MergeSummary> {
     let (settings, shape) = (&inputs[0].settings, inputs[0].shape);
     let folder = folder_of(output).to_path_buf();
     incept_core::write_atomically_with(output, |temporary| {
-        write_index(temporary, &folder, settings, shape, &pieces, &columns, None)
+        write_index(
+            temporary,
+            &folder,
+            Stamp { settings, created: None, compression: inputs[0].compression },
+            shape,
+            &pieces,
+            &columns,
+        )
     })?;
     Ok(MergeSummary { total: columns.len(), added: columns.len() })
 }
@@ -79,7 +86,9 @@ pub fn copy_into_one_file(output: &Path, inputs: &[Cache]) -> Result<MergeSummar
     let total = columns.len();
     incept_core::write_atomically_with(output, |path| {
         let file = hdf5::File::create_excl(path).at(path)?;
-        let features = create_features(&file, settings.dtype, total, shape, true, path)?;
+        // The first input's compression: its chunks (all of them, usually) copy as they are.
+        let compression = inputs[0].compression;
+        let features = create_features(&file, settings.dtype, total, shape, compression, path)?;
         let mut written = 0;
         for cache in inputs {
             for piece in cache.as_pieces() {
@@ -92,7 +101,7 @@ pub fn copy_into_one_file(output: &Path, inputs: &[Cache]) -> Result<MergeSummar
         }
         drop(features);
         columns.write(&file, path)?;
-        write_common_attributes(&file, settings, None, path)?;
+        write_common_attributes(&file, Stamp { settings, created: None, compression }, path)?;
         file.flush().at(path)?;
         file.close().at(path)
     })?;

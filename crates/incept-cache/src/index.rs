@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use ndarray::{Array1, Array4, s};
 
 use crate::{
-    CLASSES, COMPRESSION, Dtype, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES,
+    CLASSES, Compression, Dtype, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES,
     Settings, VARIANT, WithPath, io_error, map_shape_of, open_hdf5, read_feature_block,
     write_string_attribute, write_strings,
 };
@@ -247,15 +247,24 @@ impl Columns {
     }
 }
 
-/// Root attributes every finished cache carries besides its settings.
+/// The root attributes of a finished cache: its settings, when it was first made (`None`: now)
+/// and the compression of its newest maps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) created: Option<&'a str>,
+    pub(crate) compression: Compression,
+}
+
+/// Root attributes every finished cache carries; see [`Stamp`].
 pub(crate) fn write_common_attributes(
     file: &hdf5::File,
-    settings: &Settings,
-    created: Option<&str>,
+    stamp: Stamp<'_>,
     path: &Path,
 ) -> Result<()> {
+    let (settings, compression) = (stamp.settings, stamp.compression);
     settings.write_attributes(file, path)?;
-    let created = created.map_or_else(incept_core::now_rfc3339, str::to_owned);
+    let created = stamp.created.map_or_else(incept_core::now_rfc3339, str::to_owned);
     write_string_attribute(file, "created", &created, path)?;
     // Two contents written within one second (an --overwrite right after the first run) still
     // differ: the time to the nanosecond, the process and the path.
@@ -268,7 +277,7 @@ pub(crate) fn write_common_attributes(
         path.as_os_str().as_encoded_bytes(),
     ]);
     write_string_attribute(file, "content_id", &format!("{content_id:016x}"), path)?;
-    write_string_attribute(file, "compression", COMPRESSION, path)
+    write_string_attribute(file, "compression", compression.as_str(), path)
 }
 
 /// Writes an index (format 2) at `path` (a temporary file the caller renames into place, beside
@@ -277,12 +286,12 @@ pub(crate) fn write_common_attributes(
 pub(crate) fn write_index(
     path: &Path,
     final_folder: &Path,
-    settings: &Settings,
+    stamp: Stamp<'_>,
     shape: MapShape,
     pieces: &[PieceRef],
     columns: &Columns,
-    created: Option<&str>,
 ) -> Result<()> {
+    let settings = stamp.settings;
     let total: usize = pieces.iter().map(|p| p.rows).sum();
     if total != columns.len() {
         return Err(Error::Corrupt {
@@ -329,7 +338,7 @@ pub(crate) fn write_index(
         .at(path)?
         .write_scalar(&INDEX_FORMAT_VERSION)
         .at(path)?;
-    write_common_attributes(&file, settings, created, path)?;
+    write_common_attributes(&file, stamp, path)?;
     file.flush().at(path)?;
     file.close().at(path)?;
     // Checked before it replaces anything: every piece opens through it, from where it will be.

@@ -7,9 +7,9 @@ use ndarray::Array4;
 
 use crate::index::{self, OpenPiece, PIECES, PieceRef};
 use crate::{
-    CLASSES, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES, Settings, VARIANT,
-    WithPath, map_shape_of, open_hdf5, read_feature_block, read_i32, read_string_attribute,
-    read_strings,
+    CLASSES, Compression, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES, Settings,
+    VARIANT, WithPath, map_shape_of, open_hdf5, read_feature_block, read_i32,
+    read_string_attribute, read_strings,
 };
 
 /// Where the feature maps live.
@@ -44,6 +44,9 @@ pub struct Cache {
     /// Names this content of the file: a new one at every merge (caches of earlier versions
     /// have none).
     pub content_id: Option<String>,
+    /// The `compression` attribute: that of the newest pieces (each piece records its own
+    /// filters); caches without a known one read as deflate, what incept 0.1.0 wrote.
+    pub compression: Compression,
     storage: Storage,
     _file: hdf5::File,
 }
@@ -100,6 +103,10 @@ impl Cache {
         }
         let created = read_string_attribute(&file, "created", path).ok();
         let content_id = read_string_attribute(&file, "content_id", path).ok();
+        let compression = read_string_attribute(&file, "compression", path)
+            .ok()
+            .and_then(|c| Compression::parse(&c))
+            .unwrap_or(Compression::Deflate);
         let storage = if file.link_exists(PIECES) {
             Storage::Pieces(index::open_pieces(&file, path, shape, settings.dtype)?)
         } else {
@@ -116,6 +123,7 @@ impl Cache {
             variant,
             created,
             content_id,
+            compression,
             storage,
             _file: file,
         })

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array4};
 
 use crate::chunks::copy_rows;
-use crate::index::{Columns, PieceRef, folder_of, write_index};
+use crate::index::{Columns, PieceRef, Stamp, folder_of, write_index};
 use crate::{
-    Cache, Error, FEATURES, LEGACY_LINK_PREFIX, LEGACY_MERGING_SUFFIX,
+    Cache, Compression, Error, FEATURES, LEGACY_LINK_PREFIX, LEGACY_MERGING_SUFFIX,
     LEGACY_SEGMENT_TEMPORARY_SUFFIX, LOCK_SUFFIX, MapShape, PARTS_SUFFIX, Result,
     SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, Settings, VARIANT, WithPath,
     create_features, io_error, map_shape_of, open_hdf5, read_i32, read_strings,
@@ -68,6 +68,7 @@ pub struct CacheWriter {
     base: String,
     /// Whether the current index could be read (its piece list is known).
     index_readable: bool,
+    compression: Compression,
     next_segment: u64,
     /// `--overwrite`: the old cache's samples are not kept; it is replaced at [`Self::finish`].
     replace: bool,
@@ -107,6 +108,7 @@ impl CacheWriter {
             committed: HashSet::new(),
             base: String::new(),
             index_readable: !path.exists(),
+            compression: Compression::default(),
             next_segment: 0,
             replace: overwrite,
             _lock: lock,
@@ -244,6 +246,12 @@ impl CacheWriter {
         self.done.contains(&(source.to_owned(), variant))
     }
 
+    /// The compression of the segments this writer writes from now on (pieces already written
+    /// keep theirs; HDF5 records each piece's filters).
+    pub fn set_compression(&mut self, compression: Compression) {
+        self.compression = compression;
+    }
+
     /// The sources of the samples in the cache and pending segments.
     pub fn done_sources(&self) -> impl Iterator<Item = &str> {
         self.done.iter().map(|(source, _)| source.as_str())
@@ -283,8 +291,14 @@ impl CacheWriter {
         write_string_attribute(&file, BASE_ATTRIBUTE, &self.base, path)?;
         // Compressed here, on the writer thread while inference goes on: the segment is a piece
         // of the finished cache as it is.
-        let dataset =
-            create_features(&file, self.settings.dtype, samples.len(), shape, true, path)?;
+        let dataset = create_features(
+            &file,
+            self.settings.dtype,
+            samples.len(),
+            shape,
+            self.compression,
+            path,
+        )?;
         let mut block =
             Array4::<f32>::zeros((samples.len(), shape.height, shape.width, shape.channels));
         for (mut row, sample) in block.outer_iter_mut().zip(samples) {
@@ -404,11 +418,14 @@ impl CacheWriter {
             write_index(
                 temporary,
                 &folder,
-                &self.settings,
+                Stamp {
+                    settings: &self.settings,
+                    created: created.as_deref(),
+                    compression: self.compression,
+                },
                 shape,
                 &pieces,
                 &columns,
-                created.as_deref(),
             )
         })?;
         drop(old);
@@ -437,7 +454,7 @@ impl CacheWriter {
         self.settings.write_attributes(&file, path)?;
         write_string_attribute(&file, BASE_ATTRIBUTE, &self.base, path)?;
         let dtype = self.settings.dtype;
-        let features = create_features(&file, dtype, total, shape, true, path)?;
+        let features = create_features(&file, dtype, total, shape, self.compression, path)?;
         let mut at = 0;
         for segment in fresh.iter().filter(|f| !f.rows.is_empty()) {
             let source_file = open_hdf5(&segment.path)?;

@@ -9,8 +9,8 @@ use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
 use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
 
 use crate::{
-    BackendArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg, MachineArgs,
-    PredictArgs, PredictFormatArg, RunsArgs, SettingsArgs, TrainArgs,
+    BackendArg, CompressionArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg,
+    MachineArgs, PredictArgs, PredictFormatArg, RunsArgs, SettingsArgs, TrainArgs,
 };
 
 fn parse_device(text: &str) -> Result<Device> {
@@ -61,6 +61,10 @@ pub fn extract_config(
         },
         threads: machine.threads,
         segment_samples: machine.segment_samples,
+        compression: match machine.compression {
+            CompressionArg::Lzf => incept_cache::Compression::Lzf,
+            CompressionArg::Deflate => incept_cache::Compression::Deflate,
+        },
     })
 }
 

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decode: incept_extract::image_io::DecodeOptions::default(),
         threads: 0,
         segment_samples: 256,
+        compression: incept_cache::Compression::default(),
     };
     let report = incept_extract::extract(&config, &AtomicBool::new(false))?;
     let end_to_end = report.samples_per_second();
@@ -85,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "cache: {:.0} bytes/sample ({}; raw float32 is 204800)",
         report.bytes_per_sample,
-        incept_cache::COMPRESSION
+        config.compression.as_str()
     );
     Ok(())
 }

@@ -43,6 +43,8 @@ pub struct ExtractConfig {
     pub segment_samples: usize,
     /// Whether truncated or corrupt files are refused (the default) or decoded in part.
     pub decode: DecodeOptions,
+    /// How new feature maps are compressed (a storage choice: the values do not change).
+    pub compression: incept_cache::Compression,
 }
 
 /// What an extraction did, for the final summary line.
@@ -136,8 +138,9 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     }
     let model_sha256 = model_sha256(config)?;
     // The writer lock first: a second writer is refused before it scans anything.
-    let writer =
+    let mut writer =
         CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
+    writer.set_compression(config.compression);
     let found = scan(&config.data_dir)?;
     for warning in &found.warnings {
         eprintln!("warning: {warning}");

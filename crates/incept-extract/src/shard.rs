@@ -186,7 +186,8 @@ pub fn run_shard(
         });
     }
     let settings = plan.settings()?;
-    let writer = CacheWriter::open(&files.cache, settings, false)?;
+    let mut writer = CacheWriter::open(&files.cache, settings, false)?;
+    writer.set_compression(config.compression);
     let images = plan.shard_images(index);
     // What is on disk must be this shard's work (left by another plan, it is not).
     let planned: std::collections::HashSet<&str> =
