@@ -296,28 +296,51 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
     let model = backbone_of(&head, args.model.as_deref())?;
     let mut backbone = Backbone::load(&model, parse_device(&args.device)?, 0)?;
-    let (files, warnings) = incept_extract::scan::image_files(&args.inputs);
-    for warning in warnings {
-        eprintln!("warning: {warning}");
+    let views = tta_views(&head, args.tta)?;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for input in &args.inputs {
+        let (found, warnings) = incept_extract::scan::image_files(std::slice::from_ref(input));
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        // The draw's key: the path relative to the folder given, as the cache's `sources`.
+        for path in found {
+            let relative = match path.strip_prefix(input) {
+                Ok(inside) if !inside.as_os_str().is_empty() => {
+                    inside.to_string_lossy().replace('\\', "/")
+                }
+                _ => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            files.push((path, relative));
+        }
     }
     let progress = incept_core::progress::bar(files.len() as u64, "predict", "images");
     let side = incept_extract::image_io::INPUT_SIZE as usize;
     let decode = incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated };
+    let variants: Vec<u32> = (0..=args.tta).collect();
+    let photos_per_batch = (args.batch_size.max(1) / variants.len()).max(1);
     let (mut classified, mut unreadable) = (0usize, 0usize);
-    for chunk in files.chunks(args.batch_size.max(1)) {
-        let prepared: Vec<(&Path, Result<Vec<f32>, String>)> = {
+    for chunk in files.chunks(photos_per_batch) {
+        let prepared: Vec<(&Path, PreparedViews)> = {
             use rayon::prelude::*;
             chunk
                 .par_iter()
-                .map(|p| (p.as_path(), incept_extract::image_io::network_input(p, decode)))
+                .map(|(path, relative)| {
+                    let tensors = incept_extract::pipeline::network_views(
+                        path, relative, &variants, &views.0, views.1, decode,
+                    );
+                    (path.as_path(), tensors)
+                })
                 .collect()
         };
         let mut batch = Vec::new();
         let mut names = Vec::new();
         for (path, result) in prepared {
             match result {
-                Ok(tensor) => {
-                    batch.extend_from_slice(&tensor);
+                Ok(tensors) => {
+                    for tensor in tensors {
+                        batch.extend_from_slice(&tensor);
+                    }
                     names.push(path);
                 }
                 Err(reason) => {
@@ -331,19 +354,73 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         if names.is_empty() {
             continue;
         }
-        let inputs = ndarray::ArrayView4::from_shape((names.len(), 3, side, side), &batch)?;
+        let rows = names.len() * variants.len();
+        // [photos × views, 3, S, S] → [photos × views, H, W, C] → [photos × views, classes]
+        let inputs = ndarray::ArrayView4::from_shape((rows, 3, side, side), &batch)?;
         let features = backbone.run(inputs)?;
         let values = features.as_slice().context("feature layout")?;
-        let probabilities = head.probabilities(values, names.len())?;
+        let per_view = head.probabilities(values, rows)?;
+        // The mean over each photo's views: [photos, classes].
+        let probabilities: Vec<Vec<f64>> = per_view
+            .chunks(variants.len())
+            .map(|views| {
+                let mut mean = vec![0.0; views[0].len()];
+                for view in views {
+                    for (sum, p) in mean.iter_mut().zip(view) {
+                        *sum += p / views.len() as f64;
+                    }
+                }
+                mean
+            })
+            .collect();
         progress.suspend(|| print_predictions(&names, &probabilities, head.classes(), &args));
         classified += names.len();
     }
     progress.finish_and_clear();
-    eprintln!("classified {classified} images; {unreadable} unreadable");
+    eprintln!(
+        "classified {classified} images{}; {unreadable} unreadable",
+        if args.tta > 0 {
+            format!(" (each averaged over itself and {} augmented views)", args.tta)
+        } else {
+            String::new()
+        }
+    );
     if classified == 0 {
         bail!("no image could be classified");
     }
     Ok(())
+}
+
+/// One photo's network inputs, one per view, or why it could not be read.
+///
+/// # Shapes
+/// Each tensor is [3 × S × S].
+type PreparedViews = Result<Vec<Vec<f32>>, String>;
+
+/// The augmentation and seed `--tta` draws views with: those of the head's cache.
+fn tta_views(head: &TrainedHead, tta: u32) -> Result<(Augmentation, u64)> {
+    if tta == 0 {
+        return Ok((Augmentation::default(), 0));
+    }
+    let cache_path = &head.state.cache;
+    let cache = incept_cache::Cache::open(cache_path).context(
+        "--tta draws views as the head's cache drew its variants, so it needs that cache",
+    )?;
+    let augmentation =
+        Augmentation::from_json(&cache.settings.augmentation).with_context(|| {
+            format!(
+                "{}: holds no augmented copies (extracted with --copies 0), so there is no \
+             augmentation to draw views with; predict without --tta",
+                cache_path.display()
+            )
+        })?;
+    if tta > cache.settings.copies {
+        eprintln!(
+            "note: --tta {tta} draws more views than the {} copies the head was validated with",
+            cache.settings.copies
+        );
+    }
+    Ok((augmentation, cache.settings.seed))
 }
 
 /// The backbone the head's cache was made with: `chosen` if it is that one, else the converted

@@ -355,6 +355,11 @@ struct PredictArgs {
     /// Decode truncated JPEGs as far as they go instead of skipping them.
     #[arg(long)]
     allow_truncated: bool,
+    /// Average the head over the photo and K augmented views drawn as the head's cache drew its
+    /// variants (its augmentation and seed; a photo's path relative to the folder given is its
+    /// key, as in the cache): the figure a run reports "with TTA". 0: the photo alone.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    tta: u32,
 }
 
 /// Exit status for an interrupted run (as shells report SIGINT).

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
+use incept_cache::{Cache, CacheWriter, Dtype, MapShape, Sample, Settings};
 
 /// Where the cache stores variant 0 (the photo itself) of `source`.
 fn original_index(cache: &incept_cache::Cache, source: &str) -> Result<usize, &'static str> {
@@ -448,5 +448,60 @@ fn weights_of_another_head_are_refused_with_the_fix() -> TestResult {
     assert!(!refused.status.success());
     let message = stderr(&refused);
     assert!(message.contains("best.bpk") && message.contains("trained again"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn predict_with_tta_averages_the_views_the_cache_holds() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    make_dataset(&data, &["ant", "bee", "cricket"], 6)?;
+    let cache = dir.path().join("c.h5");
+    ok(extract(&data, &cache, &["--copies", "2", "--seed", "9"])?);
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &[])?);
+    // The folder the cache was made from: each photo's key is its path relative to it.
+    let output = ok(run(&[
+        "predict",
+        path_str(&run_dir),
+        path_str(&data),
+        "--model",
+        path_str(&tiny_model()),
+        "--format",
+        "json",
+        "--top-k",
+        "3",
+        "--tta",
+        "2",
+    ])?);
+    let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
+    let cached = Cache::open(&cache)?;
+    let mut largest: f64 = 0.0;
+    for line in stdout(&output).lines() {
+        let line: serde_json::Value = serde_json::from_str(line)?;
+        let path = std::path::PathBuf::from(line["path"].as_str().ok_or("path")?);
+        let relative = path.strip_prefix(&data)?.to_string_lossy().into_owned();
+        // The head's mean over the cached variants 0, 1, 2 of that photo.
+        let rows: Vec<usize> =
+            (0..cached.len()).filter(|&i| cached.source_path(i) == relative).collect();
+        assert_eq!(rows.len(), 3, "{relative}");
+        let mut mean = vec![0.0; head.classes().len()];
+        for &row in &rows {
+            let features = cached.read_block(row, 1)?;
+            let p = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+            for (sum, value) in mean.iter_mut().zip(&p[0]) {
+                *sum += value / 3.0;
+            }
+        }
+        for entry in line["top"].as_array().ok_or("top")? {
+            let class = entry["class"].as_str().ok_or("class")?;
+            let position = head.classes().iter().position(|c| c == class).ok_or("class")?;
+            let difference = (mean[position] - entry["probability"].as_f64().ok_or("p")?).abs();
+            largest = largest.max(difference);
+        }
+    }
+    eprintln!("predict --tta 2 against the cached TTA: largest difference {largest:.2e}");
+    assert!(largest < 1e-4, "{largest}");
     Ok(())
 }

@@ -87,6 +87,23 @@ impl Augmentation {
         )
     }
 
+    /// The parameters [`Self::to_json`] wrote (a cache's `augmentation` attribute); `None` if
+    /// `text` is not such a description.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let number = |name: &str| value.get(name)?.get("value")?.as_f64();
+        let zoom = value.get("zoom_range")?.get("value")?.as_array()?;
+        Some(Augmentation {
+            rotation_range_degrees: number("rotation_range")?,
+            width_shift_fraction: number("width_shift_range")?,
+            height_shift_fraction: number("height_shift_range")?,
+            shear_range_degrees: number("shear_range")?,
+            zoom_min: zoom.first()?.as_f64()?,
+            zoom_max: zoom.get(1)?.as_f64()?,
+            horizontal_flip: value.get("horizontal_flip")?.get("value")?.as_bool()?,
+        })
+    }
+
     /// Draws the transform of variant `variant` of the image at `relative_path`: it depends only
     /// on `seed`, the path and the variant, never on threads, batches or order.
     pub fn draw(
@@ -203,6 +220,14 @@ impl Transform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_description_reads_back_as_the_same_parameters() {
+        let augmentation =
+            Augmentation { rotation_range_degrees: 12.5, zoom_min: 0.7, ..Augmentation::default() };
+        assert_eq!(Augmentation::from_json(&augmentation.to_json()), Some(augmentation));
+        assert_eq!(Augmentation::from_json("{\"enabled\":false}"), None);
+    }
     use crate::image_io::to_network_input;
 
     fn gradient(size: u32) -> RgbImage {

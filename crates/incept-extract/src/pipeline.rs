@@ -223,7 +223,6 @@ fn run_pipeline(
     report.provider = backbone.provider.clone();
     let batch_size = config.batch_size.max(1);
     let side = INPUT_SIZE as usize;
-    let plane = 3 * side * side;
     let progress = incept_core::progress::bar(todo as u64, "extract", "samples");
     let (batch_sender, batch_receiver) = bounded::<Batch>(QUEUE_DEPTH);
     let (sample_sender, sample_receiver) = bounded::<(Vec<Sample>, MapShape)>(QUEUE_DEPTH);
@@ -264,7 +263,7 @@ fn run_pipeline(
                     .par_iter()
                     .map(|job| {
                         let started = Instant::now();
-                        let result = prepare(job, config, plane);
+                        let result = prepare(job, config);
                         (result, started.elapsed())
                     })
                     .collect();
@@ -373,31 +372,47 @@ fn run_pipeline(
 ///
 /// # Shapes
 /// Each tensor is [3 × S × S], planar RGB in [-1, 1].
-fn prepare(
-    job: &Job,
-    config: &ExtractConfig,
-    plane: usize,
-) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
-    let image = load_for_network(&job.image.path, config.decode)?;
+fn prepare(job: &Job, config: &ExtractConfig) -> std::result::Result<Vec<(Vec<f32>, u32)>, String> {
+    let tensors = network_views(
+        &job.image.path,
+        &job.image.relative,
+        &job.variants,
+        &config.augmentation,
+        config.seed,
+        config.decode,
+    )?;
+    Ok(tensors.into_iter().zip(job.variants.iter().copied()).collect())
+}
+
+/// The network inputs of one photo's variants, exactly as extraction makes them: variant 0 is the
+/// photo itself, variant k ≥ 1 its k-th augmented draw, which depends on `seed`, `relative` (the
+/// photo's path relative to its data folder) and k alone. `incept predict --tta` uses it too.
+///
+/// # Shapes
+/// Each tensor is [3 × S × S], planar RGB in [-1, 1].
+pub fn network_views(
+    path: &std::path::Path,
+    relative: &str,
+    variants: &[u32],
+    augmentation: &Augmentation,
+    seed: u64,
+    decode: DecodeOptions,
+) -> std::result::Result<Vec<Vec<f32>>, String> {
+    let image = load_for_network(path, decode)?;
     let (width, height) = image.dimensions();
-    Ok(job
-        .variants
+    let plane = 3 * (width * height) as usize;
+    Ok(variants
         .iter()
         .map(|&variant| {
             let mut tensor = vec![0.0f32; plane];
             if variant == 0 {
                 to_network_input(&image, &mut tensor);
             } else {
-                let transform = config.augmentation.draw(
-                    config.seed,
-                    &job.image.relative,
-                    variant,
-                    height,
-                    width,
-                );
-                transform.apply(&image, &mut tensor);
+                augmentation
+                    .draw(seed, relative, variant, height, width)
+                    .apply(&image, &mut tensor);
             }
-            (tensor, variant)
+            tensor
         })
         .collect())
 }
