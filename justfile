@@ -25,6 +25,24 @@ setup-gpu:
 model:
     scripts/setup.sh
 
+# An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` (README: int8).
+model-int8 PHOTOS=data LAYER="mixed_9": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scripts/setup.sh quantize
+    case "{{LAYER}}" in
+        mixed_9) model=models/inception_v3_mixed_9.onnx ;;
+        mixed_10) model=models/inception_v3_notop.onnx ;;
+        *) echo "model-int8: LAYER is mixed_9 or mixed_10" >&2; exit 2 ;;
+    esac
+    PYTHONPATH=.deps/quantize python3 models/quantize_int8.py quantize --model "$model" \
+        --output "${model%.onnx}.int8.onnx" --photos "{{PHOTOS}}" --count 320
+    reference=../shared/reference/inputs.npy
+    if [ -e "$reference" ]; then
+        PYTHONPATH=.deps/quantize python3 models/quantize_int8.py compare --model "$model" \
+            --int8 "${model%.onnx}.int8.onnx" --inputs "$reference"
+    fi
+
 # Regenerate the tiny fixture model used by the fast tests.
 fixture: setup
     PYTHONPATH=.deps/python python3 models/make_fixture.py tests/fixtures/tiny_inception.onnx

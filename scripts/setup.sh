@@ -50,6 +50,20 @@ install_runtime() { # wheel-name folder
     ln -sf "$(basename "$library")" "$dir/libonnxruntime.so"
 }
 
+if [ "${1:-}" = quantize ]; then
+    # ONNX Runtime's Python package (its quantization tool) and Pillow, for `just model-int8`.
+    QUANTIZE_DEPS=$DEPS/quantize
+    QUANTIZE_REQUIREMENTS="onnxruntime==$ONNXRUNTIME_VERSION numpy==2.2.6 onnx==1.19.1 pillow==12.0.0"
+    if [ "$(cat "$QUANTIZE_DEPS/.complete" 2>/dev/null)" != "$QUANTIZE_REQUIREMENTS" ]; then
+        say "quantization tools ($QUANTIZE_REQUIREMENTS) -> $QUANTIZE_DEPS"
+        rm -rf "$QUANTIZE_DEPS"
+        # shellcheck disable=SC2086
+        "$python" -m pip install --quiet --disable-pip-version-check --target "$QUANTIZE_DEPS" $QUANTIZE_REQUIREMENTS
+        printf '%s' "$QUANTIZE_REQUIREMENTS" > "$QUANTIZE_DEPS/.complete"
+    fi
+    exit 0
+fi
+
 if [ "${1:-}" = gpu ]; then
     install_runtime onnxruntime-gpu "$DEPS/onnxruntime-gpu"
     say "GPU runtime ready in $DEPS/onnxruntime-gpu (CUDA 13 and cuDNN 9 must be on LD_LIBRARY_PATH)"

@@ -440,9 +440,13 @@ fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(path.to_path_buf());
     }
-    // The default layer's model first: most runs were trained on it.
-    let candidates = [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9]
+    // The default layer's model first: most runs were trained on it. Then the int8 models that
+    // `just model-int8` writes beside them, if any.
+    let converted = [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9]
         .map(|layer| PathBuf::from(layer.default_model()));
+    let quantized =
+        converted.iter().map(|model| model.with_extension("int8.onnx")).filter(|m| m.is_file());
+    let candidates: Vec<PathBuf> = converted.iter().cloned().chain(quantized).collect();
     let (mut present, mut missing) = (Vec::new(), Vec::new());
     for candidate in candidates {
         if !candidate.is_file() {

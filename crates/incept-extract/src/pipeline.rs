@@ -219,8 +219,6 @@ fn run_pipeline(
     report: &mut ExtractReport,
     interrupted: &AtomicBool,
 ) -> Result<()> {
-    let mut backbone = Backbone::load(&config.model, config.device, config.threads)?;
-    report.provider = backbone.provider.clone();
     let batch_size = config.batch_size.max(1);
     let side = INPUT_SIZE as usize;
     let progress = incept_core::progress::bar(todo as u64, "extract", "samples");
@@ -318,11 +316,24 @@ fn run_pipeline(
             Ok(busy)
         });
 
-        // Inference on this thread.
+        // Inference on this thread; the model loads while the producer decodes the first photos.
         let mut inference = Duration::ZERO;
         let mut produced = 0;
         let mut failure = None;
-        for batch in batch_receiver {
+        let mut backbone = match Backbone::load(&config.model, config.device, config.threads) {
+            Ok(backbone) => Some(backbone),
+            Err(error) => {
+                failure = Some(error);
+                None
+            }
+        };
+        if let Some(backbone) = &backbone {
+            report.provider = backbone.provider.clone();
+        }
+        // Without a model, no batch is taken: dropping the receiver stops the producer.
+        let batches = backbone.is_some().then_some(batch_receiver).into_iter().flatten();
+        for batch in batches {
+            let Some(backbone) = backbone.as_mut() else { break };
             let started = Instant::now();
             let output = match backbone.run(batch.inputs.view()) {
                 Ok(output) => output,
