@@ -39,13 +39,32 @@ def network_input(path):
     return pixels.transpose(2, 0, 1)  # [3, S, S]
 
 
+# What incept extract decodes (crates/incept-extract/src/image_io.rs).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
 def calibration_photos(folder, count, seed):
+    """`count` readable photos of `folder` (followed through links, hidden entries skipped), drawn
+    with `seed`; unreadable files are skipped with a warning, as incept extract skips them."""
     photos = []
-    for root, _, files in os.walk(folder):
-        photos += [os.path.join(root, f) for f in files if not f.startswith(".")]
+    for root, folders, files in os.walk(folder, followlinks=True):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        photos += [
+            os.path.join(root, f)
+            for f in files
+            if not f.startswith(".") and f.lower().endswith(EXTENSIONS)
+        ]
     photos.sort()
     random.Random(seed).shuffle(photos)
-    return photos[:count]
+    chosen = []
+    for path in photos:
+        if len(chosen) == count:
+            break
+        try:
+            chosen.append((path, network_input(path)))
+        except Exception as error:  # PIL raises several types for files it cannot read
+            print(f"warning: {path}: {error}; skipped", file=sys.stderr)
+    return chosen
 
 
 def quantize(args):
@@ -73,25 +92,30 @@ def quantize(args):
             if start is None:
                 return None
             chunk = photos[start : start + args.batch_size]
-            return {input_name: np.stack([network_input(p) for p in chunk])}
+            return {input_name: np.stack([tensor for _, tensor in chunk])}
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = os.path.join(scratch, "prepared.onnx")
         quant_pre_process(args.model, prepared)
         temporary = args.output + ".tmp"
-        quantize_static(
-            prepared,
-            temporary,
-            Photos(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            # 7-bit weights: without VNNI, x86's u8×s8 instructions saturate their 16-bit sums
-            # (ONNX Runtime's documented advice); features drifted to cosine 0.75 without it.
-            reduce_range=args.reduce_range,
-        )
+        try:
+            quantize_static(
+                prepared,
+                temporary,
+                Photos(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                # 7-bit weights: without VNNI, x86's u8×s8 instructions saturate their 16-bit
+                # sums (ONNX Runtime's documented advice); features drifted to cosine 0.75.
+                reduce_range=args.reduce_range,
+            )
+        except BaseException:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            raise
         os.replace(temporary, args.output)  # whole or not at all
     print(f"wrote {args.output}, calibrated on {len(photos)} photos of {args.photos}", file=sys.stderr)
 

@@ -303,12 +303,11 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         for warning in warnings {
             eprintln!("warning: {warning}");
         }
-        // The draw's key: the path relative to the folder given, as the cache's `sources`.
+        // The draw's key: the path relative to the folder given, made as the cache's `sources`
+        // are; a file given by itself is keyed by its name.
         for path in found {
-            let relative = match path.strip_prefix(input) {
-                Ok(inside) if !inside.as_os_str().is_empty() => {
-                    inside.to_string_lossy().replace('\\', "/")
-                }
+            let relative = match incept_extract::scan::relative_path(input, &path) {
+                Ok(relative) if !relative.is_empty() => relative,
                 _ => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             };
             files.push((path, relative));
@@ -414,6 +413,15 @@ fn tta_views(head: &TrainedHead, tta: u32) -> Result<(Augmentation, u64)> {
                 cache_path.display()
             )
         })?;
+    if cache.settings.augmentation_version != incept_extract::augment::ALGORITHM_VERSION {
+        bail!(
+            "{}: its variants were drawn by augmentation version {}, this incept draws version {}; \
+             --tta would average other views than the head was validated with",
+            cache_path.display(),
+            cache.settings.augmentation_version,
+            incept_extract::augment::ALGORITHM_VERSION
+        );
+    }
     if tta > cache.settings.copies {
         eprintln!(
             "note: --tta {tta} draws more views than the {} copies the head was validated with",

@@ -117,7 +117,7 @@ pub fn scan(data_dir: &Path) -> Result<Scan> {
 /// `path` relative to `data_dir`, its components joined by `/`. Only plain, UTF-8 components are
 /// accepted (none can hold a `/`), so two different files never share a relative path; a lossy
 /// conversion would map names differing only in their invalid bytes to one string.
-fn relative_path(data_dir: &Path, path: &Path) -> std::result::Result<String, String> {
+pub fn relative_path(data_dir: &Path, path: &Path) -> std::result::Result<String, String> {
     let inside = path.strip_prefix(data_dir).map_err(|_| {
         format!("{}: not inside the data folder {}; skipped", path.display(), data_dir.display())
     })?;
