@@ -5,21 +5,18 @@ use std::path::{Path, PathBuf};
 
 use crate::chunks::copy_rows;
 use crate::index::{Columns, PieceRef, Stamp, folder_of, write_common_attributes, write_index};
+use crate::with_suffix;
 use crate::{Cache, Error, LOCK_SUFFIX, MergeSummary, Result, WithPath, create_features};
 
 /// The lock of `output`, its folder created first. An output with pieces of its own (a cache
 /// extracted there) is refused: replacing its index would orphan them.
 fn lock_path(output: &Path) -> Result<PathBuf> {
-    let mut parts = output.as_os_str().to_owned();
-    parts.push(crate::PARTS_SUFFIX);
-    if Path::new(&parts).exists() {
+    if with_suffix(output, crate::PARTS_SUFFIX).exists() {
         return Err(Error::WouldOrphan { path: output.to_path_buf() });
     }
     let folder = folder_of(output);
     std::fs::create_dir_all(folder).map_err(crate::io_error(folder))?;
-    let mut name = output.as_os_str().to_owned();
-    name.push(LOCK_SUFFIX);
-    Ok(PathBuf::from(name))
+    Ok(with_suffix(output, LOCK_SUFFIX))
 }
 
 /// Checks that `inputs` may form one cache: same settings and map shape, no shared row.

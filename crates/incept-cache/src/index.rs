@@ -310,11 +310,11 @@ pub(crate) fn write_index(
     };
     // Relative between the real locations: a `..` out of a symlinked folder resolves as the
     // kernel resolves it.
-    let real_folder = std::fs::canonicalize(final_folder).map_err(io_error(final_folder))?;
+    let real_folder = crate::canonical(final_folder)?;
     let mut names = Vec::with_capacity(pieces.len());
     let mut start = 0;
     for piece in pieces {
-        let real = std::fs::canonicalize(&piece.path).map_err(io_error(&piece.path))?;
+        let real = crate::canonical(&piece.path)?;
         let name = relative_path(&real, &real_folder)?;
         let source_extent = (piece.rows, shape.height, shape.width, shape.channels);
         builder = builder.virtual_map(

@@ -160,6 +160,18 @@ impl<T> WithPath<T> for hdf5::Result<T> {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`c.h5` → `c.h5.parts`).
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A path made canonical, to compare and relate the pieces an index names with files on disk.
+pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(io_error(path))
+}
+
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }

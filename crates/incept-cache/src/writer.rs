@@ -14,6 +14,7 @@ use crate::{
     create_features, io_error, map_shape_of, open_hdf5, read_i32, read_strings,
     write_feature_block, write_string_attribute, write_strings,
 };
+use crate::{canonical, with_suffix};
 
 /// Segment attribute: the `content_id` of the index the segment was written on top of.
 const BASE_ATTRIBUTE: &str = "base_content_id";
@@ -72,13 +73,10 @@ pub struct CacheWriter {
     next_segment: u64,
     /// `--overwrite`: the old cache's samples are not kept; it is replaced at [`Self::finish`].
     replace: bool,
+    /// The cache this run adds to (not with `--overwrite`), opened once: [`Self::finish`] takes
+    /// its columns and pieces from it.
+    existing: Option<Cache>,
     _lock: incept_core::lock::WriterLock,
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 impl CacheWriter {
@@ -91,7 +89,7 @@ impl CacheWriter {
     /// left by an interrupted `--overwrite` run, are kept).
     pub fn open(path: &Path, settings: Settings, overwrite: bool) -> Result<Self> {
         let parts = with_suffix(path, PARTS_SUFFIX);
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let folder = folder_of(path);
         std::fs::create_dir_all(folder).map_err(io_error(folder))?;
         let lock = incept_core::lock::WriterLock::acquire(&with_suffix(path, LOCK_SUFFIX), path)?;
         // Leftovers of runs that were killed: never renamed into place, so never counted.
@@ -111,6 +109,7 @@ impl CacheWriter {
             compression: Compression::default(),
             next_segment: 0,
             replace: overwrite,
+            existing: None,
             _lock: lock,
         };
         if path.exists() {
@@ -125,6 +124,7 @@ impl CacheWriter {
                         writer.check_settings(&cache.settings, path)?;
                         writer.shape = Some(cache.shape);
                         writer.done = cache.keys();
+                        writer.existing = Some(cache);
                     }
                 }
                 // An unreadable cache that is being replaced only needs no piece kept.
@@ -333,13 +333,9 @@ impl CacheWriter {
     /// Makes the pending segments part of the cache: writes a new index naming the old pieces
     /// and the new segments (no feature map is read or rewritten) that atomically replaces the
     /// old index, then deletes what no index names any more.
-    pub fn finish(self) -> Result<MergeSummary> {
+    pub fn finish(mut self) -> Result<MergeSummary> {
         if self.segments.is_empty() {
-            let total = if self.path.exists() && !self.replace {
-                Cache::open(&self.path)?.len()
-            } else {
-                0
-            };
+            let total = self.existing.as_ref().map_or(0, Cache::len);
             return Ok(MergeSummary { total, added: 0 });
         }
         let Some(shape) = self.shape else {
@@ -348,8 +344,7 @@ impl CacheWriter {
                 reason: "segments without feature maps".into(),
             });
         };
-        let old =
-            if self.path.exists() && !self.replace { Some(Cache::open(&self.path)?) } else { None };
+        let old = self.existing.take();
         let mut columns = Columns::default();
         let mut pieces: Vec<PieceRef> = Vec::new();
         if let Some(cache) = &old {
@@ -517,11 +512,6 @@ pub fn rows_on_disk(path: &Path) -> usize {
         .filter_map(|entry| hdf5::File::open(entry.path()).ok())
         .filter_map(|file| file.dataset(VARIANT).ok().map(|d| d.size()))
         .sum()
-}
-
-/// A path made canonical, to compare the pieces an index names with files found in a folder.
-fn canonical(path: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(path).map_err(io_error(path))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
