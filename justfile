@@ -29,17 +29,17 @@ model:
 model-int8 PHOTOS=data LAYER="mixed_9": setup
     #!/usr/bin/env bash
     set -euo pipefail
-    scripts/setup.sh quantize
+    scripts/setup.sh ort-python
     case "{{LAYER}}" in
         mixed_9) model=models/inception_v3_mixed_9.onnx ;;
         mixed_10) model=models/inception_v3_notop.onnx ;;
         *) echo "model-int8: LAYER is mixed_9 or mixed_10" >&2; exit 2 ;;
     esac
-    PYTHONPATH=.deps/quantize python3 models/quantize_int8.py quantize --model "$model" \
+    PYTHONPATH=.deps/ort-python python3 models/quantize_int8.py quantize --model "$model" \
         --output "${model%.onnx}.int8.onnx" --photos "{{PHOTOS}}" --count 320
     reference=../shared/reference/inputs.npy
     if [ -e "$reference" ]; then
-        PYTHONPATH=.deps/quantize python3 models/quantize_int8.py compare --model "$model" \
+        PYTHONPATH=.deps/ort-python python3 models/quantize_int8.py compare --model "$model" \
             --int8 "${model%.onnx}.int8.onnx" --inputs "$reference"
     fi
 
@@ -70,6 +70,10 @@ demo: setup
     fi
     {{incept}} runs "{{cache}}"
     {{incept}} confusion "{{demo_run}}" --plot "{{demo_run}}/confusion.png"
+    # A classifier to ship: pixels in, probabilities out (README, "Use your classifier elsewhere").
+    {{incept}} export "{{demo_run}}" -o "{{demo_run}}/classifier.onnx"
+    # The page to look at: confusions with their photos, top losses, curves.
+    {{incept}} report "{{demo_run}}" -o "{{demo_run}}/report.html" --photos "{{data}}"
 
 # incept extract DATA_DIR -o CACHE.h5 [...]
 extract *ARGS:
@@ -106,12 +110,21 @@ merge *ARGS:
 predict *ARGS:
     @{{incept}} predict {{ARGS}}
 
+# incept export RUN_DIR -o classifier.onnx [...]
+export *ARGS:
+    @{{incept}} export {{ARGS}}
+
+# incept report RUN_DIR -o report.html --photos DATA_DIR [...]
+report *ARGS:
+    @{{incept}} report {{ARGS}}
+
 # incept runs CACHE.h5|DIR
 runs *ARGS:
     @{{incept}} runs {{ARGS}}
 
 # The test suite: the converter's check, then every crate's tests (the real-model ones included).
 test: setup
+    scripts/setup.sh ort-python
     PYTHONPATH=.deps/python python3 models/test_convert.py
     cargo test --workspace --release --locked
 
@@ -138,6 +151,11 @@ bench-merge: setup
 # slurm-wlm and munge when missing), checked against a plain extraction, with a SIGKILL round.
 test-slurm: setup
     scripts/test-slurm.sh
+
+# `incept report` in headless Chromium (installed with apt-get when missing): the page of a small
+# run on 10 real photos per class must show every thumbnail, and a placeholder for a missing one.
+test-report: setup
+    scripts/test-report.sh
 
 # Head-training throughput per Burn backend, default head and blog preset; side by side with
 # PyTorch training the same heads (scripts/bench_train_torch.py) when the interpreter in

@@ -50,16 +50,17 @@ install_runtime() { # wheel-name folder
     ln -sf "$(basename "$library")" "$dir/libonnxruntime.so"
 }
 
-if [ "${1:-}" = quantize ]; then
-    # ONNX Runtime's Python package (its quantization tool) and Pillow, for `just model-int8`.
-    QUANTIZE_DEPS=$DEPS/quantize
-    QUANTIZE_REQUIREMENTS="onnxruntime==$ONNXRUNTIME_VERSION numpy==2.2.6 onnx==1.19.1 pillow==12.0.0"
-    if [ "$(cat "$QUANTIZE_DEPS/.complete" 2>/dev/null)" != "$QUANTIZE_REQUIREMENTS" ]; then
-        say "quantization tools ($QUANTIZE_REQUIREMENTS) -> $QUANTIZE_DEPS"
-        rm -rf "$QUANTIZE_DEPS"
+if [ "${1:-}" = ort-python ]; then
+    # ONNX Runtime's Python package, onnx and Pillow: the int8 quantizer (`just model-int8`) and
+    # the check that an exported classifier runs in Python as it runs in incept (`just test`).
+    ORT_PYTHON_DEPS=$DEPS/ort-python
+    ORT_PYTHON_REQUIREMENTS="onnxruntime==$ONNXRUNTIME_VERSION numpy==2.2.6 onnx==1.19.1 pillow==12.0.0"
+    if [ "$(cat "$ORT_PYTHON_DEPS/.complete" 2>/dev/null)" != "$ORT_PYTHON_REQUIREMENTS" ]; then
+        say "ONNX Runtime for Python ($ORT_PYTHON_REQUIREMENTS) -> $ORT_PYTHON_DEPS"
+        rm -rf "$ORT_PYTHON_DEPS"
         # shellcheck disable=SC2086
-        "$python" -m pip install --quiet --disable-pip-version-check --target "$QUANTIZE_DEPS" $QUANTIZE_REQUIREMENTS
-        printf '%s' "$QUANTIZE_REQUIREMENTS" > "$QUANTIZE_DEPS/.complete"
+        "$python" -m pip install --quiet --disable-pip-version-check --target "$ORT_PYTHON_DEPS" $ORT_PYTHON_REQUIREMENTS
+        printf '%s' "$ORT_PYTHON_REQUIREMENTS" > "$ORT_PYTHON_DEPS/.complete"
     fi
     exit 0
 fi

@@ -1,25 +1,18 @@
 //! The HDF5 feature cache of incept.
 //!
-//! # Format (a contract: the trainer, tests and outside scripts read it with h5py)
-//! - `features`: [N, H, W, C] channels-last, float32 or float16.
-//! - `labels` int32 [N] (index into `classes`), `source` int32 [N] (index into `sources`),
-//!   `variant` int32 [N] (0 = the unaugmented image). Each (source, variant) appears once; rows
-//!   are in the order they were extracted.
-//! - `classes` [C] (sorted) and `sources` [M] (paths relative to the data folder) as UTF-8 strings.
-//! - Root attributes: see [`Settings`] plus `incept_version`, `created`, `content_id` (new for
-//!   every content) and `compression`.
-//!
-//! Two layouts carry it; readers need not care which:
-//! - **Index (format 2, what `incept extract` and `incept merge` write):** root attribute
-//!   `format_version` = 2; `features` is an HDF5 *virtual dataset* over immutable piece files,
-//!   listed in `pieces` (paths relative to the index's folder, `/`-separated) with their row
-//!   counts in `piece_rows` (uint64). Pieces are `CACHE.h5.parts/segment-NNNNNNNN.h5` (or a
-//!   shard's pieces, for a merged plan): each holds `features` [n, H, W, C], one chunk per
-//!   sample, compressed losslessly ([`Compression`]), plus its own `source_paths`,
-//!   `class_names`, `variant` and settings. h5py reads `features` like any dataset as long as the
-//!   pieces stay beside the index; [`Cache::open`] opens every piece and refuses a missing one.
-//! - **Self-contained (format 1: incept 0.1.0, and `incept merge --copy`):** no
-//!   `format_version`; `features` is stored in the file itself, one compressed chunk per sample.
+//! # Format
+//! The file format is a contract (the trainer, tests and outside scripts read it with h5py):
+//! **docs/FORMATS.md, section 1, is its specification** — every dataset, attribute, piece and
+//! lock file, with types and shapes — and `crates/incept-cli/tests/formats.rs` checks a freshly
+//! extracted cache against it. In short: `features` [N, H, W, C] float32 or float16, channels
+//! last, with the columns `labels`, `source`, `variant`, `classes` and `sources`, and the
+//! [`Settings`] among the root attributes. Two layouts carry it; readers need not care which:
+//! - **Index (format 2, what `incept extract` and `incept merge` write):** `features` is an HDF5
+//!   virtual dataset over immutable piece files (`pieces`, `piece_rows`), the segments of
+//!   `CACHE.h5.parts/` or a merged plan's shards' pieces. [`Cache::open`] opens every piece and
+//!   refuses a missing one (the virtual dataset would read it as its fill value, NaN).
+//! - **Self-contained (format 1: incept 0.1.0, and `incept merge --copy`):** `features` is
+//!   stored in the file itself, one compressed chunk per sample.
 //!
 //! # Growing
 //! Adding photos writes new segments and a new index; no existing feature map is read or
@@ -77,6 +70,7 @@ const LEGACY_LINK_PREFIX: &str = "whole-";
 /// The lossless compression of the feature maps, one chunk a sample; both are filters h5py reads
 /// without plugins. Measured on amid5: see the README's "The feature cache" section.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Compression {
     /// Byte shuffle, then LZF: about 2.5× deflate's speed for 20 % more bytes; extraction, which
     /// compresses while inference runs on the same cores, is faster with it.
@@ -122,6 +116,10 @@ pub enum Error {
     NotACache { path: PathBuf, missing: String },
     #[error("{path}: corrupt feature cache: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path}: a cache of format {found}, made by a newer incept (this one reads formats up to {supported}); use that incept, or a newer one"
+    )]
+    NewerFormat { path: PathBuf, found: u32, supported: u32 },
     #[error(
         "{path} was made with other settings ({differences}); rerun with the same settings, \
          choose another output, or pass --overwrite to replace it"
@@ -178,6 +176,7 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_
 
 /// Element type of the stored feature maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Dtype {
     #[default]
     F32,

@@ -65,6 +65,17 @@ impl Cache {
 
     fn open_once(path: &Path) -> Result<Self> {
         let file = open_hdf5(path)?;
+        // Format 1 has no version attribute; a later format may not be read as this one.
+        if let Ok(attribute) = file.attr(index::FORMAT_VERSION_ATTRIBUTE) {
+            let found = attribute.read_scalar::<u32>().at(path)?;
+            if found > index::INDEX_FORMAT_VERSION {
+                return Err(Error::NewerFormat {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: index::INDEX_FORMAT_VERSION,
+                });
+            }
+        }
         let features = file
             .dataset(FEATURES)
             .map_err(|_| Error::NotACache { path: path.to_path_buf(), missing: FEATURES.into() })?;

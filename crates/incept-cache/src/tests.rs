@@ -381,3 +381,27 @@ fn pieces_of_either_compression_read_grow_and_copy_alike() -> Result<()> {
     assert_eq!(mixed.read_block(2, 1)?[[0, 0, 0, 0]], 3.0);
     Ok(())
 }
+
+#[test]
+fn a_cache_of_a_newer_format_is_refused_naming_it() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    writer.finish()?;
+    assert_eq!(Cache::open(&path)?.len(), 1);
+    {
+        let file = hdf5::File::open_rw(&path).at(&path)?;
+        let attribute = file.attr(index::FORMAT_VERSION_ATTRIBUTE).at(&path)?;
+        attribute.write_scalar(&(index::INDEX_FORMAT_VERSION + 1)).at(&path)?;
+    }
+    match Cache::open(&path) {
+        Err(error @ Error::NewerFormat { .. }) => {
+            assert!(
+                error.to_string().contains("c.h5") && error.to_string().contains("newer incept")
+            );
+        }
+        other => panic!("expected NewerFormat, got {:?}", other.map(|c| c.len())),
+    }
+    Ok(())
+}

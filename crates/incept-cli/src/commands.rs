@@ -5,18 +5,13 @@ use std::sync::atomic::AtomicBool;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
-use incept_head::{Backend, Pooling, TrainConfig, TrainRequest, TrainedHead};
+use incept_extract::{Augmentation, Backbone, ExtractConfig};
+use incept_head::{Backend, TrainConfig, TrainRequest, TrainedHead};
 
 use crate::{
-    BackendArg, CompressionArg, ConfusionArgs, DtypeArg, ExtractArgs, FormatArg, LayerArg,
-    MachineArgs, PredictArgs, PredictFormatArg, RunsArgs, SettingsArgs, TrainArgs,
+    ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, PredictArgs, PredictFormatArg, PresetArg,
+    RunsArgs, SettingsArgs, TrainArgs,
 };
-
-fn parse_device(text: &str) -> Result<Device> {
-    Device::parse(text)
-        .with_context(|| format!("unknown device {text:?}; use cpu, cuda, cuda:N or auto"))
-}
 
 /// The extraction config of these flags; `data_dir` and `output` are the caller's.
 pub fn extract_config(
@@ -29,13 +24,13 @@ pub fn extract_config(
     if !(0.0..1.0).contains(&settings.zoom_range) {
         bail!("--zoom-range {} must be in [0, 1)", settings.zoom_range);
     }
-    let layer = match settings.layer {
-        LayerArg::Mixed9 => incept_extract::Layer::Mixed9,
-        LayerArg::Mixed10 => incept_extract::Layer::Mixed10,
-    };
+    let layer = settings.layer;
     Ok(ExtractConfig {
-        device: parse_device(&machine.device)?,
-        model: settings.model.clone().unwrap_or_else(|| PathBuf::from(layer.default_model())),
+        device: machine.device,
+        model: match &settings.model {
+            Some(model) => model.clone(),
+            None => layer.find_model()?,
+        },
         layer,
         copies: if settings.no_augment { 0 } else { settings.copies },
         augmentation: Augmentation {
@@ -51,20 +46,14 @@ pub fn extract_config(
         output,
         seed: settings.seed,
         batch_size: machine.batch_size,
-        dtype: match settings.dtype {
-            DtypeArg::F32 => incept_cache::Dtype::F32,
-            DtypeArg::F16 => incept_cache::Dtype::F16,
-        },
+        dtype: settings.dtype,
         overwrite,
         decode: incept_extract::image_io::DecodeOptions {
             allow_truncated: machine.allow_truncated,
         },
         threads: machine.threads,
         segment_samples: machine.segment_samples,
-        compression: match machine.compression {
-            CompressionArg::Lzf => incept_cache::Compression::Lzf,
-            CompressionArg::Deflate => incept_cache::Compression::Deflate,
-        },
+        compression: machine.compression,
     })
 }
 
@@ -106,8 +95,13 @@ pub fn print_extract_report(report: &incept_extract::ExtractReport) {
 /// the run's saved configuration is the base: flags that are not repeated keep its values.
 fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     let mut config = match (&args.config, &args.preset) {
-        (Some(path), preset) => TrainConfig::from_toml_file_with_preset(path, preset.as_deref())?,
-        (None, Some(name)) => TrainConfig::preset(name)?,
+        (Some(path), preset) => {
+            TrainConfig::from_toml_file_with_preset(path, preset.map(PresetArg::name))?
+        }
+        (None, Some(preset)) => match preset {
+            PresetArg::Default => TrainConfig::default_preset(),
+            PresetArg::Blog => TrainConfig::blog_preset(),
+        },
         (None, None) if args.resume => incept_head::run_folder::load_config(&args.run_dir)?,
         (None, None) => TrainConfig::default_preset(),
     };
@@ -117,8 +111,8 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.batch_size {
         config.batch_size = v;
     }
-    if let Some(v) = &args.optimizer {
-        config.optimizer = incept_head::OptimizerKind::parse(v)?;
+    if let Some(v) = args.optimizer {
+        config.optimizer = v;
     }
     if let Some(v) = args.learning_rate {
         config.learning_rate = v;
@@ -141,8 +135,8 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.no_se {
         config.head.se = false;
     }
-    if let Some(v) = &args.pooling {
-        config.head.pooling = Pooling::parse(v)?;
+    if let Some(v) = args.pooling {
+        config.head.pooling = v;
     }
     if let Some(v) = args.ensemble {
         config.head.ensemble = v;
@@ -172,10 +166,7 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         run_dir: args.run_dir.clone(),
         config,
         resume: args.resume,
-        backend: args.backend.map(|backend| match backend {
-            BackendArg::Flex => Backend::Flex,
-            BackendArg::Ndarray => Backend::Ndarray,
-        }),
+        backend: args.backend,
         max_steps: args.max_steps,
         fused_optimizer: true,
         verbose: true,
@@ -295,7 +286,7 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
 pub fn predict(args: PredictArgs) -> Result<()> {
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
     let model = backbone_of(&head, args.model.as_deref())?;
-    let mut backbone = Backbone::load(&model, parse_device(&args.device)?, 0)?;
+    let mut backbone = Backbone::load(&model, args.device, 0)?;
     let views = tta_views(&head, args.tta)?;
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for input in &args.inputs {
@@ -433,7 +424,7 @@ fn tta_views(head: &TrainedHead, tta: u32) -> Result<(Augmentation, u64)> {
 
 /// The backbone the head's cache was made with: `chosen` if it is that one, else the converted
 /// model under `models/` whose sha256 the run recorded.
-fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
     let wanted = &head.state.cache_model_sha256;
     if let Some(path) = chosen {
         if !path.is_file() {
@@ -450,12 +441,21 @@ fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
     }
     // The default layer's model first: most runs were trained on it. Then the int8 models that
     // `just model-int8` writes beside them, if any.
-    let converted = [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9]
-        .map(|layer| PathBuf::from(layer.default_model()));
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    let mut converted = Vec::new();
+    for layer in [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9] {
+        match layer.find_model() {
+            Ok(model) => converted.push(model),
+            Err(incept_extract::Error::ModelNotFound { layer, looked }) => {
+                missing.push(format!("{layer} (looked for {looked})"));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    converted.dedup();
     let quantized =
         converted.iter().map(|model| model.with_extension("int8.onnx")).filter(|m| m.is_file());
     let candidates: Vec<PathBuf> = converted.iter().cloned().chain(quantized).collect();
-    let (mut present, mut missing) = (Vec::new(), Vec::new());
     for candidate in candidates {
         if !candidate.is_file() {
             missing.push(candidate.display().to_string());
@@ -465,19 +465,17 @@ fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
             present.push(candidate.display().to_string());
         }
     }
+    let mut found = Vec::new();
+    if !present.is_empty() {
+        found.push(format!("{} differ", present.join(", ")));
+    }
+    if !missing.is_empty() {
+        found.push(format!("not found: {}", missing.join("; ")));
+    }
     bail!(
         "no converted model is the backbone this head was trained with (model sha256 {wanted}): \
-         {}{}; pass that model with --model (or run `just setup` in the project folder)",
-        if present.is_empty() { String::new() } else { format!("{} differ", present.join(", ")) },
-        if missing.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "{}{} not found",
-                if present.is_empty() { "" } else { "; " },
-                missing.join(", ")
-            )
-        },
+         {}; pass that model with --model (or run `just setup` in incept's folder)",
+        found.join("; ")
     )
 }
 

@@ -6,8 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use incept_cache::{Compression, Dtype};
+use incept_extract::{Augmentation, Device, Layer};
+use incept_head::{Backend, OptimizerKind, Pooling};
 
 mod commands;
+mod export;
+mod report;
 mod sharding;
 
 /// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
@@ -30,18 +35,17 @@ enum Command {
     Confusion(ConfusionArgs),
     /// Classify photos end to end with a trained head.
     Predict(PredictArgs),
+    /// A self-contained HTML page about a trained head: figures, confusion matrix, training
+    /// curves and thumbnails of the photos behind its mistakes.
+    Report(report::ReportArgs),
     /// Plan a sharded extraction for a batch engine (Slurm, Kubernetes, AWS Batch).
     Plan(PlanArgs),
     /// Which shards of a plan are done, partial or missing (missing ones in array syntax).
     Status(StatusArgs),
     /// Merge the finished shards of a plan into one cache.
     Merge(MergeArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum DtypeArg {
-    F32,
-    F16,
+    /// Write a run's backbone and head as one ONNX classifier: pixels in, probabilities out.
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +99,9 @@ impl std::str::FromStr for ShardArg {
     }
 }
 
+/// The augmentation defaults: the blog post's Keras `ImageDataGenerator` settings.
+const KERAS: Augmentation = Augmentation::KERAS;
+
 /// What decides the cached values (recorded in the cache, or in a plan).
 #[derive(Debug, Args)]
 struct SettingsArgs {
@@ -110,28 +117,28 @@ struct SettingsArgs {
     /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
     /// earlier; compared in the README's Heads section).
     #[arg(long, value_enum, default_value = "mixed_10")]
-    layer: LayerArg,
+    layer: Layer,
     /// The ONNX backbone [default: the --layer's model under models/]; with another model, say
     /// with --layer which layer it ends at.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Element type of the stored feature maps.
     #[arg(long, value_enum, default_value = "f32")]
-    dtype: DtypeArg,
+    dtype: Dtype,
     /// Rotation range, degrees (uniform in ±this).
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = KERAS.rotation_range_degrees)]
     rotation_range: f64,
     /// Horizontal shift range, fraction of the width (uniform in ±this).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = KERAS.width_shift_fraction)]
     width_shift_range: f64,
     /// Vertical shift range, fraction of the height (uniform in ±this).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = KERAS.height_shift_fraction)]
     height_shift_range: f64,
     /// Shear range, degrees (Keras' unit; uniform in ±this).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = KERAS.shear_range_degrees)]
     shear_range: f64,
     /// Zoom range, factor: zx, zy uniform in [1 - this, 1 + this]; > 1 zooms out.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = incept_extract::augment::KERAS_ZOOM_RANGE)]
     zoom_range: f64,
     /// Do not mirror images left-right (by default, with probability 1/2).
     #[arg(long)]
@@ -145,8 +152,8 @@ struct MachineArgs {
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
     /// ONNX Runtime threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -157,16 +164,10 @@ struct MachineArgs {
     /// Compression of the new feature maps: lzf (faster extraction) or deflate (about 20 %
     /// smaller); h5py reads both, and one cache may hold pieces of each.
     #[arg(long, value_enum, default_value = "lzf")]
-    compression: CompressionArg,
+    compression: Compression,
     /// Samples per crash-safe segment (the most an interruption can lose).
     #[arg(long, default_value_t = 256, hide = true)]
     segment_samples: usize,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CompressionArg {
-    Lzf,
-    Deflate,
 }
 
 impl MachineArgs {
@@ -174,10 +175,10 @@ impl MachineArgs {
     fn default_for_plan() -> Self {
         MachineArgs {
             batch_size: 16,
-            device: "cpu".into(),
+            device: Device::Cpu,
             threads: 0,
             allow_truncated: false,
-            compression: CompressionArg::Lzf,
+            compression: Compression::Lzf,
             segment_samples: 256,
         }
     }
@@ -228,21 +229,26 @@ struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Start from a preset: `default` (the best recipe found) or `blog` (the post's).
-    #[arg(long)]
-    preset: Option<String>,
+    #[arg(long, value_enum)]
+    preset: Option<PresetArg>,
+    /// Passes over the training photos.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Samples per optimizer step.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// sgd, adam or adamw.
-    #[arg(long)]
-    optimizer: Option<String>,
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Peak learning rate (cosine-decayed to a fraction of it over the run).
     #[arg(long)]
     learning_rate: Option<f64>,
+    /// SGD's momentum.
     #[arg(long)]
     momentum: Option<f64>,
+    /// Decoupled weight decay (AdamW) or L2 (SGD, Adam).
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Seed of the weights, the split's shuffling and the dropout masks.
     #[arg(long)]
     seed: Option<u64>,
     /// Fraction of source photos held out for validation (split by photo, stable).
@@ -254,9 +260,10 @@ struct TrainArgs {
     /// Drop the Squeeze-and-Excitation block.
     #[arg(long)]
     no_se: bool,
-    /// flatten, gap (global average pooling) or avgmax (average and max side by side).
-    #[arg(long)]
-    pooling: Option<String>,
+    /// How the map becomes a vector: flatten (every position), gap (global average) or avgmax
+    /// (average and max side by side).
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
     /// Train K heads side by side and average their softmax outputs.
     #[arg(long, value_name = "K")]
     ensemble: Option<usize>,
@@ -274,24 +281,33 @@ struct TrainArgs {
     memory_budget_mib: Option<usize>,
     /// Burn CPU backend (default flex, the fastest here; a resumed run keeps its own).
     #[arg(long, value_enum)]
-    backend: Option<BackendArg>,
+    backend: Option<Backend>,
     /// Stop after this many optimizer steps (for benchmarks).
     #[arg(long, hide = true)]
     max_steps: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum LayerArg {
-    #[value(name = "mixed_9")]
-    Mixed9,
-    #[value(name = "mixed_10")]
-    Mixed10,
+enum PresetArg {
+    /// The best recipe found (README, "Heads").
+    Default,
+    /// The original blog post's recipe (its three bugs fixed).
+    Blog,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BackendArg {
-    Flex,
-    Ndarray,
+impl PresetArg {
+    /// The preset's name in a TOML file's `preset` key.
+    fn name(self) -> &'static str {
+        match self {
+            PresetArg::Default => "default",
+            PresetArg::Blog => "blog",
+        }
+    }
+}
+
+/// `cpu`, `cuda`, `cuda:N` or `auto`, for clap.
+fn parse_device(text: &str) -> Result<Device, String> {
+    Device::parse(text).ok_or_else(|| format!("{text:?}: use cpu, cuda, cuda:N or auto"))
 }
 
 #[derive(Debug, Args)]
@@ -345,8 +361,8 @@ struct PredictArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: PredictFormatArg,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: Device,
     /// The ONNX backbone [default: the model under models/ that the head's cache was made with].
     #[arg(long)]
     model: Option<PathBuf>,
@@ -386,9 +402,11 @@ fn main() -> ExitCode {
         Command::Runs(args) => commands::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
         Command::Predict(args) => commands::predict(args),
+        Command::Report(args) => report::report(&args),
         Command::Plan(args) => sharding::plan(&args),
         Command::Status(args) => sharding::status(&args),
         Command::Merge(args) => sharding::merge(&args),
+        Command::Export(args) => export::export(&args),
     };
     match result {
         Ok(()) if interrupted.load(Ordering::SeqCst) => ExitCode::from(EXIT_INTERRUPTED),

@@ -253,6 +253,42 @@ fn missing_inputs_name_the_fix() -> TestResult {
 }
 
 #[test]
+fn runs_from_any_folder_finding_the_model_beside_the_binary_or_by_incept_model() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    make_dataset(&dir.path().join("data"), &["a", "b"], 2)?;
+    // Relative paths, from a folder outside the checkout, no --model: the mixed_9 model that
+    // `just setup` converted is found from the binary's own project folder.
+    let output = ok(incept()
+        .current_dir(dir.path())
+        .env_remove("INCEPT_MODEL")
+        .args(["extract", "data", "-o", "c.h5", "--layer", "mixed_9", "--copies", "0"])
+        .output()?);
+    assert!(Cache::open(&dir.path().join("c.h5"))?.len() == 4, "{}", stderr(&output));
+    // INCEPT_MODEL names the model instead; a wrong one is refused naming it.
+    let missing = incept()
+        .current_dir(dir.path())
+        .env("INCEPT_MODEL", "/nonexistent/model.onnx")
+        .args(["extract", "data", "-o", "d.h5", "--copies", "0"])
+        .output()?;
+    let message = stderr(&missing);
+    assert!(!missing.status.success(), "{message}");
+    assert!(message.contains("INCEPT_MODEL=/nonexistent/model.onnx"), "{message}");
+    let tiny = ok(incept()
+        .current_dir(dir.path())
+        .env("INCEPT_MODEL", tiny_model())
+        .args(["extract", "data", "-o", "d.h5", "--copies", "0"])
+        .output()?);
+    let cache = Cache::open(&dir.path().join("d.h5"))?;
+    assert_eq!(
+        cache.settings.model_sha256,
+        incept_core::sha256_file(&tiny_model())?,
+        "{}",
+        stderr(&tiny)
+    );
+    Ok(())
+}
+
+#[test]
 fn a_killed_run_resumes_without_losing_or_duplicating_samples() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");

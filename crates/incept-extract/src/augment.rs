@@ -35,17 +35,26 @@ pub struct Augmentation {
     pub horizontal_flip: bool,
 }
 
+/// Keras' `zoom_range=0.2`: zoom factors uniform in [1 − 0.2, 1 + 0.2].
+pub const KERAS_ZOOM_RANGE: f64 = 0.2;
+
+impl Augmentation {
+    /// The blog post's `ImageDataGenerator(rotation_range=40, width_shift_range=0.2,
+    /// height_shift_range=0.2, shear_range=0.2, zoom_range=0.2, horizontal_flip=True)`.
+    pub const KERAS: Augmentation = Augmentation {
+        rotation_range_degrees: 40.0,
+        width_shift_fraction: 0.2,
+        height_shift_fraction: 0.2,
+        shear_range_degrees: 0.2,
+        zoom_min: 1.0 - KERAS_ZOOM_RANGE,
+        zoom_max: 1.0 + KERAS_ZOOM_RANGE,
+        horizontal_flip: true,
+    };
+}
+
 impl Default for Augmentation {
     fn default() -> Self {
-        Augmentation {
-            rotation_range_degrees: 40.0,
-            width_shift_fraction: 0.2,
-            height_shift_fraction: 0.2,
-            shear_range_degrees: 0.2,
-            zoom_min: 0.8,
-            zoom_max: 1.2,
-            horizontal_flip: true,
-        }
+        Augmentation::KERAS
     }
 }
 

@@ -11,14 +11,19 @@ use crate::{Error, Result};
 
 /// Default location of the converted model, relative to the project root.
 pub const DEFAULT_MODEL: &str = "models/inception_v3_notop.onnx";
+/// Names the model file to use where no `--model` is given.
+pub const MODEL_VARIABLE: &str = "INCEPT_MODEL";
 
 /// The InceptionV3 layer whose output is cached; each has its own converted model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Layer {
     /// One block before the end: 5×5×2048, less specific to ImageNet's classes.
+    #[cfg_attr(feature = "clap", value(name = "mixed_9"))]
     Mixed9,
     /// The last block, Keras' `include_top=False` output: 5×5×2048.
     #[default]
+    #[cfg_attr(feature = "clap", value(name = "mixed_10"))]
     Mixed10,
 }
 
@@ -40,6 +45,36 @@ impl Layer {
     }
 
     pub const ALL: [Layer; 2] = [Layer::Mixed9, Layer::Mixed10];
+
+    /// This layer's converted model: the file `INCEPT_MODEL` names if it is set, else
+    /// [`Layer::default_model`] under the project this binary was built in (where `just setup`
+    /// wrote it; found from the executable's folder or the source tree, as the runtime is), else
+    /// under the working directory. The error names every place looked in.
+    pub fn find_model(self) -> Result<PathBuf> {
+        if let Some(path) = std::env::var_os(MODEL_VARIABLE).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::ModelNotFound {
+                    layer: self.name(),
+                    looked: format!("{MODEL_VARIABLE}={}", path.display()),
+                })
+            };
+        }
+        let roots = project_roots().into_iter().chain([PathBuf::new()]);
+        let mut looked: Vec<String> = Vec::new();
+        for candidate in roots.map(|root| root.join(self.default_model())) {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            let shown = candidate.display().to_string();
+            if !looked.contains(&shown) {
+                looked.push(shown);
+            }
+        }
+        Err(Error::ModelNotFound { layer: self.name(), looked: looked.join(", ") })
+    }
 
     /// The layer of a name as [`Layer::name`] gives it.
     pub fn parse(name: &str) -> Option<Layer> {

@@ -31,6 +31,10 @@ pub enum Error {
     #[error("model not found: {path}; build it with `just model` (part of `just setup`)")]
     ModelMissing { path: PathBuf },
     #[error(
+        "the {layer} model was not found (looked for {looked}); run `just setup` in incept's folder, set INCEPT_MODEL to the model file, or pass --model"
+    )]
+    ModelNotFound { layer: &'static str, looked: String },
+    #[error(
         "ONNX Runtime library not found (looked for {looked}); run `just setup` to install it, \
          or point ORT_DYLIB_PATH at libonnxruntime.so"
     )]
@@ -102,6 +106,7 @@ impl Error {
             | Error::MarkerWithoutShard { .. }
             | Error::ShardsIncomplete { .. }
             | Error::ModelMissing { .. }
+            | Error::ModelNotFound { .. }
             | Error::DataMissing { .. } => true,
             Error::Io { source, .. }
             | Error::Core(incept_core::Error::Io { source, .. })

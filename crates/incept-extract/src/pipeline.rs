@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
 use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
 use ndarray::Array4;
 use rayon::prelude::*;
+use std::sync::mpsc::sync_channel;
 
 use crate::augment::Augmentation;
 use crate::backbone::{Backbone, Device};
@@ -222,8 +222,8 @@ fn run_pipeline(
     let batch_size = config.batch_size.max(1);
     let side = INPUT_SIZE as usize;
     let progress = incept_core::progress::bar(todo as u64, "extract", "samples");
-    let (batch_sender, batch_receiver) = bounded::<Batch>(QUEUE_DEPTH);
-    let (sample_sender, sample_receiver) = bounded::<(Vec<Sample>, MapShape)>(QUEUE_DEPTH);
+    let (batch_sender, batch_receiver) = sync_channel::<Batch>(QUEUE_DEPTH);
+    let (sample_sender, sample_receiver) = sync_channel::<(Vec<Sample>, MapShape)>(QUEUE_DEPTH);
 
     std::thread::scope(|scope| -> Result<()> {
         // Producer: decode + augment on the rayon pool, one group of images per batch.

@@ -1,14 +1,12 @@
 //! A plan for sharded extraction, made once by `incept plan` and read by every shard.
 //!
-//! # `PLAN_DIR/plan.json` (a contract; see also [`crate::shard`])
-//! - `format`: `"incept-plan/1"`; `plan_id`: 16 hex digits, a hash of every field below but
-//!   `created` (two plans with the same id describe the same work).
-//! - `data_dir`, `model`: absolute paths as planned; `model_sha256` of that model, `layer`.
-//! - `shards`: S. Shard `i` covers photos `⌊i·P/S⌋ .. ⌊(i+1)·P/S⌋` of `photos` (P photos).
-//! - Extraction settings: `copies`, `seed`, `dtype` (`float32`/`float16`), `augmentation` (every
-//!   parameter, as [`Augmentation`]), `augmentation_version`.
-//! - `classes`: sorted; `photos`: `{"path", "class"}` sorted by path (relative to `data_dir`,
-//!   `/`-separated). A photo's position in this list is its global index.
+//! # `PLAN_DIR/plan.json` (a contract)
+//! **docs/FORMATS.md, section 2, is its specification** (every field and its type), checked
+//! against a real plan by `crates/incept-cli/tests/formats.rs`. In short: `format`
+//! (`"incept-plan/1"`), `plan_id` (a hash of every field but `created`: two plans with the same
+//! id describe the same work), the data folder and model as planned, the extraction settings,
+//! `shards` (S), `classes`, and `photos` sorted by path: shard `i` covers photos
+//! `⌊i·P/S⌋ .. ⌊(i+1)·P/S⌋` of the P photos, a photo's position being its global index.
 //!
 //! Workers never list the data folder: the plan fixes the photos. A photo deleted after
 //! planning is skipped and counted by its shard, as `incept extract` skips unreadable files.

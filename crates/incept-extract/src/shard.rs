@@ -1,13 +1,13 @@
 //! One shard of a plan, run by any batch engine; the plan's status; the merge of its shards.
 //!
 //! # `PLAN_DIR/shards/` (a contract)
-//! - `shard-IIIII-of-SSSSS.h5` (+ `.h5.parts/`): the shard's cache, a complete cache on its own,
-//!   written like any `incept extract` output (crash-safe segments, then its index).
-//! - `shard-IIIII-of-SSSSS.done.json`: the completion marker, written last, atomically:
-//!   `plan_id`, `shard`, `shards`, `rows`, `skipped` (photos that could not be read), `settings`
-//!   (`layer`, `copies`, `seed`, `dtype`, `model_sha256`), `finished`, `host`.
-//! - `shard-IIIII-of-SSSSS.lock`: held while a process works on the shard; a second process on
-//!   the same index (a scheduler retry, a duplicate pod) waits for it, then finds the marker.
+//! **docs/FORMATS.md, section 2, is its specification** (file names, the marker's fields, the
+//! JSON of `incept status`), checked by `crates/incept-cli/tests/formats.rs`. In short:
+//! `shard-IIIII-of-SSSSS.h5` (+ `.h5.parts/`, `.h5.lock`) is the shard's cache, a complete cache
+//! written like any `incept extract` output; `shard-IIIII-of-SSSSS.done.json` ([`Marker`]) is
+//! the completion marker, written last, atomically; `shard-IIIII-of-SSSSS.lock` is held while a
+//! process works on the shard, and a second process on the same index (a scheduler retry, a
+//! duplicate pod) waits for it, then finds the marker.
 //!
 //! A finished shard run again exits at once and touches nothing; a killed one resumes from its
 //! segments; exit status 2 ([`Error::is_permanent`]) means retrying cannot help.

@@ -9,28 +9,17 @@ use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum OptimizerKind {
     Sgd,
     Adam,
     Adamw,
 }
 
-impl OptimizerKind {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "sgd" => Ok(Self::Sgd),
-            "adam" => Ok(Self::Adam),
-            "adamw" => Ok(Self::Adamw),
-            other => {
-                Err(Error::Config(format!("unknown optimizer {other:?}; use sgd, adam or adamw")))
-            }
-        }
-    }
-}
-
 /// How the (SE-scaled) H×W×C map becomes a vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Pooling {
     /// Keep every position: H·W·C inputs to the first dense layer (the blog post's Flatten).
     Flatten,
@@ -38,19 +27,6 @@ pub enum Pooling {
     Gap,
     /// Global average and global max pooling side by side: 2·C inputs.
     Avgmax,
-}
-
-impl Pooling {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "flatten" => Ok(Self::Flatten),
-            "gap" => Ok(Self::Gap),
-            "avgmax" => Ok(Self::Avgmax),
-            other => {
-                Err(Error::Config(format!("unknown pooling {other:?}; use flatten, gap or avgmax")))
-            }
-        }
-    }
 }
 
 /// The head's architecture.

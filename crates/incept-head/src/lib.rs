@@ -21,9 +21,10 @@ pub mod resume;
 pub mod run_folder;
 pub mod runs;
 pub mod train;
+pub mod values;
 
 pub use config::{OptimizerKind, Pooling, TrainConfig};
-pub use runs::{RunSummary, TrainedHead, list_runs};
+pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};
 pub use train::{Backend, TrainReport, TrainRequest, train};
 
 /// Errors of the head stage; each names its file and, where one exists, the fix.

@@ -15,8 +15,8 @@ use crate::config::{HeadConfig, Pooling};
 /// Squeeze-and-Excitation: global average pool → Dense C/r, ReLU → Dense C, sigmoid → scale.
 #[derive(Module, Debug)]
 pub struct SqueezeExcitation {
-    squeeze: Dense,
-    excite: Dense,
+    pub(crate) squeeze: Dense,
+    pub(crate) excite: Dense,
 }
 
 impl SqueezeExcitation {
@@ -45,9 +45,9 @@ impl SqueezeExcitation {
 #[derive(Module, Debug)]
 pub struct Dense {
     /// [out, in]
-    weight: Param<Tensor<2>>,
+    pub(crate) weight: Param<Tensor<2>>,
     /// [out]
-    bias: Param<Tensor<1>>,
+    pub(crate) bias: Param<Tensor<1>>,
 }
 
 impl Dense {
@@ -72,14 +72,14 @@ impl Dense {
 /// One head: SE → pooling → dropout → dense layers → logits.
 #[derive(Module, Debug)]
 pub struct Member {
-    se: Option<SqueezeExcitation>,
+    pub(crate) se: Option<SqueezeExcitation>,
     /// Probability of keeping a feature through all the dropout layers after pooling: consecutive
     /// dropouts with rates pᵢ are one dropout that keeps Π(1 − pᵢ), the same distribution.
     keep: f64,
-    dense: Vec<Dense>,
+    pub(crate) dense: Vec<Dense>,
     /// Probability of keeping a unit after each hidden layer (1 = no dropout there).
     hidden_keep: f64,
-    output: Dense,
+    pub(crate) output: Dense,
 }
 
 /// Elements per dropout-mask chunk; each chunk has its own generator, so masks are the same
@@ -208,7 +208,7 @@ impl Member {
 /// averaged (`ensemble`).
 #[derive(Module, Debug)]
 pub struct Head {
-    members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
 }
 
 impl Head {

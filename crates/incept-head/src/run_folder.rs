@@ -1,17 +1,15 @@
-//! The run folder: a contract that `confusion`, `runs`, `predict` and outside scripts read.
+//! The run folder: a contract that `confusion`, `runs`, `predict`, `export` and outside scripts
+//! read.
 //!
 //! # Files
-//! - `config.toml`: the resolved [`TrainConfig`] (rewritten only when `--resume --epochs`
-//!   extends the run).
-//! - `run.json`: classes, input shape, the cache it was trained on, progress and every finished
-//!   epoch's metrics ([`RunState`]); written when the run starts and at every checkpoint.
-//! - `best.bpk` (lowest validation loss) and `last.bpk`: weights (Burn's burnpack format);
-//!   `optimizer.bin`: optimizer state for `--resume`.
-//! - `metrics.csv`: epoch, train_loss, train_accuracy, validation_loss, validation_accuracy,
-//!   seconds (one row per finished epoch, rewritten from `run.json` at every checkpoint).
-//! - `metrics.json`: the best epoch's [`incept_report::Metrics`] on the validation photos.
-//! - `predictions.csv`: source path, label, predicted, one probability column per class (the
-//!   best epoch's).
+//! **docs/FORMATS.md, section 3, is the specification** of every file (every `run.json` field,
+//! the `config.toml` keys, the CSV columns, the lock and the transient files), checked against a
+//! trained run by `crates/incept-cli/tests/formats.rs`. In short: `config.toml` (the resolved
+//! [`TrainConfig`]), `run.json` ([`RunState`]: classes, input shape, the cache and its stamp,
+//! progress and every finished epoch), `best.bpk` and `last.bpk` (weights, burnpack),
+//! `optimizer.bin`, `metrics.csv` (rewritten from `run.json`), and the best epoch's
+//! `metrics.json` ([`incept_report::Metrics`]) and `predictions.csv`; the writer lock is
+//! `.NAME.lock` beside the folder ([`lock`]).
 //!
 //! # Crash safety
 //! Every file is written whole through [`incept_core::atomic`]. An epoch's checkpoint spans
@@ -280,10 +278,7 @@ pub(crate) fn recover(run_dir: &Path, state: &RunState) -> Result<()> {
 
 /// `metrics.csv` rows of a run from before `run.json` recorded them: the rows of finished
 /// epochs, the last one of each epoch kept.
-pub(crate) fn records_from_metrics_csv(
-    run_dir: &Path,
-    completed: usize,
-) -> Result<Vec<EpochRecord>> {
+pub fn records_from_metrics_csv(run_dir: &Path, completed: usize) -> Result<Vec<EpochRecord>> {
     let path = run_dir.join(METRICS_CSV);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     let mut records: Vec<EpochRecord> = Vec::new();

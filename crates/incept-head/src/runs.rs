@@ -23,7 +23,7 @@ pub struct TrainedHead {
     pub run_dir: PathBuf,
     pub config: TrainConfig,
     pub state: RunState,
-    model: Head,
+    pub(crate) model: Head,
     device: Device,
 }
 
@@ -93,6 +93,13 @@ impl TrainedHead {
     /// matching classes by name; with `tta`, probabilities are averaged over each photo's
     /// variants.
     pub fn evaluate(&self, cache_path: &Path, tta: bool) -> Result<Metrics> {
+        self.metrics_of(&self.predict_cache(cache_path, tta)?, tta)
+    }
+
+    /// Per photo of the cache `cache_path`, the head's class probabilities (in the order of
+    /// [`Self::classes`]), classes matched by name; with `tta`, averaged over each photo's
+    /// variants, else of the photo itself (variant 0). Photos in the cache's order of sources.
+    pub fn predict_cache(&self, cache_path: &Path, tta: bool) -> Result<Vec<CachePhoto>> {
         let cache = Cache::open(cache_path)?;
         let expected = self.state.input_shape;
         let found = [cache.shape.height, cache.shape.width, cache.shape.channels];
@@ -117,6 +124,7 @@ impl TrainedHead {
             }
         }
         let indices = validation_samples(&cache, tta);
+        let sources = cache.sources.clone();
         // Full maps: `probabilities` takes what `predict` hands it.
         let store =
             Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20), false)?;
@@ -127,8 +135,22 @@ impl TrainedHead {
             |label| to_head[label as usize],
             |values, n| self.probabilities(values, n),
         )?;
+        Ok(photos
+            .into_iter()
+            .map(|photo| CachePhoto {
+                source: sources.get(photo.source as usize).cloned().unwrap_or_default(),
+                label: photo.label,
+                probabilities: photo.probabilities,
+                single_view: photo.single_view,
+            })
+            .collect())
+    }
+
+    /// The metrics of predictions made by [`Self::predict_cache`]; with `tta`, also the
+    /// accuracy of each photo alone.
+    pub fn metrics_of(&self, photos: &[CachePhoto], tta: bool) -> Result<Metrics> {
         let (truth, predicted): (Vec<usize>, Vec<usize>) =
-            photos.iter().map(|photo| (photo.label, argmax(&photo.probabilities))).unzip();
+            photos.iter().map(|photo| (photo.label, photo.predicted())).unzip();
         let mut metrics = Metrics::from_labels(self.classes(), &truth, &predicted)?;
         if tta {
             metrics.single_view_accuracy = crate::train::single_view_accuracy(
@@ -137,6 +159,27 @@ impl TrainedHead {
             );
         }
         Ok(metrics)
+    }
+}
+
+/// One photo of a cache as a trained head classifies it ([`TrainedHead::predict_cache`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachePhoto {
+    /// The photo's path relative to the folder the cache was extracted from.
+    pub source: String,
+    /// Its true class, an index into the head's classes.
+    pub label: usize,
+    /// Class probabilities, [classes], summing to 1: the mean over the photo's variants with
+    /// test-time augmentation, else those of the photo itself.
+    pub probabilities: Vec<f64>,
+    /// The probabilities of the photo itself (variant 0), when it was among the samples.
+    pub single_view: Option<Vec<f64>>,
+}
+
+impl CachePhoto {
+    /// The predicted class: the most probable (the first of equals).
+    pub fn predicted(&self) -> usize {
+        argmax(&self.probabilities)
     }
 }
 

@@ -29,6 +29,7 @@ use crate::{Error, Result};
 /// Burn's CPU backends, chosen at run time (Burn 0.22 dispatches by device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// burn-ndarray (with OpenBLAS when built with the `blas` feature).
     Ndarray,

@@ -1,5 +1,7 @@
 //! Stage 3 of incept: judging a head. Confusion matrices, per-class precision/recall/F1,
-//! renderings as an aligned table, CSV and JSON, and heatmaps ([`plot`]).
+//! renderings as an aligned table, CSV and JSON, heatmaps ([`plot`]), and a self-contained
+//! HTML report with the photos behind the mistakes ([`html`], from [`predictions`], with
+//! [`thumbnail`]s).
 //!
 //! Conventions: rows are true classes, columns predicted classes. A class that is never
 //! predicted has precision 0 (not undefined); a class with no samples has recall 0; F1 is 0
@@ -10,7 +12,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod chart;
+pub mod html;
 pub mod plot;
+pub mod predictions;
+pub mod thumbnail;
+
+pub use predictions::{EpochCurve, PhotoPrediction};
 
 /// Errors of the report stage.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +31,12 @@ pub enum Error {
     PlotFormat { path: PathBuf },
     #[error("label {label} outside the {classes} classes")]
     Label { label: usize, classes: usize },
+    #[error("{path} line {line}: {reason}")]
+    Predictions { path: PathBuf, line: usize, reason: String },
+    #[error(
+        "{folder}: none of the {count} photos the report shows is there (the first: {example}); pass --photos the folder the cache was extracted from, the one holding its class sub-folders"
+    )]
+    PhotosMissing { folder: PathBuf, count: usize, example: PathBuf },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,233 @@
+//! `incept export`: the exported file, run by Python's onnxruntime on photos read with Pillow,
+//! gives the probabilities `incept predict` gives, and passes onnx's full checker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// Runs scripts/check_export.py on `model` and `photos`; returns its JSON.
+fn run_in_python(
+    model: &Path,
+    photos: &[PathBuf],
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let root = incept_core::project_root();
+    let packages = root.join(".deps/ort-python");
+    if !packages.join("onnxruntime").is_dir() {
+        return Err(format!(
+            "{}: no onnxruntime for Python; run `scripts/setup.sh ort-python` (`just test` does)",
+            packages.display()
+        )
+        .into());
+    }
+    let output = Command::new("python3")
+        .arg(root.join("scripts/check_export.py"))
+        .arg(model)
+        .args(photos)
+        .env("PYTHONPATH", &packages)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "check_export.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// One photo's path and the probability of each class.
+type Prediction = (String, Vec<(String, f64)>);
+
+/// `incept predict --format json` over `photos`.
+fn predicted(
+    run_dir: &Path,
+    model: &Path,
+    photos: &[PathBuf],
+) -> Result<Vec<Prediction>, Box<dyn std::error::Error>> {
+    let mut args = vec!["predict", path_str(run_dir)];
+    args.extend(photos.iter().map(|p| path_str(p)));
+    args.extend(["--model", path_str(model), "--format", "json", "--top-k", "100"]);
+    let output = ok(run(&args)?);
+    let mut rows = Vec::new();
+    for line in stdout(&output).lines() {
+        let line: serde_json::Value = serde_json::from_str(line)?;
+        let top = line["top"].as_array().ok_or("top")?;
+        let classes = top
+            .iter()
+            .map(|t| {
+                Ok((
+                    t["class"].as_str().ok_or("class")?.to_owned(),
+                    t["probability"].as_f64().ok_or("p")?,
+                ))
+            })
+            .collect::<Result<_, &str>>()?;
+        rows.push((line["path"].as_str().ok_or("path")?.to_owned(), classes));
+    }
+    Ok(rows)
+}
+
+/// Exports `run_dir`, runs it in Python and compares with `incept predict`; returns the
+/// largest difference of a probability.
+fn compare(
+    run_dir: &Path,
+    model: &Path,
+    photos: &[PathBuf],
+    input: &str,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let exported = run_dir.join("classifier.onnx");
+    let args = [
+        "export",
+        path_str(run_dir),
+        "-o",
+        path_str(&exported),
+        "--model",
+        path_str(model),
+        "--input",
+        input,
+    ];
+    ok(run(&args)?);
+    let python = run_in_python(&exported, photos)?;
+    let classes: Vec<String> =
+        serde_json::from_str(python["metadata"]["classes"].as_str().ok_or("classes metadata")?)?;
+    let head = incept_head::TrainedHead::load(run_dir, incept_head::Backend::default())?;
+    assert_eq!(classes, head.classes());
+    assert_eq!(python["metadata"]["backbone_sha256"], head.state.cache_model_sha256.as_str());
+    let predictions = python["predictions"].as_array().ok_or("predictions")?;
+    let expected = predicted(run_dir, model, photos)?;
+    assert_eq!(predictions.len(), photos.len());
+    assert_eq!(expected.len(), photos.len());
+    let mut largest: f64 = 0.0;
+    for (row, (path, by_class)) in predictions.iter().zip(&expected) {
+        assert_eq!(row["path"].as_str(), Some(path.as_str()));
+        let values: Vec<f64> = row["probabilities"]
+            .as_array()
+            .ok_or("probabilities")?
+            .iter()
+            .map(|v| v.as_f64().ok_or("number"))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(values.len(), classes.len());
+        assert!((values.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        for (class, probability) in by_class {
+            let index = classes.iter().position(|c| c == class).ok_or("class")?;
+            largest = largest.max((values[index] - probability).abs());
+        }
+    }
+    Ok(largest)
+}
+
+#[test]
+fn exported_classifier_matches_predict_on_the_reference_and_amid5_photos() -> TestResult {
+    let shared = incept_core::shared_dir();
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared.join("reference/reference.json"))?)?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    // The five reference photos and three more of each class, copied into a data folder.
+    let mut photos = Vec::new();
+    for name in reference["images"].as_array().ok_or("images")? {
+        let source = shared.join("datasets").join(name.as_str().ok_or("image name")?);
+        let class_dir = source.parent().ok_or("class folder")?;
+        let class = class_dir.file_name().ok_or("class name")?;
+        std::fs::create_dir_all(data.join(class))?;
+        let mut others: Vec<PathBuf> =
+            std::fs::read_dir(class_dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        others.sort();
+        others.retain(|p| *p != source);
+        for photo in std::iter::once(&source).chain(others.iter().take(3)) {
+            let copy = data.join(class).join(photo.file_name().ok_or("file name")?);
+            std::fs::copy(photo, &copy)?;
+            photos.push(copy);
+        }
+    }
+    let model = incept_core::project_root().join(incept_extract::Layer::Mixed9.default_model());
+    let cache = dir.path().join("c.h5");
+    ok(run(&[
+        "extract",
+        path_str(&data),
+        "-o",
+        path_str(&cache),
+        "--model",
+        path_str(&model),
+        "--layer",
+        "mixed_9",
+        "--copies",
+        "1",
+    ])?);
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &[])?);
+    let largest = compare(&run_dir, &model, &photos, "uint8")?;
+    eprintln!(
+        "exported mixed_9 classifier (uint8 input) against incept predict, {} photos: largest difference {largest:.2e}",
+        photos.len()
+    );
+    assert!(largest <= 1e-4, "{largest}");
+    Ok(())
+}
+
+#[test]
+fn every_pooling_ensembles_and_float_input_export_as_predict_computes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = tiny_cache(dir.path(), 4)?;
+    let photos: Vec<PathBuf> = ["ant", "bee", "cricket"]
+        .iter()
+        .flat_map(|class| {
+            let folder = data.join(class);
+            (0..3).map(move |i| folder.join(format!("img{i:03}.png")))
+        })
+        .collect();
+    // Each pooling, with and without SE, one and several members, both input kinds.
+    let cases = [
+        ("flatten", "se = true\nensemble = 1", "uint8"),
+        ("avgmax", "se = true\nensemble = 2", "float"),
+        ("gap", "se = false\nensemble = 3", "uint8"),
+        ("flatten", "se = false\nensemble = 2", "float"),
+    ];
+    for (index, (pooling, extra, input)) in cases.iter().enumerate() {
+        let config = small_config(dir.path(), &format!("{extra}\n"))?;
+        let text = std::fs::read_to_string(&config)?
+            .replace("pooling = \"gap\"", &format!("pooling = \"{pooling}\""));
+        std::fs::write(&config, text)?;
+        let run_dir = dir.path().join(format!("run{index}"));
+        ok(train(&cache, &run_dir, &config, &["--epochs", "1"])?);
+        let largest = compare(&run_dir, &tiny_model(), &photos, input)?;
+        eprintln!("{pooling}, {extra:?}, {input} input: largest difference {largest:.2e}");
+        assert!(largest <= 1e-5, "{pooling} {extra} {input}: {largest}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_model_that_does_not_fit_the_head_is_refused_and_nothing_is_written() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 3)?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &["--epochs", "1"])?);
+    let output = dir.path().join("classifier.onnx");
+    std::fs::write(&output, b"kept")?;
+    // Not an ONNX file: refused by name, the existing output untouched.
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"\x0bnot a model")?;
+    let refused = run(&[
+        "export",
+        path_str(&run_dir),
+        "-o",
+        path_str(&output),
+        "--model",
+        path_str(&garbage),
+    ])?;
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains("garbage.onnx"), "{message}");
+    assert_eq!(std::fs::read(&output)?, b"kept");
+    // A run that has not finished an epoch has no weights to export.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty)?;
+    let refused = run(&["export", path_str(&empty), "-o", path_str(&output)])?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("empty"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read(&output)?, b"kept");
+    Ok(())
+}

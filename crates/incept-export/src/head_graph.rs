@@ -1,0 +1,209 @@
+//! The head as ONNX nodes: pooling, Squeeze-and-Excitation, dense layers, softmax, and the mean
+//! over an ensemble's members. Each step mirrors `incept_head::model` (inference: no dropout).
+
+use incept_head::Pooling;
+use incept_head::values::{DenseValues, HeadValues};
+
+use crate::onnx::{self, Attribute};
+use crate::wire::Message;
+use crate::{Error, Result};
+
+/// Prefix of every node, tensor and weight the head adds, to keep clear of the backbone's names.
+pub const PREFIX: &str = "head/";
+
+/// Nodes and weights to append to a graph.
+#[derive(Debug, Default)]
+pub struct Nodes {
+    pub nodes: Vec<Message>,
+    pub initializers: Vec<Message>,
+    /// Operator set of the default domain the nodes are written for.
+    opset: i64,
+}
+
+impl Nodes {
+    pub fn new(opset: i64) -> Self {
+        Nodes { opset, ..Nodes::default() }
+    }
+
+    /// Adds a node named `name` with one output, also called `name`; returns that name.
+    pub fn add(
+        &mut self,
+        op_type: &str,
+        name: String,
+        inputs: &[&str],
+        attributes: &[Attribute],
+    ) -> String {
+        self.nodes.push(onnx::node(op_type, &name, inputs, &[&name], attributes));
+        name
+    }
+
+    /// Adds a node whose output has a name chosen by the caller (a graph's input or output).
+    pub fn add_named(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: &[Attribute],
+    ) {
+        self.nodes.push(onnx::node(op_type, name, inputs, &[output], attributes));
+    }
+
+    pub fn weight(&mut self, name: String, dims: &[usize], values: &[f32]) -> String {
+        self.initializers.push(onnx::tensor_f32(&name, dims, values));
+        name
+    }
+
+    fn int64s(&mut self, name: String, values: &[i64]) -> String {
+        self.initializers.push(onnx::tensor_i64(&name, &[values.len()], values));
+        name
+    }
+
+    /// `y = x·Wᵀ + b` as one Gemm (W is stored [out, in], as `transB` reads it).
+    fn dense(&mut self, name: &str, layer: &DenseValues, x: &str) -> String {
+        let weight =
+            self.weight(format!("{name}/weight"), &[layer.outputs, layer.inputs], &layer.weight);
+        let bias = self.weight(format!("{name}/bias"), &[layer.outputs], &layer.bias);
+        self.add("Gemm", name.to_owned(), &[x, &weight, &bias], &[Attribute::Int("transB", 1)])
+    }
+
+    /// Mean or max over the spatial axes of an [N, C, H, W] map, giving [N, C]. The axes are an
+    /// attribute up to operator set 17 and an input from 18 on.
+    fn reduce(&mut self, op_type: &str, name: &str, map: &str) -> String {
+        let keepdims = Attribute::Int("keepdims", 0);
+        if self.opset >= 18 {
+            let axes = self.int64s(format!("{name}/axes"), &[2, 3]);
+            self.add(op_type, name.to_owned(), &[map, &axes], &[keepdims])
+        } else {
+            self.add(
+                op_type,
+                name.to_owned(),
+                &[map],
+                &[Attribute::Ints("axes", vec![2, 3]), keepdims],
+            )
+        }
+    }
+}
+
+fn check_width(member: usize, layer: &DenseValues, width: usize) -> Result<()> {
+    if layer.inputs != width {
+        return Err(Error::Head(format!(
+            "member {member}: a layer takes {} values where {width} arrive",
+            layer.inputs
+        )));
+    }
+    Ok(())
+}
+
+/// The head's nodes from `features` ([N, C, H, W], the backbone's output) to `output`
+/// ([N, classes] probabilities).
+pub fn append_head(
+    nodes: &mut Nodes,
+    head: &HeadValues,
+    features: &str,
+    output: &str,
+) -> Result<()> {
+    let [height, width, channels] = head.input_shape;
+    if head.members.is_empty() {
+        return Err(Error::Head("the head has no member".into()));
+    }
+    // Shared by every member: [N, C] averages (and maxima), or the channels-last map.
+    let average = nodes.reduce("ReduceMean", &format!("{PREFIX}average"), features);
+    let maximum = match head.pooling {
+        Pooling::Avgmax => Some(nodes.reduce("ReduceMax", &format!("{PREFIX}maximum"), features)),
+        _ => None,
+    };
+    // The head flattens channels-last maps: [N, C, H, W] → [N, H, W, C].
+    let channels_last = match head.pooling {
+        Pooling::Flatten => Some(nodes.add(
+            "Transpose",
+            format!("{PREFIX}channels_last"),
+            &[features],
+            &[Attribute::Ints("perm", vec![0, 2, 3, 1])],
+        )),
+        _ => None,
+    };
+    let mut probabilities = Vec::new();
+    for (index, member) in head.members.iter().enumerate() {
+        let prefix = format!("{PREFIX}member{index}");
+        let gate = match &member.squeeze_excitation {
+            Some((squeeze, excite)) => {
+                check_width(index, squeeze, channels)?;
+                let squeezed = nodes.dense(&format!("{prefix}/se/squeeze"), squeeze, &average);
+                let squeezed =
+                    nodes.add("Relu", format!("{prefix}/se/squeeze_relu"), &[&squeezed], &[]);
+                let excited = nodes.dense(&format!("{prefix}/se/excite"), excite, &squeezed);
+                Some(nodes.add("Sigmoid", format!("{prefix}/se/gate"), &[&excited], &[])) // [N, C]
+            }
+            None => None,
+        };
+        // SE gates are positive per channel: gating the pooled values equals pooling the gated map.
+        let (mut x, mut width) = match (head.pooling, &gate) {
+            (Pooling::Gap, Some(gate)) => {
+                (nodes.add("Mul", format!("{prefix}/gated"), &[&average, gate], &[]), channels)
+            }
+            (Pooling::Gap, None) => (average.clone(), channels),
+            (Pooling::Avgmax, gate) => {
+                let maximum = maximum.as_deref().unwrap_or(&average);
+                let (mean_part, max_part) = match gate {
+                    Some(gate) => (
+                        nodes.add("Mul", format!("{prefix}/gated_average"), &[&average, gate], &[]),
+                        nodes.add("Mul", format!("{prefix}/gated_maximum"), &[maximum, gate], &[]),
+                    ),
+                    None => (average.clone(), maximum.to_owned()),
+                };
+                let axis = Attribute::Int("axis", 1);
+                (
+                    nodes.add(
+                        "Concat",
+                        format!("{prefix}/pooled"),
+                        &[&mean_part, &max_part],
+                        &[axis],
+                    ),
+                    2 * channels,
+                )
+            }
+            (Pooling::Flatten, gate) => {
+                let map = channels_last.as_deref().unwrap_or(features);
+                let map = match gate {
+                    Some(gate) => {
+                        let shape = nodes
+                            .int64s(format!("{prefix}/gate_shape"), &[-1, 1, 1, channels as i64]);
+                        let gate = nodes.add(
+                            "Reshape",
+                            format!("{prefix}/gate_map"),
+                            &[gate, &shape],
+                            &[],
+                        );
+                        nodes.add("Mul", format!("{prefix}/gated"), &[map, &gate], &[]) // [N, H, W, C]
+                    }
+                    None => map.to_owned(),
+                };
+                let axis = Attribute::Int("axis", 1);
+                (
+                    nodes.add("Flatten", format!("{prefix}/flat"), &[&map], &[axis]),
+                    height * width * channels,
+                )
+            }
+        };
+        for (layer_index, layer) in member.hidden.iter().enumerate() {
+            check_width(index, layer, width)?;
+            let name = format!("{prefix}/dense{layer_index}");
+            let linear = nodes.dense(&name, layer, &x);
+            x = nodes.add("Relu", format!("{name}_relu"), &[&linear], &[]);
+            width = layer.outputs;
+        }
+        check_width(index, &member.output, width)?;
+        let logits = nodes.dense(&format!("{prefix}/logits"), &member.output, &x);
+        let softmax = [Attribute::Int("axis", 1)];
+        if head.members.len() == 1 {
+            nodes.add_named("Softmax", &format!("{prefix}/softmax"), &[&logits], output, &softmax);
+            return Ok(());
+        }
+        probabilities.push(nodes.add("Softmax", format!("{prefix}/softmax"), &[&logits], &softmax));
+    }
+    // An ensemble's prediction is its members' mean probability, as `incept predict` computes it.
+    let members: Vec<&str> = probabilities.iter().map(String::as_str).collect();
+    nodes.add_named("Mean", &format!("{PREFIX}ensemble_mean"), &members, output, &[]);
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The HTML report of a head: one self-contained file (thumbnails embedded as `data:` URIs,
+//! charts as inline SVG, no script, no network) that any browser opens.
+//!
+//! It holds the run's recipe and headline figures, the confusion matrix as a heatmap table,
+//! per-class precision/recall/F1, training curves, the photos behind the most confused pairs
+//! and the photos with the highest loss, each with its path so that it can be found and fixed.
+
+use std::path::{Path, PathBuf};
+
+use crate::predictions::{EpochCurve, PhotoPrediction, confused_photos, top_losses};
+use crate::thumbnail::make_thumbnails;
+use crate::{Error, Metrics, Result};
+
+mod render;
+use render::Renderer;
+
+/// What a report is made of; the caller reads it from a run folder (or evaluates a cache).
+#[derive(Clone, Debug)]
+pub struct ReportData {
+    /// The run's name (its folder's name).
+    pub run_name: String,
+    pub run_dir: PathBuf,
+    /// The recipe's main fields in display order: (name, value).
+    pub recipe: Vec<(String, String)>,
+    /// The run's `config.toml` as written, shown whole (folded).
+    pub recipe_text: Option<String>,
+    /// The metrics of `predictions` (their confusion matrix), with the single-view accuracy
+    /// when the predictions average augmented views.
+    pub metrics: Metrics,
+    pub predictions: Vec<PhotoPrediction>,
+    /// Where the predictions come from, one sentence (the run's validation photos, another
+    /// cache, ...).
+    pub predictions_from: String,
+    /// Whether each photo's probabilities are the mean over its augmented views (test-time
+    /// augmentation) rather than those of the photo alone.
+    pub tta: bool,
+    pub epochs: Vec<EpochCurve>,
+    /// The epoch whose weights made the predictions, when they are the run's own.
+    pub best_epoch: Option<usize>,
+    /// The folder the predictions' sources are relative to: the one the cache was extracted
+    /// from.
+    pub photos_dir: PathBuf,
+}
+
+/// How much the report shows.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Most confused (true, predicted) pairs shown with their photos.
+    pub confused_pairs: usize,
+    /// Photos shown per confused pair (the most confident mistakes).
+    pub photos_per_pair: usize,
+    /// Photos shown in the top-losses section.
+    pub top_losses: usize,
+    /// Longest side of a thumbnail, pixels.
+    pub thumbnail_side: u32,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            confused_pairs: 4,
+            photos_per_pair: 12,
+            top_losses: 24,
+            thumbnail_side: crate::thumbnail::LONG_SIDE,
+        }
+    }
+}
+
+/// A rendered report.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub html: String,
+    /// `<img>` elements on the page (one per photo card whose photo could be read).
+    pub thumbnails: usize,
+    /// Photo cards shown as a placeholder box (photo missing or unreadable).
+    pub placeholders: usize,
+    /// One line per photo that could not be shown, naming its path.
+    pub warnings: Vec<String>,
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Row share → background colour, white to dark blue, as in the PNG heatmap ([`crate::plot`]).
+fn shade(share: f64) -> String {
+    let s = share.clamp(0.0, 1.0);
+    let mix = |light: f64, dark: f64| (light + (dark - light) * s).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", mix(247.0, 8.0), mix(251.0, 48.0), mix(255.0, 107.0))
+}
+
+/// [`escape`]d, with line-break opportunities after underscores, so that long names such as
+/// `Culex_quinquefasciatus` wrap in narrow cells instead of widening them (element content only:
+/// never in an attribute).
+fn breakable(text: &str) -> String {
+    escape(text).replace('_', "_<wbr>")
+}
+
+fn percent(fraction: f64) -> String {
+    format!("{:.1}%", 100.0 * fraction)
+}
+
+/// A most confused cell, (true class, predicted class, photos), with its photos, the most
+/// confident mistakes first.
+type ConfusedPair<'a> = ((usize, usize, usize), Vec<&'a PhotoPrediction>);
+
+/// Picks the photos to show, makes their thumbnails (in parallel) and renders the page.
+/// Fails only when no photo to show is under `data.photos_dir` (the wrong folder).
+pub fn build(data: &ReportData, layout: &Layout) -> Result<Page> {
+    let pairs: Vec<ConfusedPair> = data
+        .metrics
+        .most_confused(layout.confused_pairs)
+        .into_iter()
+        .map(|(t, p, count)| ((t, p, count), confused_photos(&data.predictions, t, p)))
+        .collect();
+    let losses = top_losses(&data.predictions, layout.top_losses);
+    let shown: Vec<&str> = pairs
+        .iter()
+        .flat_map(|(_, photos)| photos.iter().take(layout.photos_per_pair))
+        .chain(&losses)
+        .map(|p| p.source.as_str())
+        .collect();
+    let thumbnails = make_thumbnails(&data.photos_dir, &shown, layout.thumbnail_side)?;
+    // Full paths on the page are absolute and without `..`, to be pasted into a file manager.
+    let photos_root = std::fs::canonicalize(&data.photos_dir)
+        .or_else(|_| std::path::absolute(&data.photos_dir))
+        .unwrap_or_else(|_| data.photos_dir.clone());
+    let mut page = Renderer {
+        data,
+        thumbnails: &thumbnails,
+        photos_root,
+        html: String::new(),
+        images: 0,
+        placeholders: 0,
+    };
+    page.render(&pairs, &losses, layout);
+    Ok(Page {
+        html: page.html,
+        thumbnails: page.images,
+        placeholders: page.placeholders,
+        warnings: thumbnails.warnings(),
+    })
+}
+
+/// Writes the page whole ([`incept_core::atomic`]): a reader never finds half a report.
+pub fn write(path: &Path, page: &Page) -> Result<()> {
+    incept_core::write_atomically(path, page.html.as_bytes()).map_err(|error| match error {
+        incept_core::Error::Io { path, source } => Error::Io { path, source },
+        other => {
+            Error::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) }
+        }
+    })
+}

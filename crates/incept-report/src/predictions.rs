@@ -1,0 +1,259 @@
+//! Per-photo predictions and training curves: the plain data an HTML report is made of, read
+//! from a run folder's `predictions.csv` or filled in by the caller (a head evaluated on another
+//! cache), and the photos a report picks from them (most confused pairs, top losses).
+
+use std::path::Path;
+
+use crate::{Error, Metrics, Result};
+
+/// One photo as a head classified it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhotoPrediction {
+    /// The photo's path relative to the data folder the cache was extracted from
+    /// (`<class>/<file>`), as the cache records it.
+    pub source: String,
+    /// The true class, an index into the classes.
+    pub truth: usize,
+    /// The predicted class, an index into the classes: the most probable one, as the head
+    /// decided it (kept rather than recomputed, since written probabilities are rounded).
+    pub predicted: usize,
+    /// Class probabilities, [classes], summing to 1.
+    pub probabilities: Vec<f64>,
+}
+
+impl PhotoPrediction {
+    pub fn is_correct(&self) -> bool {
+        self.truth == self.predicted
+    }
+
+    /// The probability given to the true class.
+    pub fn probability_of_truth(&self) -> f64 {
+        self.probabilities.get(self.truth).copied().unwrap_or(0.0)
+    }
+
+    /// The probability given to the predicted class.
+    pub fn probability_of_predicted(&self) -> f64 {
+        self.probabilities.get(self.predicted).copied().unwrap_or(0.0)
+    }
+
+    /// Cross-entropy of the true class, nats (probabilities floored at 1e-12, as training
+    /// computes its validation loss).
+    pub fn loss(&self) -> f64 {
+        -self.probability_of_truth().max(1e-12).ln()
+    }
+}
+
+/// One finished training epoch; accuracies are fractions in [0, 1], losses in nats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochCurve {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+}
+
+/// The confusion matrix and metrics of `predictions`.
+pub fn metrics_of(classes: &[String], predictions: &[PhotoPrediction]) -> Result<Metrics> {
+    let (truth, predicted): (Vec<usize>, Vec<usize>) =
+        predictions.iter().map(|p| (p.truth, p.predicted)).unzip();
+    Metrics::from_labels(classes, &truth, &predicted)
+}
+
+/// Reads a run folder's `predictions.csv` (`source,label,predicted,p_<class>...`, labels by
+/// class name), with `classes` the run's classes in order. Probability columns are matched by
+/// name, so their order does not matter.
+pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<PhotoPrediction>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bad =
+        |line: usize, reason: String| Error::Predictions { path: path.to_path_buf(), line, reason };
+    let mut lines = text.lines().enumerate().filter(|(_, line)| !line.is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err(bad(
+            1,
+            "empty file; expected a header source,label,predicted,p_<class>...".into(),
+        ));
+    };
+    let header = split_csv_line(header).map_err(|reason| bad(1, reason))?;
+    if header.len() < 3 || header[..3] != ["source", "label", "predicted"] {
+        return Err(bad(
+            1,
+            format!("header {header:?} does not start with source,label,predicted"),
+        ));
+    }
+    // Column of each class's probability.
+    let mut columns = Vec::with_capacity(classes.len());
+    for class in classes {
+        let name = format!("p_{class}");
+        let column = header.iter().position(|h| *h == name).ok_or_else(|| {
+            bad(1, format!("no column {name:?}: these predictions are of other classes"))
+        })?;
+        columns.push(column);
+    }
+    let class_index = |line: usize, name: &str| {
+        classes.iter().position(|c| c == name).ok_or_else(|| {
+            bad(line, format!("class {name:?} is not one of the run's ({})", classes.join(", ")))
+        })
+    };
+    let mut predictions = Vec::new();
+    for (index, line) in lines {
+        let number = index + 1;
+        let fields = split_csv_line(line).map_err(|reason| bad(number, reason))?;
+        if fields.len() != header.len() {
+            return Err(bad(
+                number,
+                format!("{} fields where the header has {}", fields.len(), header.len()),
+            ));
+        }
+        let mut probabilities = Vec::with_capacity(classes.len());
+        for &column in &columns {
+            let value: f64 = fields[column]
+                .trim()
+                .parse()
+                .map_err(|_| bad(number, format!("{:?} is not a probability", fields[column])))?;
+            if !(0.0..=1.0).contains(&value) {
+                return Err(bad(number, format!("probability {value} outside [0, 1]")));
+            }
+            probabilities.push(value);
+        }
+        predictions.push(PhotoPrediction {
+            source: fields[0].clone(),
+            truth: class_index(number, &fields[1])?,
+            predicted: class_index(number, &fields[2])?,
+            probabilities,
+        });
+    }
+    Ok(predictions)
+}
+
+/// Splits one CSV line into fields, undoing [`crate::csv_field`]'s quoting (`"a,b"`, `""`).
+fn split_csv_line(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_start => quoted = true,
+            ',' if !quoted => {
+                fields.push(std::mem::take(&mut field));
+                at_start = true;
+                continue;
+            }
+            _ => field.push(c),
+        }
+        at_start = false;
+    }
+    if quoted {
+        return Err("a quoted field is not closed".into());
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// The photos behind the confusion cell (`truth`, `predicted`), most confident first (highest
+/// probability of the predicted class).
+pub fn confused_photos(
+    predictions: &[PhotoPrediction],
+    truth: usize,
+    predicted: usize,
+) -> Vec<&PhotoPrediction> {
+    let mut photos: Vec<&PhotoPrediction> =
+        predictions.iter().filter(|p| p.truth == truth && p.predicted == predicted).collect();
+    photos.sort_by(|a, b| {
+        b.probability_of_predicted()
+            .total_cmp(&a.probability_of_predicted())
+            .then_with(|| a.source.cmp(&b.source))
+    });
+    photos
+}
+
+/// The `count` photos with the highest loss: the lowest probability given to the true class
+/// (ties: the most confident prediction first). Wrong predictions come first in practice,
+/// since a photo whose true class won has a probability of at least 1/classes.
+pub fn top_losses(predictions: &[PhotoPrediction], count: usize) -> Vec<&PhotoPrediction> {
+    let mut photos: Vec<&PhotoPrediction> = predictions.iter().collect();
+    photos.sort_by(|a, b| {
+        a.probability_of_truth()
+            .total_cmp(&b.probability_of_truth())
+            .then_with(|| b.probability_of_predicted().total_cmp(&a.probability_of_predicted()))
+            .then_with(|| a.source.cmp(&b.source))
+    });
+    photos.truncate(count);
+    photos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes() -> Vec<String> {
+        ["ant", "bee, wild", "cricket"].map(str::to_owned).to_vec()
+    }
+
+    #[test]
+    fn csv_lines_split_as_csv_field_quotes_them() -> std::result::Result<(), String> {
+        assert_eq!(
+            split_csv_line("a,\"b, c\",\"say \"\"hi\"\"\",")?,
+            ["a", "b, c", "say \"hi\"", ""]
+        );
+        assert!(split_csv_line("a,\"b").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn reads_predictions_by_class_name() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| Error::Io { path: "tmp".into(), source })?;
+        let path = dir.path().join("predictions.csv");
+        let text = "source,label,predicted,p_ant,\"p_bee, wild\",p_cricket\n\
+                    ant/1.jpg,ant,\"bee, wild\",0.2,0.7,0.1\n\
+                    cricket/2.jpg,cricket,cricket,0.1,0.1,0.8\n";
+        std::fs::write(&path, text).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let predictions = read_predictions_csv(&path, &classes())?;
+        assert_eq!(predictions.len(), 2);
+        assert_eq!((predictions[0].truth, predictions[0].predicted), (0, 1));
+        assert_eq!(predictions[0].probabilities, [0.2, 0.7, 0.1]);
+        assert!((predictions[0].loss() - 0.2f64.ln().abs()).abs() < 1e-12);
+        assert!(predictions[1].is_correct());
+        let metrics = metrics_of(&classes(), &predictions)?;
+        assert_eq!(metrics.matrix[0][1], 1);
+
+        // Another run's classes, a damaged row: errors naming the file and the line.
+        let other = ["ant".to_owned(), "wasp".to_owned()];
+        let error = read_predictions_csv(&path, &other).err().map(|e| e.to_string());
+        assert!(error.as_deref().is_some_and(|e| e.contains("p_wasp")), "{error:?}");
+        std::fs::write(&path, format!("{text}x/3.jpg,ant,ant,0.5,oops,0.5\n"))
+            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        let error = read_predictions_csv(&path, &classes()).err().map(|e| e.to_string());
+        assert!(error.as_deref().is_some_and(|e| e.contains("line 4")), "{error:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn picks_confused_photos_and_top_losses() {
+        let photo = |source: &str, truth, predicted, probabilities: [f64; 3]| PhotoPrediction {
+            source: source.into(),
+            truth,
+            predicted,
+            probabilities: probabilities.to_vec(),
+        };
+        let predictions = vec![
+            photo("a", 0, 1, [0.3, 0.6, 0.1]),
+            photo("b", 0, 1, [0.1, 0.8, 0.1]),
+            photo("c", 0, 0, [0.5, 0.4, 0.1]),
+            photo("d", 2, 2, [0.0, 0.1, 0.9]),
+        ];
+        let sources = |photos: Vec<&PhotoPrediction>| -> Vec<String> {
+            photos.iter().map(|p| p.source.clone()).collect()
+        };
+        assert_eq!(sources(confused_photos(&predictions, 0, 1)), ["b", "a"]);
+        assert_eq!(sources(top_losses(&predictions, 3)), ["b", "a", "c"]);
+    }
+}
