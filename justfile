@@ -12,10 +12,14 @@ demo_run := "runs/demo-mixed_9"
 default:
     @just --list
 
-# Install what is missing (apt, ONNX Runtime, converter tools), build the model and the binary.
+# Setup builds every target, as `cargo test --workspace --release` builds them: the tests'
+# dev-dependencies switch on features (tempfile's rustix: bitflags/std) that would otherwise make
+# `just test` compile Burn and ~40 other crates a second time.
+
+# Install what is missing (apt, ONNX Runtime, converter tools), build the model and incept.
 setup:
     scripts/setup.sh
-    cargo build --release --locked -p incept-cli
+    cargo build --release --locked --workspace --all-targets
 
 # ONNX Runtime with the CUDA execution provider, for `--device cuda` (see README).
 setup-gpu:
@@ -25,7 +29,7 @@ setup-gpu:
 model:
     scripts/setup.sh
 
-# An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` (README: int8).
+# An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` (docs/BENCHMARKS.md).
 model-int8 PHOTOS=data LAYER="mixed_9": setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -59,7 +63,7 @@ demo: setup
         exit 1
     fi
     # mixed_9 and 10 augmented copies: the default head reaches 82.0–82.5 % with TTA on them
-    # (80.3–81.6 % on mixed_10, 79.6–79.9 % with 5 copies, 77.2–77.7 % with 2; README, "Heads").
+    # (80.3–81.6 % on mixed_10, 79.6–79.9 % with 5 copies, 77.2–77.7 % with 2; docs/HEADS.md).
     {{incept}} extract "{{data}}" -o "{{cache}}" --layer mixed_9 --copies 10
     if grep -qs '"finished": true' "{{demo_run}}/run.json"; then
         echo "demo: {{demo_run}} is already trained; remove that folder to train it again" >&2

@@ -5,12 +5,12 @@ use std::sync::atomic::AtomicBool;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use incept_extract::{Augmentation, Backbone, ExtractConfig};
+use incept_extract::{Augmentation, ExtractConfig};
 use incept_head::{Backend, TrainConfig, TrainRequest, TrainedHead};
 
 use crate::{
-    ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, PredictArgs, PredictFormatArg, PresetArg,
-    RunsArgs, SettingsArgs, TrainArgs,
+    ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, PresetArg, RunsArgs, SettingsArgs,
+    TrainArgs,
 };
 
 /// The extraction config of these flags; `data_dir` and `output` are the caller's.
@@ -283,145 +283,6 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn predict(args: PredictArgs) -> Result<()> {
-    let head = TrainedHead::load(&args.run_dir, Backend::default())?;
-    let model = backbone_of(&head, args.model.as_deref())?;
-    let mut backbone = Backbone::load(&model, args.device, 0)?;
-    let views = tta_views(&head, args.tta)?;
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
-    for input in &args.inputs {
-        let (found, warnings) = incept_extract::scan::image_files(std::slice::from_ref(input));
-        for warning in warnings {
-            eprintln!("warning: {warning}");
-        }
-        // The draw's key: the path relative to the folder given, made as the cache's `sources`
-        // are; a file given by itself is keyed by its name.
-        for path in found {
-            let relative = match incept_extract::scan::relative_path(input, &path) {
-                Ok(relative) if !relative.is_empty() => relative,
-                _ => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            };
-            files.push((path, relative));
-        }
-    }
-    let progress = incept_core::progress::bar(files.len() as u64, "predict", "images");
-    let side = incept_extract::image_io::INPUT_SIZE as usize;
-    let decode = incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated };
-    let variants: Vec<u32> = (0..=args.tta).collect();
-    let photos_per_batch = (args.batch_size.max(1) / variants.len()).max(1);
-    let (mut classified, mut unreadable) = (0usize, 0usize);
-    for chunk in files.chunks(photos_per_batch) {
-        let prepared: Vec<(&Path, PreparedViews)> = {
-            use rayon::prelude::*;
-            chunk
-                .par_iter()
-                .map(|(path, relative)| {
-                    let tensors = incept_extract::pipeline::network_views(
-                        path, relative, &variants, &views.0, views.1, decode,
-                    );
-                    (path.as_path(), tensors)
-                })
-                .collect()
-        };
-        let mut batch = Vec::new();
-        let mut names = Vec::new();
-        for (path, result) in prepared {
-            match result {
-                Ok(tensors) => {
-                    for tensor in tensors {
-                        batch.extend_from_slice(&tensor);
-                    }
-                    names.push(path);
-                }
-                Err(reason) => {
-                    progress
-                        .suspend(|| eprintln!("warning: {}: {reason}; skipped", path.display()));
-                    unreadable += 1;
-                }
-            }
-        }
-        progress.inc(chunk.len() as u64);
-        if names.is_empty() {
-            continue;
-        }
-        let rows = names.len() * variants.len();
-        // [photos × views, 3, S, S] → [photos × views, H, W, C] → [photos × views, classes]
-        let inputs = ndarray::ArrayView4::from_shape((rows, 3, side, side), &batch)?;
-        let features = backbone.run(inputs)?;
-        let values = features.as_slice().context("feature layout")?;
-        let per_view = head.probabilities(values, rows)?;
-        // The mean over each photo's views: [photos, classes].
-        let probabilities: Vec<Vec<f64>> = per_view
-            .chunks(variants.len())
-            .map(|views| {
-                let mut mean = vec![0.0; views[0].len()];
-                for view in views {
-                    for (sum, p) in mean.iter_mut().zip(view) {
-                        *sum += p / views.len() as f64;
-                    }
-                }
-                mean
-            })
-            .collect();
-        progress.suspend(|| print_predictions(&names, &probabilities, head.classes(), &args));
-        classified += names.len();
-    }
-    progress.finish_and_clear();
-    eprintln!(
-        "classified {classified} images{}; {unreadable} unreadable",
-        if args.tta > 0 {
-            format!(" (each averaged over itself and {} augmented views)", args.tta)
-        } else {
-            String::new()
-        }
-    );
-    if classified == 0 {
-        bail!("no image could be classified");
-    }
-    Ok(())
-}
-
-/// One photo's network inputs, one per view, or why it could not be read.
-///
-/// # Shapes
-/// Each tensor is [3 × S × S].
-type PreparedViews = Result<Vec<Vec<f32>>, String>;
-
-/// The augmentation and seed `--tta` draws views with: those of the head's cache.
-fn tta_views(head: &TrainedHead, tta: u32) -> Result<(Augmentation, u64)> {
-    if tta == 0 {
-        return Ok((Augmentation::default(), 0));
-    }
-    let cache_path = &head.state.cache;
-    let cache = incept_cache::Cache::open(cache_path).context(
-        "--tta draws views as the head's cache drew its variants, so it needs that cache",
-    )?;
-    let augmentation =
-        Augmentation::from_json(&cache.settings.augmentation).with_context(|| {
-            format!(
-                "{}: holds no augmented copies (extracted with --copies 0), so there is no \
-             augmentation to draw views with; predict without --tta",
-                cache_path.display()
-            )
-        })?;
-    if cache.settings.augmentation_version != incept_extract::augment::ALGORITHM_VERSION {
-        bail!(
-            "{}: its variants were drawn by augmentation version {}, this incept draws version {}; \
-             --tta would average other views than the head was validated with",
-            cache_path.display(),
-            cache.settings.augmentation_version,
-            incept_extract::augment::ALGORITHM_VERSION
-        );
-    }
-    if tta > cache.settings.copies {
-        eprintln!(
-            "note: --tta {tta} draws more views than the {} copies the head was validated with",
-            cache.settings.copies
-        );
-    }
-    Ok((augmentation, cache.settings.seed))
-}
-
 /// The backbone the head's cache was made with: `chosen` if it is that one, else the converted
 /// model under `models/` whose sha256 the run recorded.
 pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
@@ -477,33 +338,4 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
          {}; pass that model with --model (or run `just setup` in incept's folder)",
         found.join("; ")
     )
-}
-
-fn print_predictions(
-    names: &[&Path],
-    probabilities: &[Vec<f64>],
-    classes: &[String],
-    args: &PredictArgs,
-) {
-    for (path, row) in names.iter().zip(probabilities) {
-        let mut ranked: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(args.top_k.max(1));
-        match args.format {
-            PredictFormatArg::Json => {
-                let top: Vec<serde_json::Value> = ranked
-                    .iter()
-                    .map(|(c, p)| serde_json::json!({"class": classes[*c], "probability": p}))
-                    .collect();
-                println!("{}", serde_json::json!({"path": path.display().to_string(), "top": top}));
-            }
-            PredictFormatArg::Table => {
-                let cells: Vec<String> = ranked
-                    .iter()
-                    .map(|(c, p)| format!("{} {:.1}%", classes[*c], 100.0 * p))
-                    .collect();
-                println!("{}\t{}", path.display(), cells.join("\t"));
-            }
-        }
-    }
 }

@@ -12,6 +12,7 @@ use incept_head::{Backend, OptimizerKind, Pooling};
 
 mod commands;
 mod export;
+mod predict;
 mod report;
 mod sharding;
 
@@ -115,7 +116,7 @@ struct SettingsArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
-    /// earlier; compared in the README's Heads section).
+    /// earlier; compared in docs/HEADS.md).
     #[arg(long, value_enum, default_value = "mixed_10")]
     layer: Layer,
     /// The ONNX backbone [default: the --layer's model under models/]; with another model, say
@@ -289,7 +290,7 @@ struct TrainArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PresetArg {
-    /// The best recipe found (README, "Heads").
+    /// The best recipe found (docs/HEADS.md).
     Default,
     /// The original blog post's recipe (its three bugs fixed).
     Blog,
@@ -401,7 +402,7 @@ fn main() -> ExitCode {
         Command::TrainHead(args) => commands::train_head(args, &interrupted),
         Command::Runs(args) => commands::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
-        Command::Predict(args) => commands::predict(args),
+        Command::Predict(args) => predict::predict(args),
         Command::Report(args) => report::report(&args),
         Command::Plan(args) => sharding::plan(&args),
         Command::Status(args) => sharding::status(&args),

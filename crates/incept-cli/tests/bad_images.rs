@@ -1,12 +1,10 @@
 //! `incept extract` on a data folder holding truncated files: they are skipped by name, not
 //! cached half grey, unless `--allow-truncated` asks for PIL's LOAD_TRUNCATED_IMAGES behaviour.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use incept_cache::Cache;
 
 /// Deterministic noise, so the encoded files are several KB and a cut loses real content.

@@ -1,14 +1,12 @@
 //! Two `incept` processes on one cache: a second writer is refused at once, naming the first,
 //! and never harms what the first writes; a reader sees the old cache or the new one, whole.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use incept_cache::Cache;
 
 /// `incept extract` of `data` into `cache` with the tiny model, small segments, one thread.

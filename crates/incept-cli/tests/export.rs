@@ -1,12 +1,10 @@
 //! `incept export`: the exported file, run by Python's onnxruntime on photos read with Pillow,
 //! gives the probabilities `incept predict` gives, and passes onnx's full checker.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Runs scripts/check_export.py on `model` and `photos`; returns its JSON.
 fn run_in_python(

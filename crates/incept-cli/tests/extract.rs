@@ -1,11 +1,9 @@
 //! `incept extract` end to end on tiny generated photos and the tiny fixture model.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use incept_cache::Cache;
 
 fn keys(cache: &Cache) -> Vec<(String, i32)> {

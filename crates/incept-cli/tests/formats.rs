@@ -6,12 +6,10 @@
 //! be listed. A marked table that is missing or empty fails the test; so does a marked table no
 //! check here reads.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 
 const DOC: &str = "docs/FORMATS.md";

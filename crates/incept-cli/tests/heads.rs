@@ -1,10 +1,8 @@
 //! `incept train-head`, `runs`, `confusion` and `predict` end to end on tiny caches.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use incept_cache::{Cache, CacheWriter, Dtype, MapShape, Sample, Settings};
 
 /// Where the cache stores variant 0 (the photo itself) of `source`.

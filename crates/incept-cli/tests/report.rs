@@ -1,9 +1,7 @@
 //! `incept report` end to end on a tiny run: thumbnails, escaping, sections, missing photos,
 //! another cache.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use incept_report::predictions::{metrics_of, read_predictions_csv, top_losses};
 
 /// Thumbnails the page should hold: the photos of the 4 most confused pairs (12 at most each)

@@ -2,14 +2,12 @@
 //! the saved recipe, a kill at any moment loses or repeats nothing, and a refused command leaves
 //! the folder as it was.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Every file of a folder and its bytes: to show that a refused command changed nothing.
 fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Vec<u8>>> {

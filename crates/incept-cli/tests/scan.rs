@@ -1,12 +1,10 @@
 //! `incept extract` on a data folder with a folder linked twice and names that are not UTF-8.
 
-mod common;
-
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use common::*;
+use crate::common::*;
 use incept_cache::Cache;
 
 #[test]

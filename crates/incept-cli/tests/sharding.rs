@@ -2,13 +2,11 @@
 //! cache equals a plain `incept extract` whatever the shard count; shards are idempotent,
 //! resumable and safe to start twice; errors a retry cannot fix exit with status 2.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 use incept_cache::Cache;
 
 /// `incept plan` of `data` into `plan` with the tiny model.

@@ -5,6 +5,7 @@
 //! - [`augment`]: seeded random affine transforms.
 //! - [`backbone`]: the ONNX Runtime session and how its shared library is found.
 //! - [`pipeline`]: the overlapped decode → inference → write pipeline behind `incept extract`.
+//! - [`classify`]: photos through the backbone and a head's closure, behind `incept predict`.
 //! - [`scan`]: walking `<class>/<image>` folders.
 //! - [`plan`] and [`shard`]: sharded extraction on batch engines (Slurm, Kubernetes, AWS Batch):
 //!   a plan made once, shards run anywhere, their status and their merge.
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 pub mod augment;
 pub mod backbone;
+pub mod classify;
 pub mod image_io;
 pub mod pipeline;
 pub mod plan;
@@ -21,6 +23,7 @@ pub mod shard;
 
 pub use augment::Augmentation;
 pub use backbone::{Backbone, Device, Layer};
+pub use classify::{ClassifyOptions, ClassifyReport, Photo, Views, classify};
 pub use pipeline::{ExtractConfig, ExtractReport, extract};
 pub use plan::{Plan, PlanOutcome};
 pub use shard::{ShardIndex, ShardOutcome};

@@ -80,14 +80,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The best recipe measured on amid5 so far (see the README's "Heads" table): the post's
+    /// The best recipe measured on amid5 so far (see docs/HEADS.md): the post's
     /// head with global average pooling, AdamW, label smoothing and a cosine schedule.
     pub fn default_preset() -> Self {
         TrainConfig {
             preset: "default".into(),
             // 3e-4 over 30 epochs: best on the demo's cache (79.9 % against 78.2 % for 1e-3 over
             // 20), though not clearly on the 2-copy one (77.2–77.7 % over three seeds against
-            // 77.9 % for one); README, "Heads".
+            // 77.9 % for one); docs/HEADS.md.
             epochs: 30,
             batch_size: 32,
             optimizer: OptimizerKind::Adamw,

@@ -298,6 +298,17 @@ pub fn mean_by_photo(
         .collect())
 }
 
+/// The index of the largest of `values` (the first of equals): a row's predicted class.
+pub(crate) fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
+    let mut best = 0;
+    for (index, value) in values.iter().enumerate() {
+        if *value > values[best] {
+            best = index;
+        }
+    }
+    best
+}
+
 fn check_finite(cache: &Cache, first: usize, values: &[f32]) -> Result<()> {
     if let Some(position) = values.iter().position(|v| !v.is_finite()) {
         let sample = first + position / cache.shape.len();
@@ -321,6 +332,11 @@ mod tests {
         let mut out = vec![7.0];
         push_average(&map, 3, &mut out);
         assert_eq!(out, vec![7.0, 2.0, 15.0, 1.0]);
+    }
+
+    #[test]
+    fn argmax_picks_the_first_largest() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
     }
 
     #[test]

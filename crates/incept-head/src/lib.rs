@@ -5,6 +5,7 @@
 //! - [`model`]: the SE + dropout + dense head.
 //! - [`optim`]: fused SGD/Adam/AdamW updates for the CPU backends.
 //! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
+//! - [`backend`]: which of Burn's CPU backends trains and runs a head.
 //! - [`train`]: the training loop.
 //! - [`run_folder`]: the run folder's files and its crash-safe checkpoints.
 //! - [`resume`]: what `--resume` may and may not change.
@@ -13,6 +14,7 @@
 use std::path::PathBuf;
 
 pub mod allocator;
+pub mod backend;
 pub mod config;
 pub mod data;
 pub mod model;
@@ -23,9 +25,10 @@ pub mod runs;
 pub mod train;
 pub mod values;
 
+pub use backend::Backend;
 pub use config::{OptimizerKind, Pooling, TrainConfig};
 pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};
-pub use train::{Backend, TrainReport, TrainRequest, train};
+pub use train::{TrainReport, TrainRequest, train};
 
 /// Errors of the head stage; each names its file and, where one exists, the fix.
 #[derive(Debug, thiserror::Error)]

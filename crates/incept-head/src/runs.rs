@@ -7,11 +7,11 @@ use burn::tensor::activation::softmax;
 use incept_cache::Cache;
 use incept_report::Metrics;
 
+use crate::backend::Backend;
 use crate::config::TrainConfig;
-use crate::data::{Store, mean_by_photo, validation_samples};
+use crate::data::{Store, argmax, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::run_folder::{BEST_WEIGHTS, CacheStamp, RunState, load_config, load_state};
-use crate::train::{Backend, argmax};
+use crate::run_folder::{CacheStamp, RunState, load_config, load_state};
 use crate::{Error, Result};
 
 /// Samples per inference batch.
@@ -40,7 +40,7 @@ impl TrainedHead {
             });
         }
         // A reader right after a kill mid-checkpoint still finds the committed best weights.
-        let model = crate::run_folder::load_weights(
+        let model = crate::run_folder::load_best_weights(
             Head::new(
                 &config.head,
                 InputShape { height, width, channels },
@@ -48,7 +48,6 @@ impl TrainedHead {
                 &device,
             ),
             run_dir,
-            BEST_WEIGHTS,
             &state,
         )?;
         Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })

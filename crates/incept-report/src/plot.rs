@@ -57,7 +57,7 @@ pub fn heatmap(metrics: &Metrics, title: &str, path: &Path) -> Result<()> {
                 root.present().map_err(|e| failed(&e))?;
             }
             let image = image::RgbImage::from_raw(width, height, pixels)
-                .expect("invariant: the buffer holds height rows of width RGB pixels");
+                .ok_or_else(|| failed(&"the drawing buffer does not hold width × height pixels"))?;
             let mut png = std::io::Cursor::new(Vec::new());
             image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| failed(&e))?;
             png.into_inner()

@@ -1,0 +1,113 @@
+//! Reading and writing a cache file's datasets: the string and integer columns and the feature
+//! maps, whatever their stored type.
+
+use std::path::Path;
+
+use hdf5::types::VarLenUnicode;
+use ndarray::{Array1, Array4, ArrayView4, s};
+
+use crate::{
+    Compression, DEFLATE_LEVEL, Dtype, Error, FEATURES, MapShape, Result, WithPath, missing,
+};
+
+pub(crate) fn read_strings(file: &hdf5::File, name: &str, path: &Path) -> Result<Vec<String>> {
+    let dataset = file.dataset(name).map_err(|_| missing(path, name))?;
+    let values: Vec<VarLenUnicode> = dataset.read_raw().at(path)?;
+    Ok(values.iter().map(|v| v.as_str().to_owned()).collect())
+}
+
+pub(crate) fn write_strings(
+    file: &hdf5::File,
+    name: &str,
+    values: &[String],
+    path: &Path,
+) -> Result<()> {
+    let encoded = values
+        .iter()
+        .map(|v| v.parse::<VarLenUnicode>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("a {name} entry holds a NUL byte"),
+        })?;
+    file.new_dataset_builder().with_data(&Array1::from(encoded)).create(name).at(path)?;
+    Ok(())
+}
+
+pub(crate) fn read_i32(file: &hdf5::File, name: &str, path: &Path) -> Result<Vec<i32>> {
+    let dataset = file.dataset(name).map_err(|_| missing(path, name))?;
+    dataset.read_raw().at(path)
+}
+
+/// Opens an existing HDF5 file read-only, with errors that say what is wrong.
+pub(crate) fn open_hdf5(path: &Path) -> Result<hdf5::File> {
+    if !path.exists() {
+        return Err(Error::Missing { path: path.to_path_buf() });
+    }
+    hdf5::File::open(path).map_err(|source| Error::Unreadable { path: path.to_path_buf(), source })
+}
+
+pub(crate) fn map_shape_of(dataset: &hdf5::Dataset, path: &Path) -> Result<(usize, MapShape)> {
+    match dataset.shape().as_slice() {
+        &[n, height, width, channels] => Ok((n, MapShape { height, width, channels })),
+        other => Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("`features` has shape {other:?}, expected [N, H, W, C]"),
+        }),
+    }
+}
+
+/// Reads samples `start..start + count` of a `features` dataset as float32, whatever is stored.
+///
+/// # Shapes
+/// Returns [count, H, W, C].
+pub(crate) fn read_feature_block(
+    dataset: &hdf5::Dataset,
+    dtype: Dtype,
+    start: usize,
+    count: usize,
+    path: &Path,
+) -> Result<Array4<f32>> {
+    let selection = s![start..start + count, .., .., ..];
+    Ok(match dtype {
+        Dtype::F32 => dataset.read_slice::<f32, _, _>(selection).at(path)?,
+        Dtype::F16 => dataset.read_slice::<half::f16, _, _>(selection).at(path)?.mapv(f32::from),
+    })
+}
+
+pub(crate) fn write_feature_block(
+    dataset: &hdf5::Dataset,
+    dtype: Dtype,
+    start: usize,
+    block: ArrayView4<'_, f32>,
+    path: &Path,
+) -> Result<()> {
+    let selection = s![start..start + block.shape()[0], .., .., ..];
+    match dtype {
+        Dtype::F32 => dataset.write_slice(block, selection).at(path),
+        Dtype::F16 => dataset.write_slice(&block.mapv(half::f16::from_f32), selection).at(path),
+    }
+}
+
+pub(crate) fn create_features(
+    file: &hdf5::File,
+    dtype: Dtype,
+    n: usize,
+    shape: MapShape,
+    compression: Compression,
+    path: &Path,
+) -> Result<hdf5::Dataset> {
+    let mut builder = file.new_dataset_builder();
+    if n > 0 {
+        builder = builder.chunk((1, shape.height, shape.width, shape.channels)).shuffle();
+        builder = match compression {
+            Compression::Lzf => builder.lzf(),
+            Compression::Deflate => builder.deflate(DEFLATE_LEVEL),
+        };
+    }
+    let extent = (n, shape.height, shape.width, shape.channels);
+    match dtype {
+        Dtype::F32 => builder.empty::<f32>().shape(extent).create(FEATURES).at(path),
+        Dtype::F16 => builder.empty::<half::f16>().shape(extent).create(FEATURES).at(path),
+    }
+}

@@ -1,0 +1,4 @@
+//! The extraction library's integration tests, one binary for all.
+
+mod reference;
+mod resize;

@@ -1,0 +1,93 @@
+//! The run folder's CSV files: `metrics.csv` (one row per finished epoch) and the best epoch's
+//! `predictions.csv`.
+
+use std::path::Path;
+
+use incept_report::csv_field;
+
+use super::state::EpochRecord;
+use super::{METRICS_CSV, io, not_a_run, write_file};
+use crate::Result;
+use crate::data::argmax;
+
+pub(super) const METRICS_CSV_HEADER: &str =
+    "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n";
+
+/// `metrics.csv` rows of a run from before `run.json` recorded them: the rows of finished
+/// epochs, the last one of each epoch kept.
+pub fn records_from_metrics_csv(run_dir: &Path, completed: usize) -> Result<Vec<EpochRecord>> {
+    let path = run_dir.join(METRICS_CSV);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let mut records: Vec<EpochRecord> = Vec::new();
+    for (line_number, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<f64> = line.split(',').filter_map(|f| f.parse().ok()).collect();
+        let [epoch, train_loss, train_accuracy, validation_loss, validation_accuracy, seconds] =
+            fields[..]
+        else {
+            return Err(not_a_run(
+                run_dir,
+                format!("{} line {}: not a metrics row: {line:?}", path.display(), line_number + 1),
+            ));
+        };
+        let epoch = epoch as usize;
+        if epoch == 0 || epoch > completed {
+            continue;
+        }
+        records.retain(|r| r.epoch != epoch);
+        records.push(EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy,
+            validation_loss,
+            validation_accuracy,
+            seconds,
+        });
+    }
+    records.sort_by_key(|r| r.epoch);
+    Ok(records)
+}
+
+pub(super) fn write_metrics_csv(run_dir: &Path, epochs: &[EpochRecord]) -> Result<()> {
+    let mut text = String::from(METRICS_CSV_HEADER);
+    for record in epochs {
+        text.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            record.epoch,
+            record.train_loss,
+            record.train_accuracy,
+            record.validation_loss,
+            record.validation_accuracy,
+            record.seconds
+        ));
+    }
+    write_file(&run_dir.join(METRICS_CSV), text.as_bytes())
+}
+
+/// `predictions.csv`: source, label, predicted, one probability column per class; one row per
+/// photo, `labels` and rows of `probabilities` indexing `classes`.
+pub(crate) fn predictions_csv(
+    classes: &[String],
+    sources: &[String],
+    labels: &[usize],
+    probabilities: &[Vec<f64>],
+) -> String {
+    let mut text = String::from("source,label,predicted");
+    for class in classes {
+        text.push(',');
+        text.push_str(&csv_field(&format!("p_{class}")));
+    }
+    text.push('\n');
+    for ((source, &label), probabilities) in sources.iter().zip(labels).zip(probabilities) {
+        text.push_str(&format!(
+            "{},{},{}",
+            csv_field(source),
+            csv_field(&classes[label]),
+            csv_field(&classes[argmax(probabilities)])
+        ));
+        for p in probabilities {
+            text.push_str(&format!(",{p:.6}"));
+        }
+        text.push('\n');
+    }
+    text
+}

@@ -1,0 +1,140 @@
+//! `run.json`: what the run is and how far it got; its commit point (see [`super`]).
+
+use std::path::{Path, PathBuf};
+
+use incept_cache::Cache;
+use serde::{Deserialize, Serialize};
+
+use super::{STATE_FILE, not_a_run, write_file};
+use crate::backend::Backend;
+use crate::{Error, Result};
+
+/// What `run.json` records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    pub classes: Vec<String>,
+    /// [H, W, C] of the feature maps the head takes.
+    pub input_shape: [usize; 3],
+    pub cache: PathBuf,
+    pub cache_model_sha256: String,
+    /// The cache's content when the run started (absent in runs from before it was recorded).
+    #[serde(default)]
+    pub cache_stamp: Option<CacheStamp>,
+    pub backend: Backend,
+    pub completed_epochs: usize,
+    pub best_epoch: usize,
+    /// `null` (infinite) until an epoch has finished.
+    #[serde(deserialize_with = "null_is_infinite")]
+    pub best_validation_loss: f64,
+    pub best_validation_accuracy: f64,
+    pub train_seconds: f64,
+    pub finished: bool,
+    /// Every finished epoch, in order (`metrics.csv` is written from these). Runs from before
+    /// it was recorded read their rows from `metrics.csv`.
+    #[serde(default)]
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl RunState {
+    /// The state of a new run on `cache` (its canonical path) that no epoch has finished.
+    pub(crate) fn new(cache: &Cache, canonical_cache: PathBuf, backend: Backend) -> Self {
+        RunState {
+            classes: cache.classes.clone(),
+            input_shape: [cache.shape.height, cache.shape.width, cache.shape.channels],
+            cache: canonical_cache,
+            cache_model_sha256: cache.settings.model_sha256.clone(),
+            cache_stamp: Some(CacheStamp::of(cache)),
+            backend,
+            completed_epochs: 0,
+            best_epoch: 0,
+            best_validation_loss: f64::INFINITY,
+            best_validation_accuracy: 0.0,
+            train_seconds: 0.0,
+            finished: false,
+            epochs: Vec::new(),
+        }
+    }
+
+    /// Whether an epoch of validation loss `validation_loss` is the best so far.
+    pub(crate) fn improves_on_best(&self, validation_loss: f64) -> bool {
+        validation_loss < self.best_validation_loss
+    }
+
+    /// Counts finished epoch `record` (the best so far when `best`); the caller commits it.
+    pub(crate) fn record_epoch(&mut self, record: EpochRecord, best: bool) {
+        if best {
+            self.best_validation_loss = record.validation_loss;
+            self.best_validation_accuracy = record.validation_accuracy;
+            self.best_epoch = record.epoch;
+        }
+        self.completed_epochs = record.epoch;
+        self.train_seconds += record.seconds;
+        self.epochs.push(record);
+    }
+}
+
+/// JSON has no infinity: serde writes it as `null`, read back here as infinity.
+fn null_is_infinite<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+}
+
+/// Tells one content of a cache file from another: re-extracting rewrites its creation time,
+/// growing `--copies` adds samples. `incept runs` compares runs only within one content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStamp {
+    pub created: Option<String>,
+    pub samples: usize,
+    /// The cache's `content_id` (new at every merge; absent in caches of earlier versions and in
+    /// runs that recorded none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
+}
+
+impl CacheStamp {
+    pub fn of(cache: &Cache) -> Self {
+        CacheStamp {
+            created: cache.created.clone(),
+            samples: cache.len(),
+            content_id: cache.content_id.clone(),
+        }
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: f64,
+    pub validation_accuracy: f64,
+    pub seconds: f64,
+}
+
+pub fn load_state(run_dir: &Path) -> Result<RunState> {
+    let path = run_dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        not_a_run(run_dir, format!("{}: {e}; train it with `incept train-head`", path.display()))
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        not_a_run(
+            run_dir,
+            format!(
+                "{}: {e}; the file is damaged: restore it, or train the run again in a new --run-dir",
+                path.display()
+            ),
+        )
+    })
+}
+
+pub(crate) fn save_state(run_dir: &Path, state: &RunState) -> Result<()> {
+    let text = serde_json::to_string_pretty(state).map_err(|e| Error::Data(e.to_string()))?;
+    write_file(&run_dir.join(STATE_FILE), text.as_bytes())
+}
+
+/// Records whether the run has trained all `planned_epochs` in `run.json`: the last write of a
+/// training command.
+pub(crate) fn finish(run_dir: &Path, state: &mut RunState, planned_epochs: usize) -> Result<()> {
+    state.finished = state.completed_epochs >= planned_epochs;
+    save_state(run_dir, state)
+}

@@ -1,0 +1,195 @@
+//! One epoch of training: a shuffled pass over the training samples, one optimizer step per
+//! batch, on the cosine learning-rate schedule.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+use super::setup::Run;
+use crate::config::TrainConfig;
+use crate::data::argmax;
+use crate::model::Head;
+use crate::{Error, Result};
+
+/// How an epoch's pass ended.
+pub(super) enum EpochEnd {
+    /// Every training sample was seen once.
+    Finished(EpochTraining),
+    /// Ctrl-C: the epoch is dropped; a resume continues after the last finished one.
+    Interrupted,
+    /// A benchmark's `max_steps` were taken.
+    StepLimit,
+}
+
+/// The figures of a finished pass.
+pub(super) struct EpochTraining {
+    /// Mean cross-entropy over the samples (the mean over the ensemble's members).
+    pub loss: f64,
+    /// Share of the samples whose combined logits pick their label.
+    pub accuracy: f64,
+    /// The learning rate the epoch trained at.
+    pub learning_rate: f64,
+}
+
+/// When training stops before the planned epochs: Ctrl-C, or a benchmark's step limit.
+pub(super) struct Stop<'a> {
+    pub interrupted: &'a AtomicBool,
+    pub max_steps: Option<usize>,
+}
+
+/// The optimizer steps of the whole run and their time alone: the throughput a report states.
+#[derive(Default)]
+pub(super) struct Throughput {
+    pub steps: usize,
+    pub samples: usize,
+    pub seconds: f64,
+}
+
+/// Cosine decay from the configured rate to `final_learning_rate_fraction` of it.
+pub(crate) fn learning_rate(config: &TrainConfig, epoch: usize) -> f64 {
+    let fraction = config.final_learning_rate_fraction;
+    let progress = epoch as f64 / config.epochs.max(1) as f64;
+    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    config.learning_rate * (fraction + (1.0 - fraction) * cosine)
+}
+
+/// Trains `model` for epoch `epoch` (0-based) on the run's training samples and returns it with
+/// how the pass ended; a loss that is no longer finite is an error.
+///
+/// # Shapes
+/// Each batch: features [n, H, W, C] ([n, 1, 1, C] for averaged maps) and labels [n].
+pub(super) fn train_epoch(
+    run: &Run,
+    model: Head,
+    optimizer: &mut ModuleOptimizer,
+    epoch: usize,
+    stop: &Stop<'_>,
+    throughput: &mut Throughput,
+) -> Result<(Head, EpochEnd)> {
+    let config = &run.config;
+    let rate = learning_rate(config, epoch);
+    // Dropout masks and the shuffle depend on (seed, epoch, batch) only: resumed runs match.
+    let shuffle =
+        incept_core::stable_hash(&[&config.seed.to_le_bytes(), b"shuffle", &epoch.to_le_bytes()]);
+    let progress = incept_core::progress::bar(
+        run.split.train.len() as u64,
+        &format!("epoch {}/{}", epoch + 1, config.epochs),
+        "samples",
+    );
+    let labels = &run.store.cache().labels;
+    let dims = run.store.sample_dims();
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let mut batch = 0u64;
+    let mut slot = Some(model);
+    run.store.batches(&run.split.train, config.batch_size, Some(shuffle), |indices, values| {
+        if stop.interrupted.load(Ordering::SeqCst)
+            || stop.max_steps.is_some_and(|max| throughput.steps >= max)
+        {
+            return Ok(false);
+        }
+        let step_started = Instant::now();
+        let n = indices.len();
+        let current = slot.take().ok_or_else(|| Error::Data("model lost".into()))?;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(values.to_vec(), [n, dims[0], dims[1], dims[2]]),
+            &run.device,
+        );
+        let targets: Vec<i64> = indices.iter().map(|&i| i64::from(labels[i])).collect();
+        let dropout_seed = incept_core::stable_hash(&[
+            &config.seed.to_le_bytes(),
+            b"dropout",
+            &epoch.to_le_bytes(),
+            &batch.to_le_bytes(),
+        ]);
+        batch += 1;
+        let (stepped, batch_loss, batch_correct) =
+            step(run, current, optimizer, rate, x, &targets, dropout_seed)?;
+        slot = Some(stepped);
+        correct += batch_correct;
+        throughput.seconds += step_started.elapsed().as_secs_f64();
+        throughput.samples += n;
+        throughput.steps += 1;
+        loss_sum += batch_loss * n as f64;
+        seen += n;
+        progress.inc(n as u64);
+        Ok(true)
+    })?;
+    progress.finish_and_clear();
+    let model = slot.ok_or_else(|| Error::Data("model lost".into()))?;
+    if stop.interrupted.load(Ordering::SeqCst) {
+        return Ok((model, EpochEnd::Interrupted));
+    }
+    if stop.max_steps.is_some_and(|max| throughput.steps >= max) {
+        return Ok((model, EpochEnd::StepLimit));
+    }
+    let loss = loss_sum / seen.max(1) as f64;
+    if !loss.is_finite() {
+        return Err(Error::Diverged { epoch: epoch + 1, loss });
+    }
+    let accuracy = correct as f64 / seen.max(1) as f64;
+    Ok((model, EpochEnd::Finished(EpochTraining { loss, accuracy, learning_rate: rate })))
+}
+
+/// One optimizer step at learning rate `rate` on features `x` with labels `targets`; returns
+/// the stepped model, the batch's mean loss (over the ensemble's members) and how many of its
+/// samples the combined logits classify right.
+///
+/// # Shapes
+/// `x`: [n, H, W, C]; `targets`: [n].
+fn step(
+    run: &Run,
+    model: Head,
+    optimizer: &mut ModuleOptimizer,
+    rate: f64,
+    x: Tensor<4>,
+    targets: &[i64],
+    dropout_seed: u64,
+) -> Result<(Head, f64, usize)> {
+    let n = targets.len();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &run.device);
+    let member_logits = model.forward_train(x, run.config.head.pooling, dropout_seed);
+    let members = member_logits.len();
+    // Each member learns from its own loss: the sum keeps every member's gradient whole.
+    let loss = member_logits
+        .iter()
+        .map(|logits| run.loss.forward(logits.clone(), y.clone()))
+        .reduce(|a, b| a + b)
+        .ok_or_else(|| Error::Data("a head without members".into()))?;
+    let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
+    let combined = crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
+    let correct = count_correct(&combined.into_data(), targets)?;
+    let gradients = GradientsParams::from_grads(loss.backward(), &model);
+    Ok((optimizer.step(rate, model, gradients), batch_loss, correct))
+}
+
+/// How many rows of `logits` [n, classes] pick their target.
+fn count_correct(logits: &TensorData, targets: &[i64]) -> Result<usize> {
+    let values =
+        logits.try_to_vec::<f32>().map_err(|e| Error::Data(format!("logits as f32: {e:?}")))?;
+    let classes = values.len() / targets.len().max(1);
+    Ok(values
+        .chunks(classes.max(1))
+        .zip(targets)
+        .filter(|(row, target)| argmax(row) == **target as usize)
+        .count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_runs_from_rate_to_fraction() {
+        let mut config = TrainConfig::default_preset();
+        config.epochs = 10;
+        config.learning_rate = 1.0;
+        config.final_learning_rate_fraction = 0.1;
+        assert!((learning_rate(&config, 0) - 1.0).abs() < 1e-12);
+        assert!((learning_rate(&config, 5) - 0.55).abs() < 1e-12);
+        assert!(learning_rate(&config, 9) > 0.1);
+        config.final_learning_rate_fraction = 1.0;
+        assert!((learning_rate(&config, 7) - 1.0).abs() < 1e-12);
+    }
+}

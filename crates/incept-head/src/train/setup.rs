@@ -1,0 +1,247 @@
+//! Setting a training run up: its recipe, backend and data are checked before anything is
+//! written (a refused run leaves its folder as it was), then the run folder is started or the
+//! run resumed from its last finished epoch.
+
+use std::path::{Path, PathBuf};
+
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::prelude::*;
+use incept_cache::Cache;
+
+use super::TrainRequest;
+use crate::backend::Backend;
+use crate::config::{OptimizerKind, TrainConfig};
+use crate::data::{Split, Store, empty_classes, split_by_source, validation_samples};
+use crate::model::{Head, InputShape};
+use crate::optim::{Fused, Rule};
+use crate::run_folder::{self, RunState, io, load_state};
+use crate::{Error, Result};
+
+/// A training run, set up: what stays fixed while it trains, and its `run.json` state.
+pub(super) struct Run {
+    pub run_dir: PathBuf,
+    /// The recipe: the request's, or the resumed run's own (with a larger epoch count when
+    /// extended).
+    pub config: TrainConfig,
+    pub backend: Backend,
+    /// The training cache's classes, in label order.
+    pub classes: Vec<String>,
+    pub shape: InputShape,
+    pub split: Split,
+    /// The training cache's samples (and its validation samples without a validation cache).
+    pub store: Store,
+    validation_store: Option<Store>,
+    pub state: RunState,
+    /// The training device: the backend's, with automatic differentiation.
+    pub device: Device,
+    pub loss: CrossEntropyLoss,
+}
+
+impl Run {
+    /// Where the validation samples are: the validation cache's store, else the training one.
+    pub fn validation_store(&self) -> &Store {
+        self.validation_store.as_ref().unwrap_or(&self.store)
+    }
+
+    /// The backend's device without automatic differentiation, for inference.
+    pub fn validation_device(&self) -> Device {
+        self.device.clone().inner()
+    }
+}
+
+/// The cache's samples, split, and the state a new run on it would start from.
+struct Data {
+    split: Split,
+    store: Store,
+    validation_store: Option<Store>,
+    new_run: RunState,
+}
+
+/// Sets the run of `request` up: checks its recipe, backend and caches, then starts its run
+/// folder, or loads its last finished epoch when resuming. Returns the run with the model and
+/// optimizer to train on.
+pub(super) fn open(request: &TrainRequest) -> Result<(Run, Head, ModuleOptimizer)> {
+    let run_dir = &request.run_dir;
+    let previous = if request.resume { Some(load_state(run_dir)?) } else { None };
+    if previous.is_none() && run_folder::holds_a_run(run_dir) {
+        return Err(Error::RunExists { path: run_dir.clone() });
+    }
+    let (config, extension) = match &previous {
+        Some(state) => crate::resume::resume_config(run_dir, state, &request.config)?,
+        None => (request.config.clone(), None),
+    };
+    config.validate()?;
+    let backend = choose_backend(run_dir, previous.as_ref(), request.backend)?;
+    let data = open_data(&request.cache, &config, previous.as_ref(), backend)?;
+    let classes = data.new_run.classes.clone();
+    let [height, width, channels] = data.new_run.input_shape;
+    let shape = InputShape { height, width, channels };
+
+    let device = backend.device().autodiff();
+    let resuming = previous.is_some();
+    let mut state = previous.unwrap_or_else(|| data.new_run.clone());
+    if state.classes != classes || state.input_shape != data.new_run.input_shape {
+        return Err(Error::NotARun {
+            path: run_dir.clone(),
+            reason: "it was trained on a cache with other classes or shapes".into(),
+        });
+    }
+    device.seed(config.seed);
+    let mut model = Head::new(&config.head, shape, classes.len(), &device);
+    let mut optimizer = optimizer(&config, request.fused_optimizer);
+    if resuming {
+        (model, optimizer) =
+            run_folder::load_last_checkpoint(model, optimizer, run_dir, &mut state)?;
+        if let Some(extension) = &extension {
+            crate::resume::record_extension(run_dir, &config)?;
+            run_folder::reopen(run_dir, &mut state)?;
+            eprintln!("{extension}");
+        }
+        run_folder::recover(run_dir, &state)?;
+        eprintln!("resuming {} after epoch {}", run_dir.display(), state.completed_epochs);
+    } else {
+        run_folder::start(run_dir, &config, &state)?;
+    }
+
+    let loss = CrossEntropyLossConfig::new()
+        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
+        .init(&device);
+    let run = Run {
+        run_dir: run_dir.clone(),
+        config,
+        backend,
+        classes,
+        shape,
+        split: data.split,
+        store: data.store,
+        validation_store: data.validation_store,
+        state,
+        device,
+        loss,
+    };
+    Ok((run, model, optimizer))
+}
+
+/// The backend to train on: the one asked for (flex by default) for a new run; a resumed run
+/// keeps its own, and asking for another is refused.
+fn choose_backend(
+    run_dir: &Path,
+    previous: Option<&RunState>,
+    wanted: Option<Backend>,
+) -> Result<Backend> {
+    match (previous, wanted) {
+        (Some(state), Some(wanted)) if wanted != state.backend => Err(Error::ResumeChanges {
+            path: run_dir.to_path_buf(),
+            changes: format!(
+                "--backend (run has {}, this asks {})",
+                state.backend.name(),
+                wanted.name()
+            ),
+        }),
+        (Some(state), _) => Ok(state.backend),
+        (None, wanted) => Ok(wanted.unwrap_or_default()),
+    }
+}
+
+/// Opens the training cache (the resumed run's own, unchanged) and the validation cache if the
+/// recipe names one, splits the samples and checks that every class can train and validate.
+fn open_data(
+    cache_path: &Path,
+    config: &TrainConfig,
+    previous: Option<&RunState>,
+    backend: Backend,
+) -> Result<Data> {
+    let cache = Cache::open(cache_path)?;
+    if let Some(state) = previous {
+        crate::resume::check_same_cache(state, &cache)?;
+    }
+    let (split, validation_cache) = match &config.validation_cache {
+        Some(path) => {
+            let other = Cache::open(path)?;
+            classes_must_match(&cache, &other)?;
+            let split = Split {
+                train: (0..cache.len()).collect(),
+                validation: validation_samples(&other, config.tta),
+            };
+            (split, Some(other))
+        }
+        None => (split_by_source(&cache, config.validation_split, config.tta), None),
+    };
+    let classes = &cache.classes;
+    if let Some(&class) = empty_classes(&cache, &split.train, classes.len()).first() {
+        return Err(Error::EmptyClass { path: cache.path.clone(), class: classes[class].clone() });
+    }
+    let validation_source = validation_cache.as_ref().unwrap_or(&cache);
+    for class in empty_classes(validation_source, &split.validation, classes.len()) {
+        eprintln!(
+            "warning: {}: no validation photo of class {:?}; its recall will read 0 (raise --validation-split or add photos)",
+            validation_source.path.display(),
+            classes[class]
+        );
+    }
+    if split.validation.is_empty() {
+        return Err(Error::Config(
+            "the validation split holds no photo; raise --validation-split".into(),
+        ));
+    }
+    let budget = config.memory_budget_mib.saturating_mul(1 << 20);
+    let canonical = std::fs::canonicalize(&cache.path).map_err(io(&cache.path))?;
+    let new_run = RunState::new(&cache, canonical, backend);
+    // Global-average heads average first: they train from the averaged maps.
+    let average_positions = config.head.pooling == crate::Pooling::Gap;
+    let store = Store::open(cache, budget, average_positions)?;
+    let validation_store = match validation_cache {
+        Some(other) => Some(Store::open(other, budget, average_positions)?),
+        None => None,
+    };
+    if store.is_streaming() {
+        eprintln!(
+            "cache larger than the memory budget ({} MiB): streaming it from disk",
+            config.memory_budget_mib
+        );
+    }
+    Ok(Data { split, store, validation_store, new_run })
+}
+
+fn classes_must_match(training: &Cache, other: &Cache) -> Result<()> {
+    if training.classes == other.classes {
+        return Ok(());
+    }
+    let missing: Vec<&String> =
+        training.classes.iter().filter(|c| !other.classes.contains(c)).collect();
+    let extra: Vec<&String> =
+        other.classes.iter().filter(|c| !training.classes.contains(c)).collect();
+    Err(Error::ClassesDiffer {
+        path: other.path.clone(),
+        differences: format!("missing {missing:?}, extra {extra:?}"),
+    })
+}
+
+/// The optimizer of the recipe: incept's fused one (`fused`) or Burn's, the same rules.
+fn optimizer(config: &TrainConfig, fused: bool) -> ModuleOptimizer {
+    if fused {
+        let rule = match config.optimizer {
+            OptimizerKind::Sgd => Rule::Sgd { momentum: config.momentum as f32 },
+            OptimizerKind::Adam => Rule::Adam,
+            OptimizerKind::Adamw => Rule::AdamW,
+        };
+        return Fused::new(rule, config.weight_decay as f32).into();
+    }
+    let decay = (config.weight_decay > 0.0)
+        .then_some(WeightDecayConfig { penalty: config.weight_decay as f32 });
+    match config.optimizer {
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum((config.momentum > 0.0).then(|| {
+                // No dampening: the momentum of Keras and PyTorch.
+                MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)
+            }))
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Adamw => {
+            AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init()
+        }
+    }
+}
