@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime
-from PIL import Image
+from PIL import Image, ImageOps
 
 # The network's input side and the [-1, 1] scaling (incept's image_io constants).
 INPUT_SIZE = 224
@@ -20,7 +20,8 @@ PIXEL_SCALE = 127.5
 
 def pixels(path):
     """[224, 224, 3] uint8 RGB, as the README's example reads a photo."""
-    image = Image.open(path).convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR)
+    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 

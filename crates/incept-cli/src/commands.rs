@@ -303,9 +303,13 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     // The default layer's model first: most runs were trained on it. Then the int8 models that
     // `just model-int8` writes beside them, if any.
     let (mut present, mut missing) = (Vec::new(), Vec::new());
-    let mut converted = Vec::new();
+    // The file INCEPT_MODEL names first, then each layer's converted model.
+    let mut converted: Vec<PathBuf> =
+        incept_extract::backbone::model_from_environment(incept_extract::Layer::default())?
+            .into_iter()
+            .collect();
     for layer in [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9] {
-        match layer.find_model() {
+        match layer.find_converted() {
             Ok(model) => converted.push(model),
             Err(incept_extract::Error::ModelNotFound { layer, looked }) => {
                 missing.push(format!("{layer} (looked for {looked})"));

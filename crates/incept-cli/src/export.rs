@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use incept_export::{ExportRequest, InputKind};
 use incept_extract::image_io::{INPUT_SIZE, PIXEL_OFFSET, PIXEL_SCALE, PREPROCESSING};
 use incept_head::{Backend, TrainedHead};
@@ -18,16 +18,10 @@ pub struct ExportArgs {
     /// What the classifier takes: `uint8` pixels [N, 224, 224, 3] RGB, or `float`, the backbone's
     /// [N, 3, 224, 224] RGB already scaled to [-1, 1].
     #[arg(long, value_enum, default_value = "uint8")]
-    input: InputArg,
+    input: InputKind,
     /// The ONNX backbone [default: the model under models/ that the head's cache was made with].
     #[arg(long)]
     model: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum InputArg {
-    Uint8,
-    Float,
 }
 
 pub fn export(args: &ExportArgs) -> Result<()> {
@@ -38,10 +32,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let metrics = incept_head::run_folder::read_metrics(&args.run_dir, state)?;
     let run = args.run_dir.canonicalize().unwrap_or_else(|_| args.run_dir.clone());
     let run_name = run.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let input = match args.input {
-        InputArg::Uint8 => InputKind::Uint8,
-        InputArg::Float => InputKind::Float,
-    };
+    let input = args.input;
     let input_note = match input {
         InputKind::Uint8 => format!(
             "image: uint8 RGB [N, {INPUT_SIZE}, {INPUT_SIZE}, 3], resized to \
@@ -69,12 +60,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         metadata.push(("ensemble".to_owned(), head.members().to_string()));
     }
     if let Some(metrics) = &metrics {
-        let (label, single_view) = match metrics.single_view_accuracy {
-            Some(single) => ("validation_accuracy_tta", Some(single)),
-            None => ("validation_accuracy", None),
-        };
+        // The run's own recipe says what its accuracy is, not which figures happen to be there.
+        let label = if head.config.tta { "validation_accuracy_tta" } else { "validation_accuracy" };
         metadata.push((label.to_owned(), format!("{:.4}", metrics.accuracy)));
-        if let Some(single) = single_view {
+        if let (true, Some(single)) = (head.config.tta, metrics.single_view_accuracy) {
             metadata.push(("validation_accuracy_single_view".to_owned(), format!("{single:.4}")));
         }
         metadata.push(("validation_macro_f1".to_owned(), format!("{:.4}", metrics.macro_f1)));

@@ -119,8 +119,9 @@ struct SettingsArgs {
     /// earlier; compared in docs/HEADS.md).
     #[arg(long, value_enum, default_value = "mixed_10")]
     layer: Layer,
-    /// The ONNX backbone [default: the --layer's model under models/]; with another model, say
-    /// with --layer which layer it ends at.
+    /// The ONNX backbone [default: the file INCEPT_MODEL names, else the --layer's model under
+    /// incept's models/]; with another model, say with --layer which layer it ends at (a model
+    /// converted by incept that says otherwise is refused).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Element type of the stored feature maps.

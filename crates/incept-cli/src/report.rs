@@ -78,14 +78,17 @@ pub fn report(args: &ReportArgs) -> Result<()> {
             let mut metrics = incept_report::predictions::metrics_of(&classes, &predictions)?;
             // metrics.json holds what predictions.csv cannot: each photo's single-view result.
             if let Some(recorded) = run_folder::read_metrics(run_dir, &state)? {
-                if recorded.matrix != metrics.matrix {
+                if recorded.matrix == metrics.matrix {
+                    metrics.single_view_accuracy = recorded.single_view_accuracy;
+                } else {
+                    // Two evaluations: show one, whole, and no figure of the other.
                     eprintln!(
-                        "warning: {}: its confusion matrix differs from {}'s; the page shows the predictions'",
+                        "warning: {}: its confusion matrix differs from {}'s; the page shows the \
+                         predictions' figures only (no single-view accuracy)",
                         run_dir.join(run_folder::METRICS_JSON).display(),
                         path.display()
                     );
                 }
-                metrics.single_view_accuracy = recorded.single_view_accuracy;
             }
             (predictions, metrics, own_validation(&config, &state.cache), config.tta)
         }

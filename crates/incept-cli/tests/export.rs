@@ -189,6 +189,11 @@ fn every_pooling_ensembles_and_float_input_export_as_predict_computes() -> TestR
         std::fs::write(&config, text)?;
         let run_dir = dir.path().join(format!("run{index}"));
         ok(train(&cache, &run_dir, &config, &["--epochs", "1"])?);
+        let recorded = incept_head::run_folder::load_config(&run_dir)?;
+        assert_eq!(format!("{:?}", recorded.head.pooling).to_lowercase(), *pooling);
+        let members: usize =
+            extra.rsplit("ensemble = ").next().ok_or("ensemble")?.trim().parse()?;
+        assert_eq!(recorded.head.ensemble, members);
         let largest = compare(&run_dir, &tiny_model(), &photos, input)?;
         eprintln!("{pooling}, {extra:?}, {input} input: largest difference {largest:.2e}");
         assert!(largest <= 1e-5, "{pooling} {extra} {input}: {largest}");

@@ -271,6 +271,18 @@ fn runs_from_any_folder_finding_the_model_beside_the_binary_or_by_incept_model()
     let message = stderr(&missing);
     assert!(!missing.status.success(), "{message}");
     assert!(message.contains("INCEPT_MODEL=/nonexistent/model.onnx"), "{message}");
+    // A converted model says which layer it ends at: the mixed_9 one without --layer mixed_9
+    // would record maps of mixed_9 as mixed_10's, and is refused.
+    let mixed_9 = incept_core::project_root().join(incept_extract::Layer::Mixed9.default_model());
+    let wrong_layer = incept()
+        .current_dir(dir.path())
+        .env("INCEPT_MODEL", &mixed_9)
+        .args(["extract", "data", "-o", "e.h5", "--copies", "0"])
+        .output()?;
+    let message = stderr(&wrong_layer);
+    assert!(!wrong_layer.status.success(), "{message}");
+    assert!(message.contains("--layer mixed_9"), "{message}");
+    assert!(!dir.path().join("e.h5").exists(), "nothing is written");
     let tiny = ok(incept()
         .current_dir(dir.path())
         .env("INCEPT_MODEL", tiny_model())

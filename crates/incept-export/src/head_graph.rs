@@ -107,22 +107,11 @@ pub fn append_head(
     if head.members.is_empty() {
         return Err(Error::Head("the head has no member".into()));
     }
-    // Shared by every member: [N, C] averages (and maxima), or the channels-last map.
+    // Shared by every member, made by the first that needs them: [N, C] averages (and maxima),
+    // or the channels-last map.
     let average = nodes.reduce("ReduceMean", &format!("{PREFIX}average"), features);
-    let maximum = match head.pooling {
-        Pooling::Avgmax => Some(nodes.reduce("ReduceMax", &format!("{PREFIX}maximum"), features)),
-        _ => None,
-    };
-    // The head flattens channels-last maps: [N, C, H, W] → [N, H, W, C].
-    let channels_last = match head.pooling {
-        Pooling::Flatten => Some(nodes.add(
-            "Transpose",
-            format!("{PREFIX}channels_last"),
-            &[features],
-            &[Attribute::Ints("perm", vec![0, 2, 3, 1])],
-        )),
-        _ => None,
-    };
+    let mut maximum: Option<String> = None;
+    let mut channels_last: Option<String> = None;
     let mut probabilities = Vec::new();
     for (index, member) in head.members.iter().enumerate() {
         let prefix = format!("{PREFIX}member{index}");
@@ -144,7 +133,11 @@ pub fn append_head(
             }
             (Pooling::Gap, None) => (average.clone(), channels),
             (Pooling::Avgmax, gate) => {
-                let maximum = maximum.as_deref().unwrap_or(&average);
+                let maximum = maximum
+                    .get_or_insert_with(|| {
+                        nodes.reduce("ReduceMax", &format!("{PREFIX}maximum"), features)
+                    })
+                    .as_str();
                 let (mean_part, max_part) = match gate {
                     Some(gate) => (
                         nodes.add("Mul", format!("{prefix}/gated_average"), &[&average, gate], &[]),
@@ -164,7 +157,17 @@ pub fn append_head(
                 )
             }
             (Pooling::Flatten, gate) => {
-                let map = channels_last.as_deref().unwrap_or(features);
+                // The head flattens channels-last maps: [N, C, H, W] → [N, H, W, C].
+                let map = channels_last
+                    .get_or_insert_with(|| {
+                        nodes.add(
+                            "Transpose",
+                            format!("{PREFIX}channels_last"),
+                            &[features],
+                            &[Attribute::Ints("perm", vec![0, 2, 3, 1])],
+                        )
+                    })
+                    .as_str();
                 let map = match gate {
                     Some(gate) => {
                         let shape = nodes

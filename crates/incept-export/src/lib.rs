@@ -46,6 +46,12 @@ pub enum Error {
         "the head's weights do not fit together: {0}; the run folder is damaged, train it again"
     )]
     Head(String),
+    #[error(
+        "{path}: the classifier would be {bytes} bytes, over the 2 GiB a protobuf file can hold; export a head with fewer --ensemble members or global average pooling"
+    )]
+    TooLarge { path: PathBuf, bytes: usize },
+    #[error("{0}: the same metadata key twice")]
+    DuplicateMetadata(String),
     /// A wire-format fault, before the file it came from is known.
     #[error("{0}")]
     Malformed(String),
@@ -55,10 +61,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the exported graph takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum InputKind {
-    /// `image` [N, S, S, 3] uint8 RGB: pixels, the scaling is inside the graph.
+    /// `image` [N, S, S, 3] uint8 RGB, already resized: the scaling to [-1, 1] is in the graph.
     Uint8,
-    /// The backbone's own input, [N, 3, S, S] float32 RGB in [-1, 1].
+    /// The backbone's own input, [N, 3, S, S] float32 RGB already scaled to [-1, 1].
     Float,
 }
 
@@ -66,6 +73,8 @@ pub enum InputKind {
 pub const IMAGE_INPUT: &str = "image";
 /// The graph output's name.
 pub const OUTPUT: &str = "probabilities";
+/// The oldest ONNX IR version export extends (weights no longer listed as inputs).
+pub const MINIMUM_IR_VERSION: u64 = 4;
 /// `producer_name` of exported files.
 pub const PRODUCER: &str = "incept";
 
@@ -127,6 +136,14 @@ fn read_backbone(bytes: &[u8]) -> Result<Backbone<'_>> {
         model_fields.iter().filter(|f| f.number == field::model::OPSET_IMPORT).copied().collect();
     let opset = onnx::default_opset(&opset_imports)?
         .ok_or_else(|| Error::Malformed("no default operator set is imported".into()))?;
+    // From IR version 4 on, weights need not be listed as graph inputs; the head's are not.
+    let ir_version = model_fields.iter().find(|f| f.number == field::model::IR_VERSION);
+    let ir_version = ir_version.map(Field::varint).transpose()?.unwrap_or(0);
+    if ir_version < MINIMUM_IR_VERSION {
+        return Err(Error::Malformed(format!(
+            "IR version {ir_version}, older than the {MINIMUM_IR_VERSION} export writes"
+        )));
+    }
     let mut names = HashSet::new();
     let (mut inputs, mut outputs, mut nodes) = (Vec::new(), Vec::new(), 0);
     for graph_field in &graph_fields {
@@ -136,7 +153,16 @@ fn read_backbone(bytes: &[u8]) -> Result<Backbone<'_>> {
                 names.extend(onnx::strings(graph_field.bytes()?, field::node::OUTPUT)?);
             }
             field::graph::INITIALIZER => {
-                names.extend(onnx::string_field(graph_field.bytes()?, field::tensor::NAME)?);
+                let tensor = graph_field.bytes()?;
+                let name = onnx::string_field(tensor, field::tensor::NAME)?.unwrap_or_default();
+                // Paths to external weight files are relative to the model: they would break.
+                if onnx::int_field(tensor, field::tensor::DATA_LOCATION)? == Some(1) {
+                    return Err(Error::Malformed(format!(
+                        "weight {name:?} is stored in an external file; save the model with its \
+                         weights inside"
+                    )));
+                }
+                names.insert(name);
             }
             field::graph::INPUT => inputs.push(onnx::read_value_info(graph_field.bytes()?)?),
             field::graph::OUTPUT => outputs.push(onnx::read_value_info(graph_field.bytes()?)?),
@@ -262,7 +288,11 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportSummary> {
     };
     let mut head = Nodes::new(backbone.opset);
     head_graph::append_head(&mut head, request.head, &backbone.output.name, OUTPUT)?;
-    let reserved = [IMAGE_INPUT, OUTPUT];
+    // `image` is only added with uint8 input.
+    let reserved = match request.input {
+        InputKind::Uint8 => &[IMAGE_INPUT, OUTPUT][..],
+        InputKind::Float => &[OUTPUT][..],
+    };
     let clash = backbone.names.iter().find(|name| {
         reserved.contains(&name.as_str())
             || name.starts_with(head_graph::PREFIX)
@@ -309,7 +339,12 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportSummary> {
     graph = graph
         .message(field::graph::OUTPUT, &onnx::value_info(OUTPUT, data_type::FLOAT, &output_dims));
 
-    let ours: HashSet<&str> = request.metadata.iter().map(|(key, _)| key.as_str()).collect();
+    let mut ours = HashSet::new();
+    for (key, _) in &request.metadata {
+        if !ours.insert(key.as_str()) {
+            return Err(Error::DuplicateMetadata(key.clone()));
+        }
+    }
     let mut model = Message::new();
     for model_field in &backbone.model_fields {
         match model_field.number {
@@ -318,7 +353,8 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportSummary> {
             | field::model::PRODUCER_VERSION
             | field::model::DOC_STRING => {}
             field::model::METADATA_PROPS => {
-                let key = onnx::string_field(model_field.bytes()?, field::entry::KEY)?;
+                let key = onnx::string_field(model_field.bytes()?, field::entry::KEY)
+                    .map_err(model_error(path))?;
                 if !key.is_some_and(|key| ours.contains(key.as_str())) {
                     model = model.raw(model_field);
                 }
@@ -338,10 +374,7 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportSummary> {
     }
     // Protobuf messages end at 2 GiB; ONNX Runtime refuses larger ones without external data.
     if model.len() >= i32::MAX as usize {
-        return Err(Error::Head(format!(
-            "the model would be {} bytes, over protobuf's 2 GiB",
-            model.len()
-        )));
+        return Err(Error::TooLarge { path: request.output.to_path_buf(), bytes: model.len() });
     }
     let bytes = model.into_bytes();
     incept_core::atomic::write_atomically(request.output, &bytes)?;

@@ -44,6 +44,8 @@ pub mod field {
         pub const DATA_TYPE: u32 = 2;
         pub const NAME: u32 = 8;
         pub const RAW_DATA: u32 = 9;
+        /// `DataLocation`: 0 inside the file, 1 in an external file.
+        pub const DATA_LOCATION: u32 = 14;
     }
     pub mod value_info {
         pub const NAME: u32 = 1;
@@ -242,6 +244,12 @@ pub fn strings(bytes: &[u8], number: u32) -> Result<Vec<String>> {
         .filter(|f| f.number == number)
         .map(|f| f.string().map(str::to_owned))
         .collect()
+}
+
+/// The last integer field `number` of a message, if present.
+pub fn int_field(bytes: &[u8], number: u32) -> Result<Option<u64>> {
+    let fields = wire::fields(bytes)?;
+    fields.iter().rev().find(|f| f.number == number).map(Field::varint).transpose()
 }
 
 /// The one string field `number` of a message, if present.

@@ -12,6 +12,16 @@ use crate::*;
 /// A stand-in backbone: `input` [batch, 3, 8, 8] → AveragePool 4×4 → `features` [batch, 3, 2, 2],
 /// opset 17, with a metadata entry of its own and one that export replaces.
 fn backbone(channels_out: i64) -> Vec<u8> {
+    backbone_with(channels_out, 17, 8, None)
+}
+
+/// [`backbone`] with another operator set and IR version, and optionally one weight.
+fn backbone_with(
+    channels_out: i64,
+    opset: i64,
+    ir_version: i64,
+    weight: Option<Message>,
+) -> Vec<u8> {
     let pool = onnx::node(
         "AveragePool",
         "pool",
@@ -23,7 +33,11 @@ fn backbone(channels_out: i64) -> Vec<u8> {
         ],
     );
     let batch = Dim::Param("batch".into());
-    let graph = Message::new()
+    let mut graph = Message::new();
+    if let Some(weight) = &weight {
+        graph = graph.message(field::graph::INITIALIZER, weight);
+    }
+    let graph = graph
         .message(field::graph::NODE, &pool)
         .string(field::graph::NAME, "backbone")
         .message(
@@ -42,9 +56,9 @@ fn backbone(channels_out: i64) -> Vec<u8> {
                 &[batch, Dim::Value(channels_out), Dim::Value(2), Dim::Value(2)],
             ),
         );
-    let opset = Message::new().string(field::opset::DOMAIN, "").int(field::opset::VERSION, 17);
+    let opset = Message::new().string(field::opset::DOMAIN, "").int(field::opset::VERSION, opset);
     Message::new()
-        .int(field::model::IR_VERSION, 8)
+        .int(field::model::IR_VERSION, ir_version)
         .string(field::model::PRODUCER_NAME, "converter")
         .message(field::model::GRAPH, &graph)
         .message(field::model::OPSET_IMPORT, &opset)
@@ -210,5 +224,76 @@ fn a_backbone_that_does_not_fit_or_is_not_onnx_is_refused_by_name_and_nothing_is
     three.classes = 3;
     assert!(matches!(export(&three), Err(Error::Head(_))));
     assert_eq!(std::fs::read(&output).map_err(|e| Error::Malformed(e.to_string()))?, b"kept");
+    Ok(())
+}
+
+/// The op types and input counts of the graph's nodes.
+fn nodes_of(bytes: &[u8]) -> Result<Vec<(String, usize)>> {
+    let model_fields = wire::fields(bytes)?;
+    let graph = model_fields
+        .iter()
+        .find(|f| f.number == field::model::GRAPH)
+        .ok_or(Error::Malformed("graph".into()))?;
+    wire::fields(graph.bytes()?)?
+        .iter()
+        .filter(|f| f.number == field::graph::NODE)
+        .map(|f| {
+            let node = f.bytes()?;
+            let op = onnx::string_field(node, field::node::OP_TYPE)?.unwrap_or_default();
+            Ok((op, onnx::strings(node, field::node::INPUT)?.len()))
+        })
+        .collect()
+}
+
+#[test]
+fn from_operator_set_18_the_reductions_take_their_axes_as_an_input() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Malformed(e.to_string()))?;
+    let (model, output) = (dir.path().join("backbone.onnx"), dir.path().join("out.onnx"));
+    let mut head = head();
+    head.pooling = Pooling::Avgmax;
+    let dense_input = head.members[0].hidden[0].clone();
+    head.members[0].hidden[0] = DenseValues { inputs: 6, ..dense(6, dense_input.outputs) };
+    for (opset, reduce_inputs) in [(17, 1), (18, 2)] {
+        std::fs::write(&model, backbone_with(3, opset, 8, None))
+            .map_err(|e| Error::Malformed(e.to_string()))?;
+        export(&request(&model, &head, &output))?;
+        let bytes = std::fs::read(&output).map_err(|e| Error::Malformed(e.to_string()))?;
+        let reductions: Vec<(String, usize)> =
+            nodes_of(&bytes)?.into_iter().filter(|(op, _)| op.starts_with("Reduce")).collect();
+        assert_eq!(
+            reductions,
+            [("ReduceMean".to_owned(), reduce_inputs), ("ReduceMax".to_owned(), reduce_inputs)],
+            "opset {opset}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn old_ir_versions_external_weights_and_repeated_metadata_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Malformed(e.to_string()))?;
+    let (model, output) = (dir.path().join("backbone.onnx"), dir.path().join("out.onnx"));
+    let head = head();
+    let write =
+        |bytes: Vec<u8>| std::fs::write(&model, bytes).map_err(|e| Error::Malformed(e.to_string()));
+    write(backbone_with(3, 17, 3, None))?;
+    let error = export(&request(&model, &head, &output))
+        .err()
+        .ok_or(Error::Malformed("exported".into()))?;
+    assert!(error.to_string().contains("IR version 3"), "{error}");
+    let external = onnx::tensor_f32("weight", &[1], &[0.0]).int(field::tensor::DATA_LOCATION, 1);
+    write(backbone_with(3, 17, 8, Some(external)))?;
+    let error = export(&request(&model, &head, &output))
+        .err()
+        .ok_or(Error::Malformed("exported".into()))?;
+    assert!(
+        error.to_string().contains("external file") && error.to_string().contains("backbone.onnx"),
+        "{error}"
+    );
+    write(backbone(3))?;
+    let mut repeated = request(&model, &head, &output);
+    repeated.metadata.push(("run".into(), "again".into()));
+    assert!(matches!(export(&repeated), Err(Error::DuplicateMetadata(key)) if key == "run"));
+    assert!(!output.exists(), "nothing written");
     Ok(())
 }

@@ -51,17 +51,15 @@ impl Layer {
     /// wrote it; found from the executable's folder or the source tree, as the runtime is), else
     /// under the working directory. The error names every place looked in.
     pub fn find_model(self) -> Result<PathBuf> {
-        if let Some(path) = std::env::var_os(MODEL_VARIABLE).filter(|p| !p.is_empty()) {
-            let path = PathBuf::from(path);
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::ModelNotFound {
-                    layer: self.name(),
-                    looked: format!("{MODEL_VARIABLE}={}", path.display()),
-                })
-            };
+        match model_from_environment(self)? {
+            Some(path) => Ok(path),
+            None => self.find_converted(),
         }
+    }
+
+    /// [`Layer::default_model`] under the project this binary was built in, else under the
+    /// working directory (`INCEPT_MODEL` aside).
+    pub fn find_converted(self) -> Result<PathBuf> {
         let roots = project_roots().into_iter().chain([PathBuf::new()]);
         let mut looked: Vec<String> = Vec::new();
         for candidate in roots.map(|root| root.join(self.default_model())) {
@@ -81,6 +79,24 @@ impl Layer {
         Layer::ALL.into_iter().find(|layer| layer.name() == name)
     }
 }
+/// The model file `INCEPT_MODEL` names, if it is set; an error naming it if that file is missing.
+/// Like `--model`, it is taken to end at the layer given (`--layer`): a model that says it ends
+/// elsewhere is refused when it loads ([`Backbone::check_layer`]).
+pub fn model_from_environment(layer: Layer) -> Result<Option<PathBuf>> {
+    let Some(path) = std::env::var_os(MODEL_VARIABLE).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(Error::ModelNotFound {
+            layer: layer.name(),
+            looked: format!("{MODEL_VARIABLE}={}", path.display()),
+        })
+    }
+}
+
 /// Where `just setup` unpacks the CPU runtime, relative to the project root.
 pub const RUNTIME_DIR: &str = ".deps/onnxruntime";
 /// Where `just setup-gpu` unpacks the runtime with the CUDA provider.
@@ -228,6 +244,28 @@ impl Backbone {
                 Error::ModelInterface { path: model.to_path_buf(), reason: "no input".into() }
             })?;
         Ok(Backbone { session, model: model.to_path_buf(), input_name, provider })
+    }
+
+    /// The layer the model says it ends at: incept's converter writes "… output mixed_9 feature
+    /// maps." into the model's description. `None` for models that do not say.
+    pub fn declared_layer(&self) -> Option<Layer> {
+        let description = self.session.metadata().ok()?.description()?;
+        Layer::ALL
+            .into_iter()
+            .find(|layer| description.contains(&format!("output {} feature maps", layer.name())))
+    }
+
+    /// Refuses a model that says it ends at another layer than `layer`, the one a cache would
+    /// record for its maps (both are 5×5×2048: no shape check would notice).
+    pub fn check_layer(&self, layer: Layer) -> Result<()> {
+        match self.declared_layer() {
+            Some(declared) if declared != layer => Err(Error::LayerMismatch {
+                path: self.model.clone(),
+                declared: declared.name(),
+                given: layer.name(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Runs a batch through the network.

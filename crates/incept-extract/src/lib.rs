@@ -56,6 +56,10 @@ pub enum Error {
     #[error("{path}: model input/output is not [N, 3, S, S] → [N, C, H, W] float32: {reason}")]
     ModelInterface { path: PathBuf, reason: String },
     #[error(
+        "{path} ends at {declared} (its description says so), but the cache would record {given}; pass --layer {declared}"
+    )]
+    LayerMismatch { path: PathBuf, declared: &'static str, given: &'static str },
+    #[error(
         "data folder not found: {path}; pass a folder holding one sub-folder of images per class"
     )]
     DataMissing { path: PathBuf },
@@ -110,6 +114,7 @@ impl Error {
             | Error::ShardsIncomplete { .. }
             | Error::ModelMissing { .. }
             | Error::ModelNotFound { .. }
+            | Error::LayerMismatch { .. }
             | Error::DataMissing { .. } => true,
             Error::Io { source, .. }
             | Error::Core(incept_core::Error::Io { source, .. })

@@ -320,7 +320,9 @@ fn run_pipeline(
         let mut inference = Duration::ZERO;
         let mut produced = 0;
         let mut failure = None;
-        let mut backbone = match Backbone::load(&config.model, config.device, config.threads) {
+        let loaded = Backbone::load(&config.model, config.device, config.threads)
+            .and_then(|backbone| backbone.check_layer(config.layer).map(|()| backbone));
+        let mut backbone = match loaded {
             Ok(backbone) => Some(backbone),
             Err(error) => {
                 failure = Some(error);

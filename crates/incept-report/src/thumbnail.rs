@@ -18,6 +18,8 @@ pub const QUALITY: u8 = 80;
 /// Photos larger than this a side are refused from their header (as extraction refuses them),
 /// so a damaged or hostile file cannot make the report allocate gigabytes.
 const MAX_DIMENSION: u32 = 16384;
+/// Most bytes one decode may allocate: a 100-megapixel RGB photo fits (300 MB).
+const MAX_DECODE_BYTES: u64 = 384 << 20;
 
 /// One photo, shrunk.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,13 +130,17 @@ pub fn thumbnail(path: &Path, long_side: u32) -> std::result::Result<Thumbnail, 
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
+    // Decodes run on every core at once: a few photos at the size limit must not exhaust memory.
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
     let orientation = decoder.orientation().map_err(|e| format!("cannot decode: {e}"))?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
-    image.apply_orientation(orientation);
-    let small = image.thumbnail(long_side, long_side).to_rgb8();
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    // Shrink first, then turn the small copy: no second full-size image.
+    let mut small = image.thumbnail(long_side, long_side);
+    drop(image);
+    small.apply_orientation(orientation);
+    let small = small.to_rgb8();
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, QUALITY)
         .encode_image(&small)
