@@ -134,15 +134,26 @@ impl TrainedHead {
             |label| to_head[label as usize],
             |values, n| self.probabilities(values, n),
         )?;
-        Ok(photos
+        photos
             .into_iter()
-            .map(|photo| CachePhoto {
-                source: sources.get(photo.source as usize).cloned().unwrap_or_default(),
-                label: photo.label,
-                probabilities: photo.probabilities,
-                single_view: photo.single_view,
+            .map(|photo| {
+                // Cache::open checked every index; one outside now is a broken invariant.
+                let source = sources.get(photo.source as usize).cloned().ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: source index {} outside its {} sources",
+                        cache_path.display(),
+                        photo.source,
+                        sources.len()
+                    ))
+                })?;
+                Ok(CachePhoto {
+                    source,
+                    label: photo.label,
+                    probabilities: photo.probabilities,
+                    single_view: photo.single_view,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The metrics of predictions made by [`Self::predict_cache`]; with `tta`, also the

@@ -68,14 +68,14 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
         .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let bad =
         |line: usize, reason: String| Error::Predictions { path: path.to_path_buf(), line, reason };
-    let mut lines = text.lines().enumerate().filter(|(_, line)| !line.is_empty());
-    let Some((_, header)) = lines.next() else {
+    let records = csv_records(&text).map_err(|(line, reason)| bad(line, reason))?;
+    let mut records = records.into_iter();
+    let Some((_, header)) = records.next() else {
         return Err(bad(
             1,
             "empty file; expected a header source,label,predicted,p_<class>...".into(),
         ));
     };
-    let header = split_csv_line(header).map_err(|reason| bad(1, reason))?;
     if header.len() < 3 || header[..3] != ["source", "label", "predicted"] {
         return Err(bad(
             1,
@@ -97,9 +97,7 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
         })
     };
     let mut predictions = Vec::new();
-    for (index, line) in lines {
-        let number = index + 1;
-        let fields = split_csv_line(line).map_err(|reason| bad(number, reason))?;
+    for (number, fields) in records {
         if fields.len() != header.len() {
             return Err(bad(
                 number,
@@ -127,13 +125,17 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
     Ok(predictions)
 }
 
-/// Splits one CSV line into fields, undoing [`crate::csv_field`]'s quoting (`"a,b"`, `""`).
-fn split_csv_line(line: &str) -> std::result::Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
+/// A CSV record: the line it starts on (1-based) and its fields.
+type CsvRecord = (usize, Vec<String>);
+
+/// The records of a CSV text with their first line numbers (1-based), empty lines skipped. A
+/// quoted field may hold commas, doubled quotes and line breaks, as `csv_field` writes them.
+fn csv_records(text: &str) -> std::result::Result<Vec<CsvRecord>, (usize, String)> {
+    let mut records = Vec::new();
+    let (mut fields, mut field) = (Vec::new(), String::new());
+    let (mut line, mut record_line) = (1, 1);
+    let (mut quoted, mut at_start) = (false, true);
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '"' if quoted && chars.peek() == Some(&'"') => {
@@ -147,15 +149,35 @@ fn split_csv_line(line: &str) -> std::result::Result<Vec<String>, String> {
                 at_start = true;
                 continue;
             }
-            _ => field.push(c),
+            '\r' if !quoted && chars.peek() == Some(&'\n') => continue,
+            '\n' if !quoted => {
+                fields.push(std::mem::take(&mut field));
+                if fields.len() > 1 || fields.first().is_some_and(|f| !f.is_empty()) {
+                    records.push((record_line, std::mem::take(&mut fields)));
+                }
+                fields.clear();
+                line += 1;
+                record_line = line;
+                at_start = true;
+                continue;
+            }
+            _ => {
+                if c == '\n' {
+                    line += 1;
+                }
+                field.push(c);
+            }
         }
         at_start = false;
     }
     if quoted {
-        return Err("a quoted field is not closed".into());
+        return Err((record_line, "a quoted field is not closed".into()));
     }
     fields.push(field);
-    Ok(fields)
+    if fields.len() > 1 || fields.first().is_some_and(|f| !f.is_empty()) {
+        records.push((record_line, fields));
+    }
+    Ok(records)
 }
 
 /// The photos behind the confusion cell (`truth`, `predicted`), most confident first (highest
@@ -199,13 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn csv_lines_split_as_csv_field_quotes_them() -> std::result::Result<(), String> {
+    fn csv_records_split_as_csv_field_quotes_them() {
+        let fields = |record: &[&str]| record.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        let written = ["a", "b, c", "say \"hi\"", "two\nlines", ""].map(crate::csv_field).join(",");
+        let text = format!("h1,h2\r\n\n{written}\nlast,x\n");
         assert_eq!(
-            split_csv_line("a,\"b, c\",\"say \"\"hi\"\"\",")?,
-            ["a", "b, c", "say \"hi\"", ""]
+            csv_records(&text),
+            Ok(vec![
+                (1, fields(&["h1", "h2"])),
+                (3, fields(&["a", "b, c", "say \"hi\"", "two\nlines", ""])),
+                (5, fields(&["last", "x"])),
+            ])
         );
-        assert!(split_csv_line("a,\"b").is_err());
-        Ok(())
+        assert_eq!(csv_records("a\n\"b,c\n"), Err((2, "a quoted field is not closed".into())));
     }
 
     #[test]
