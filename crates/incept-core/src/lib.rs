@@ -32,6 +32,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Largest width or height of a photo incept decodes (extraction, report thumbnails): bigger
+/// ones are refused from their header, before any pixel is allocated.
+pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
+
 /// A 64-bit hash of `parts` that is stable across runs and platforms (first 8 bytes of SHA-256;
 /// parts are length-prefixed so `("ab", "c")` and `("a", "bc")` differ).
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {

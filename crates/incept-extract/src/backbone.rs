@@ -60,18 +60,10 @@ impl Layer {
     /// [`Layer::default_model`] under the project this binary was built in, else under the
     /// working directory (`INCEPT_MODEL` aside).
     pub fn find_converted(self) -> Result<PathBuf> {
-        let roots = project_roots().into_iter().chain([PathBuf::new()]);
-        let mut looked: Vec<String> = Vec::new();
-        for candidate in roots.map(|root| root.join(self.default_model())) {
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-            let shown = candidate.display().to_string();
-            if !looked.contains(&shown) {
-                looked.push(shown);
-            }
-        }
-        Err(Error::ModelNotFound { layer: self.name(), looked: looked.join(", ") })
+        let mut roots = project_roots();
+        roots.push(PathBuf::new());
+        first_existing(&roots, &[self.default_model()])
+            .map_err(|looked| Error::ModelNotFound { layer: self.name(), looked })
     }
 
     /// The layer of a name as [`Layer::name`] gives it.
@@ -155,17 +147,28 @@ pub fn find_runtime(prefer_gpu: bool) -> Result<PathBuf> {
 
 /// The first `ROOT/DIR/libonnxruntime.so` that exists; the error names every place looked in.
 fn find_runtime_in(roots: &[PathBuf], dirs: &[&str]) -> Result<PathBuf> {
-    let mut looked = Vec::new();
+    let libraries: Vec<String> = dirs.iter().map(|dir| format!("{dir}/{LIBRARY_NAME}")).collect();
+    let libraries: Vec<&str> = libraries.iter().map(String::as_str).collect();
+    first_existing(roots, &libraries).map_err(|looked| Error::RuntimeMissing { looked })
+}
+
+/// The first `ROOT/RELATIVE` that exists, roots in order and each root's paths in order; else
+/// every place looked in, each once, for the error.
+fn first_existing(roots: &[PathBuf], relative: &[&str]) -> std::result::Result<PathBuf, String> {
+    let mut looked: Vec<String> = Vec::new();
     for root in roots {
-        for dir in dirs {
-            let candidate = root.join(dir).join(LIBRARY_NAME);
+        for path in relative {
+            let candidate = root.join(path);
             if candidate.exists() {
                 return Ok(candidate);
             }
-            looked.push(candidate.display().to_string());
+            let shown = candidate.display().to_string();
+            if !looked.contains(&shown) {
+                looked.push(shown);
+            }
         }
     }
-    Err(Error::RuntimeMissing { looked: looked.join(", ") })
+    Err(looked.join(", "))
 }
 
 static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =

@@ -11,7 +11,7 @@ pub const INPUT_SIZE: u32 = 224;
 pub const PIXEL_SCALE: f32 = 127.5;
 pub const PIXEL_OFFSET: f32 = 1.0;
 /// Largest width or height decoded; bigger images are refused before any pixel is allocated.
-pub const MAX_DIMENSION: u32 = 16_384;
+pub const MAX_DIMENSION: u32 = incept_core::MAX_IMAGE_DIMENSION;
 /// Largest decode buffer, bytes.
 pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// Description stored in the cache's `preprocessing` attribute.

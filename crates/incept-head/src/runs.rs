@@ -159,16 +159,14 @@ impl TrainedHead {
     /// The metrics of predictions made by [`Self::predict_cache`]; with `tta`, also the
     /// accuracy of each photo alone.
     pub fn metrics_of(&self, photos: &[CachePhoto], tta: bool) -> Result<Metrics> {
-        let (truth, predicted): (Vec<usize>, Vec<usize>) =
-            photos.iter().map(|photo| (photo.label, photo.predicted())).unzip();
-        let mut metrics = Metrics::from_labels(self.classes(), &truth, &predicted)?;
-        if tta {
-            metrics.single_view_accuracy = crate::train::single_view_accuracy(
-                photos.iter().map(|photo| photo.single_view.as_ref()),
-                &truth,
-            );
-        }
-        Ok(metrics)
+        let labels: Vec<usize> = photos.iter().map(|photo| photo.label).collect();
+        crate::train::photo_metrics(
+            self.classes(),
+            &labels,
+            photos.iter().map(|photo| &photo.probabilities),
+            photos.iter().map(|photo| photo.single_view.as_ref()),
+            tta,
+        )
     }
 }
 

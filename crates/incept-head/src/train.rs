@@ -26,7 +26,7 @@ mod validation;
 pub use crate::backend::Backend;
 pub use crate::run_folder::{CacheStamp, EpochRecord, RunState, load_state};
 pub(crate) use epoch::learning_rate;
-pub(crate) use validation::single_view_accuracy;
+pub(crate) use validation::photo_metrics;
 
 use epoch::{EpochEnd, Stop, Throughput};
 use setup::Run;

@@ -15,9 +15,6 @@ use crate::{Error, Result};
 pub const LONG_SIDE: u32 = 128;
 /// JPEG quality of thumbnails (1–100): small files, faces of mosquitoes still recognisable.
 pub const QUALITY: u8 = 80;
-/// Photos larger than this a side are refused from their header (as extraction refuses them),
-/// so a damaged or hostile file cannot make the report allocate gigabytes.
-const MAX_DIMENSION: u32 = 16384;
 /// Most bytes one decode may allocate: a 100-megapixel RGB photo fits (300 MB).
 const MAX_DECODE_BYTES: u64 = 384 << 20;
 
@@ -128,8 +125,8 @@ pub fn thumbnail(path: &Path, long_side: u32) -> std::result::Result<Thumbnail, 
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
     let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DIMENSION);
-    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_image_width = Some(incept_core::MAX_IMAGE_DIMENSION);
+    limits.max_image_height = Some(incept_core::MAX_IMAGE_DIMENSION);
     // Decodes run on every core at once: a few photos at the size limit must not exhaust memory.
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);

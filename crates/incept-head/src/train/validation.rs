@@ -37,19 +37,36 @@ impl Predictions {
     /// Their metrics; with test-time augmentation, also the single-view accuracy (each photo
     /// alone), when every photo's own view was validated.
     pub fn metrics(&self, classes: &[String], tta: bool) -> Result<Metrics> {
-        let predicted: Vec<usize> = self.probabilities.iter().map(|p| argmax(p)).collect();
-        let mut metrics = Metrics::from_labels(classes, &self.labels, &predicted)?;
-        if tta {
-            metrics.single_view_accuracy =
-                single_view_accuracy(self.single_view.iter().map(Option::as_ref), &self.labels);
-        }
-        Ok(metrics)
+        photo_metrics(
+            classes,
+            &self.labels,
+            self.probabilities.iter(),
+            self.single_view.iter().map(Option::as_ref),
+            tta,
+        )
     }
 
     /// `predictions.csv` of them.
     pub fn to_csv(&self, classes: &[String]) -> String {
         run_folder::predictions_csv(classes, &self.sources, &self.labels, &self.probabilities)
     }
+}
+
+/// The metrics of photos with their `labels` and (averaged) `probabilities`; with `tta`, also the
+/// single-view accuracy from each photo's own view, when every photo's own view is there.
+pub(crate) fn photo_metrics<'a>(
+    classes: &[String],
+    labels: &[usize],
+    probabilities: impl Iterator<Item = &'a Vec<f64>>,
+    single_view: impl Iterator<Item = Option<&'a Vec<f64>>>,
+    tta: bool,
+) -> Result<Metrics> {
+    let predicted: Vec<usize> = probabilities.map(|p| argmax(p)).collect();
+    let mut metrics = Metrics::from_labels(classes, labels, &predicted)?;
+    if tta {
+        metrics.single_view_accuracy = single_view_accuracy(single_view, labels);
+    }
+    Ok(metrics)
 }
 
 /// The accuracy of each photo's own view (`rows`, one per photo, with `labels`); `None` when a
