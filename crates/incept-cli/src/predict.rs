@@ -14,14 +14,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let model = backbone_of(&head, args.model.as_deref())?;
     let mut backbone = Backbone::load(&model, args.device, 0)?;
     let (augmentation, seed) = tta_views(&head, args.tta)?;
-    let (photos, warnings) = incept_extract::classify::photos_in(&args.inputs);
+    let (photos, warnings) = incept_extract::photos_in(&args.inputs);
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
     let options = ClassifyOptions {
         views: Views { variants: (0..=args.tta).collect(), augmentation, seed },
         batch_size: args.batch_size,
-        decode: incept_extract::image_io::DecodeOptions { allow_truncated: args.allow_truncated },
+        decode: incept_extract::DecodeOptions { allow_truncated: args.allow_truncated },
     };
     let report = incept_extract::classify(
         &photos,
@@ -63,13 +63,13 @@ fn tta_views(head: &TrainedHead, tta: u32) -> Result<(Augmentation, u64)> {
                 cache_path.display()
             )
         })?;
-    if cache.settings.augmentation_version != incept_extract::augment::ALGORITHM_VERSION {
+    if cache.settings.augmentation_version != incept_extract::ALGORITHM_VERSION {
         bail!(
             "{}: its variants were drawn by augmentation version {}, this incept draws version {}; \
              --tta would average other views than the head was validated with",
             cache_path.display(),
             cache.settings.augmentation_version,
-            incept_extract::augment::ALGORITHM_VERSION
+            incept_extract::ALGORITHM_VERSION
         );
     }
     if tta > cache.settings.copies {

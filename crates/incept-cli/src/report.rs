@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use incept_head::run_folder::{self, PREDICTIONS_CSV};
 use incept_head::{Backend, TrainConfig, TrainedHead};
-use incept_report::html::{Layout, ReportData};
-use incept_report::{EpochCurve, PhotoPrediction};
+use incept_report::{EpochCurve, Layout, PhotoPrediction, ReportData};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -74,8 +73,8 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         }
         None => {
             let path = run_folder::committed_file(run_dir, PREDICTIONS_CSV, &state);
-            let predictions = incept_report::predictions::read_predictions_csv(&path, &classes)?;
-            let mut metrics = incept_report::predictions::metrics_of(&classes, &predictions)?;
+            let predictions = incept_report::read_predictions_csv(&path, &classes)?;
+            let mut metrics = incept_report::metrics_of(&classes, &predictions)?;
             // metrics.json holds what predictions.csv cannot: each photo's single-view result.
             if let Some(recorded) = run_folder::read_metrics(run_dir, &state)? {
                 if recorded.matrix == metrics.matrix {
@@ -125,7 +124,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         top_losses: args.top_losses,
         ..Layout::default()
     };
-    let page = incept_report::html::build(&data, &layout)?;
+    let page = incept_report::build_html(&data, &layout)?;
     for warning in &page.warnings {
         eprintln!("warning: {warning}");
     }
@@ -133,7 +132,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the folder {}", parent.display()))?;
     }
-    incept_report::html::write(&args.output, &page)?;
+    incept_report::write_html(&args.output, &page)?;
     eprintln!(
         "report of {} photos ({} thumbnails, {} placeholders, {} bytes) written to {}",
         data.predictions.len(),

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use incept_extract::shard::{self, ShardState};
-use incept_extract::{Plan, PlanOutcome, ShardIndex, ShardOutcome};
+use incept_extract::{
+    Plan, PlanOutcome, ShardIndex, ShardOutcome, ShardState, merge_shards, shard_status,
+};
 
 use crate::commands::{extract_config, print_extract_report};
 use crate::{ExtractArgs, MergeArgs, PlanArgs, PredictFormatArg, ShardArg, StatusArgs};
@@ -40,7 +41,7 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
         dir = args.output.display(),
         last = plan.shards - 1
     );
-    println!("{}", args.output.join(incept_extract::plan::PLAN_FILE).display());
+    println!("{}", args.output.join(incept_extract::PLAN_FILE).display());
     Ok(())
 }
 
@@ -56,7 +57,7 @@ pub fn run_shard(args: &ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
     // The plan supplies data, model and settings; these flags only say how this machine runs.
     let worker =
         extract_config(&args.settings, &args.machine, PathBuf::new(), PathBuf::new(), false)?;
-    match shard::run_shard(plan_dir, index, &worker, interrupted)? {
+    match incept_extract::run_shard(plan_dir, index, &worker, interrupted)? {
         ShardOutcome::AlreadyDone(marker) => eprintln!(
             "shard {} of {}: already done ({} rows, finished {} on {}); nothing to do",
             marker.shard, marker.shards, marker.rows, marker.finished, marker.host
@@ -71,7 +72,7 @@ pub fn run_shard(args: &ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
 }
 
 pub fn status(args: &StatusArgs) -> Result<()> {
-    let status = shard::status(&args.plan_dir)?;
+    let status = shard_status(&args.plan_dir)?;
     match args.format {
         PredictFormatArg::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         PredictFormatArg::Table => {
@@ -92,7 +93,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
                 .map(|(i, _)| i)
                 .collect();
             if !partial.is_empty() {
-                println!("partial: {}", incept_extract::plan::array_syntax(&partial));
+                println!("partial: {}", incept_extract::array_syntax(&partial));
             }
             if status.missing_array.is_empty() {
                 println!(
@@ -111,7 +112,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
 }
 
 pub fn merge(args: &MergeArgs) -> Result<()> {
-    let summary = shard::merge(&args.plan_dir, &args.output, args.copy)?;
+    let summary = merge_shards(&args.plan_dir, &args.output, args.copy)?;
     eprintln!(
         "merged {} rows into {} ({})",
         summary.total,

@@ -116,7 +116,7 @@ fn compare(
 
 #[test]
 fn exported_classifier_matches_predict_on_the_reference_and_amid5_photos() -> TestResult {
-    let shared = incept_core::shared_dir();
+    let shared = shared_dir();
     let reference: serde_json::Value =
         serde_json::from_slice(&std::fs::read(shared.join("reference/reference.json"))?)?;
     let dir = tempfile::tempdir()?;

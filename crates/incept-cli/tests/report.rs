@@ -2,7 +2,7 @@
 //! another cache.
 
 use crate::common::*;
-use incept_report::predictions::{metrics_of, read_predictions_csv, top_losses};
+use incept_report::{metrics_of, read_predictions_csv, top_losses};
 
 /// Thumbnails the page should hold: the photos of the 4 most confused pairs (12 at most each)
 /// and the 24 top losses.

@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 pub mod atomic;
 pub mod limits;
 pub mod lock;
-pub mod npy;
 pub mod progress;
 
 pub use atomic::{write_atomically, write_atomically_with};
@@ -67,14 +66,6 @@ pub fn now_rfc3339() -> String {
 /// The project root (the workspace folder), from any crate's `CARGO_MANIFEST_DIR`.
 pub fn project_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// The read-only `shared/` folder beside the checkout (data set and reference tensors);
-/// `INCEPT_SHARED` overrides.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("INCEPT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("../shared"))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! over an ensemble's members. Each step mirrors `incept_head::model` (inference: no dropout).
 
 use incept_head::Pooling;
-use incept_head::values::{DenseValues, HeadValues};
+use incept_head::{DenseValues, HeadValues};
 
 use crate::onnx::{self, Attribute};
 use crate::wire::Message;

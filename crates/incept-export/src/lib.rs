@@ -15,14 +15,15 @@
 //! the head's nodes are appended after them and the preprocessing nodes put before them, so the
 //! graph stays topologically sorted as ONNX requires.
 
-pub mod head_graph;
+mod head_graph;
+// The protobuf wire format and ONNX's field numbers: public for tests that read a model back.
 pub mod onnx;
 pub mod wire;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use incept_head::values::HeadValues;
+use incept_head::HeadValues;
 
 use crate::head_graph::Nodes;
 use crate::onnx::{Attribute, Dim, TensorInfo, data_type, field};

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use incept_head::Pooling;
-use incept_head::values::{DenseValues, HeadValues, MemberValues};
+use incept_head::{DenseValues, HeadValues, MemberValues};
 
 use crate::onnx::{self, Dim, data_type, field};
 use crate::wire::{self, Message};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use incept_extract::backbone::DEFAULT_MODEL;
+use incept_extract::DEFAULT_MODEL;
 use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
 use ndarray::Array4;
 
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = incept_core::project_root().join(DEFAULT_MODEL);
 
     // A fixed set: every k-th photo of the sorted list, linked into a scratch folder.
-    let found = incept_extract::scan::scan(&data)?;
+    let found = incept_extract::scan(&data)?;
     let step = (found.images.len() / photos.max(1)).max(1);
     let scratch = std::env::temp_dir().join(format!("incept-bench-{}", std::process::id()));
     for image in found.images.iter().step_by(step).take(photos) {
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         device: Device::Cpu,
         dtype: incept_cache::Dtype::F32,
         overwrite: true,
-        decode: incept_extract::image_io::DecodeOptions::default(),
+        decode: incept_extract::DecodeOptions::default(),
         threads: 0,
         segment_samples: 256,
         compression: incept_cache::Compression::default(),

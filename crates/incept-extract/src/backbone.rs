@@ -18,6 +18,12 @@ pub const MODEL_VARIABLE: &str = "INCEPT_MODEL";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Layer {
+    /// Three blocks before the end: 12×12×768 (`just model mixed_7` converts it).
+    #[cfg_attr(feature = "clap", value(name = "mixed_7"))]
+    Mixed7,
+    /// Two blocks before the end: 5×5×1280 (`just model mixed_8` converts it).
+    #[cfg_attr(feature = "clap", value(name = "mixed_8"))]
+    Mixed8,
     /// One block before the end: 5×5×2048, less specific to ImageNet's classes.
     #[cfg_attr(feature = "clap", value(name = "mixed_9"))]
     Mixed9,
@@ -31,6 +37,8 @@ impl Layer {
     /// The layer's name in the converted model (as in the weights archive).
     pub fn name(self) -> &'static str {
         match self {
+            Layer::Mixed7 => "mixed_7",
+            Layer::Mixed8 => "mixed_8",
             Layer::Mixed9 => "mixed_9",
             Layer::Mixed10 => "mixed_10",
         }
@@ -39,12 +47,24 @@ impl Layer {
     /// Where `just setup` writes this layer's model, relative to the project root.
     pub fn default_model(self) -> &'static str {
         match self {
+            Layer::Mixed7 => "models/inception_v3_mixed_7.onnx",
+            Layer::Mixed8 => "models/inception_v3_mixed_8.onnx",
             Layer::Mixed9 => "models/inception_v3_mixed_9.onnx",
             Layer::Mixed10 => DEFAULT_MODEL,
         }
     }
 
-    pub const ALL: [Layer; 2] = [Layer::Mixed9, Layer::Mixed10];
+    /// The command that converts this layer's model: `just setup` makes the two a fresh
+    /// checkout uses, `just model LAYER` the others.
+    pub fn convert_command(self) -> &'static str {
+        match self {
+            Layer::Mixed7 => "just model mixed_7",
+            Layer::Mixed8 => "just model mixed_8",
+            Layer::Mixed9 | Layer::Mixed10 => "just setup",
+        }
+    }
+
+    pub const ALL: [Layer; 4] = [Layer::Mixed7, Layer::Mixed8, Layer::Mixed9, Layer::Mixed10];
 
     /// This layer's converted model: the file `INCEPT_MODEL` names if it is set, else
     /// [`Layer::default_model`] under the project this binary was built in (where `just setup`
@@ -63,7 +83,11 @@ impl Layer {
         let mut roots = project_roots();
         roots.push(PathBuf::new());
         first_existing(&roots, &[self.default_model()])
-            .map_err(|looked| Error::ModelNotFound { layer: self.name(), looked })
+            .map_err(|looked| Error::ModelNotFound {
+                layer: self.name(),
+                looked,
+                convert: self.convert_command(),
+            })
     }
 
     /// The layer of a name as [`Layer::name`] gives it.
@@ -85,6 +109,7 @@ pub fn model_from_environment(layer: Layer) -> Result<Option<PathBuf>> {
         Err(Error::ModelNotFound {
             layer: layer.name(),
             looked: format!("{MODEL_VARIABLE}={}", path.display()),
+            convert: layer.convert_command(),
         })
     }
 }

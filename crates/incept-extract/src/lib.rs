@@ -12,21 +12,28 @@
 
 use std::path::PathBuf;
 
-pub mod augment;
-pub mod backbone;
-pub mod classify;
-pub mod image_io;
-pub mod pipeline;
-pub mod plan;
-pub mod scan;
-pub mod shard;
+mod augment;
+mod backbone;
+mod classify;
+mod image_io;
+mod pipeline;
+mod plan;
+mod scan;
+mod shard;
 
-pub use augment::Augmentation;
-pub use backbone::{Backbone, Device, Layer};
-pub use classify::{ClassifyOptions, ClassifyReport, Photo, Views, classify};
+pub use augment::{ALGORITHM_VERSION, Augmentation, KERAS_ZOOM_RANGE};
+pub use backbone::{Backbone, DEFAULT_MODEL, Device, Layer, model_from_environment};
+pub use classify::{ClassifyOptions, ClassifyReport, Photo, Views, classify, photos_in};
+pub use image_io::{
+    DecodeOptions, INPUT_SIZE, PIXEL_OFFSET, PIXEL_SCALE, PREPROCESSING, load_for_network,
+    resize_bilinear, to_network_input,
+};
 pub use pipeline::{ExtractConfig, ExtractReport, extract};
-pub use plan::{Plan, PlanOutcome};
-pub use shard::{ShardIndex, ShardOutcome};
+pub use plan::{PLAN_FILE, Plan, PlanOutcome, array_syntax};
+pub use scan::scan;
+pub use shard::{
+    ShardIndex, ShardOutcome, ShardState, merge as merge_shards, run_shard, status as shard_status,
+};
 
 /// Errors of the extraction stage. Each names the file it is about and, where one exists, the fix.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +41,9 @@ pub enum Error {
     #[error("model not found: {path}; build it with `just model` (part of `just setup`)")]
     ModelMissing { path: PathBuf },
     #[error(
-        "the {layer} model was not found (looked for {looked}); run `just setup` in incept's folder, set INCEPT_MODEL to the model file, or pass --model"
+        "the {layer} model was not found (looked for {looked}); run `{convert}` in incept's folder, set INCEPT_MODEL to the model file, or pass --model"
     )]
-    ModelNotFound { layer: &'static str, looked: String },
+    ModelNotFound { layer: &'static str, looked: String, convert: &'static str },
     #[error(
         "ONNX Runtime library not found (looked for {looked}); run `just setup` to install it, \
          or point ORT_DYLIB_PATH at libonnxruntime.so"

@@ -1,15 +1,15 @@
 //! The converted model against the original network's output (PyTorch, in ../shared/reference),
 //! and the image preprocessing against PIL's. Needs `just setup` (model and ONNX Runtime).
 
-use incept_core::npy;
-use incept_extract::backbone::{Backbone, DEFAULT_MODEL, Device};
-use incept_extract::image_io::{DecodeOptions, INPUT_SIZE, load_for_network, to_network_input};
+use crate::{npy, shared_dir};
+use incept_extract::{Backbone, DEFAULT_MODEL, Device};
+use incept_extract::{DecodeOptions, INPUT_SIZE, load_for_network, to_network_input};
 use ndarray::{Array4, ArrayView4, Axis};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn reference(name: &str) -> Result<(Vec<usize>, Vec<f32>), Box<dyn std::error::Error>> {
-    let path = incept_core::shared_dir().join("reference").join(name);
+    let path = shared_dir().join("reference").join(name);
     Ok(npy::read_f32(&path)
         .map_err(|e| format!("{e} (the reference tensors live in ../shared/reference)"))?)
 }
@@ -55,7 +55,7 @@ fn batch_size_does_not_change_the_features() -> TestResult {
 
 #[test]
 fn our_preprocessing_gives_the_reference_features() -> TestResult {
-    let shared = incept_core::shared_dir();
+    let shared = shared_dir();
     let listing: serde_json::Value =
         serde_json::from_slice(&std::fs::read(shared.join("reference/reference.json"))?)?;
     let images = listing["images"].as_array().ok_or("reference.json has no images")?;

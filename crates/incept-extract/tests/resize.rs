@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use image::RgbImage;
-use incept_extract::image_io::resize_bilinear;
+use incept_extract::resize_bilinear;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -7,12 +7,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 
 use burn::module::Module;
 use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
-use incept_head::model::{Head, InputShape};
-use incept_head::{Backend, OptimizerKind, Pooling, TrainConfig, TrainRequest};
+use incept_head::{
+    Backend, OptimizerImplementation, OptimizerKind, Pooling, TrainConfig, TrainRequest,
+};
+use incept_head::{Head, InputShape};
 
 const CLASSES: usize = 5;
 const PER_CLASS: usize = 160;
@@ -21,7 +22,7 @@ const TORCH_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench_train_torch.py");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    incept_head::allocator::keep_freed_memory();
+    keep_freed_memory();
     // Optional argument: only heads whose name contains it (e.g. `blog`), for profiling one.
     let only = std::env::args().nth(1).unwrap_or_default();
     let only_backend = std::env::args().nth(2);
@@ -69,8 +70,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("blog: flatten, SGD+momentum, batch 32", blog, 12),
         ("gap, Adam, batch 32", gap_adam, 60),
     ];
-    // (backend, incept's fused optimizer?)
-    let variants = [(Backend::Flex, true), (Backend::Flex, false), (Backend::Ndarray, true)];
+    let variants = [
+        (Backend::Flex, OptimizerImplementation::Fused),
+        (Backend::Flex, OptimizerImplementation::Burn),
+        (Backend::Ndarray, OptimizerImplementation::Fused),
+    ];
     let torch = Torch::find();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Torch::Found { python, version } = &torch {
@@ -85,24 +89,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let chosen = variants
             .iter()
             .filter(|(backend, _)| only_backend.as_deref().is_none_or(|o| o == backend.name()));
-        for (index, &(backend, fused_optimizer)) in chosen.enumerate() {
+        for (index, &(backend, implementation)) in chosen.enumerate() {
             let request = TrainRequest {
                 cache: cache.clone(),
                 run_dir: dir.join(format!("head{head_index}-{index}")),
                 config: config.clone(),
                 resume: false,
                 backend: Some(backend),
-                max_steps: Some(steps),
-                fused_optimizer,
                 verbose: false,
             };
-            let report = incept_head::train(&request, &AtomicBool::new(false))?;
-            let optimizer = if fused_optimizer { "fused" } else { "Burn's" };
+            let rate = incept_head::training_rate(&request, steps, implementation)?;
+            let optimizer = match implementation {
+                OptimizerImplementation::Fused => "fused",
+                OptimizerImplementation::Burn => "Burn's",
+            };
             let label = format!("{}, {optimizer}", backend.name());
-            println!("{name:40} {label:>32} {:>10.1}", report.samples_per_second);
-            rates.push(report.samples_per_second);
-            if backend == Backend::Flex && fused_optimizer {
-                flex_fused = Some(report.samples_per_second);
+            println!("{name:40} {label:>32} {rate:>10.1}");
+            rates.push(rate);
+            if backend == Backend::Flex && implementation == OptimizerImplementation::Fused {
+                flex_fused = Some(rate);
             }
         }
         if let [fused, burns, ndarray] = rates[..] {
@@ -221,4 +226,16 @@ fn torch_rate(
 fn parameter_count(config: &TrainConfig) -> usize {
     let input = InputShape { height: 5, width: 5, channels: 2048 };
     Head::new(&config.head, input, CLASSES, &Backend::Flex.device()).num_params()
+}
+
+/// The allocator policy `incept train-head` sets in its `main` (see `keep_freed_memory` in
+/// crates/incept-cli/src/main.rs), so the bench measures the steps as the command runs them.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only changes malloc's tuning parameters; both values are in range.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
 }

@@ -3,12 +3,15 @@
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result};
+
 /// Burn's CPU backends, chosen at run time (Burn 0.22 dispatches by device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
-    /// burn-ndarray (with OpenBLAS when built with the `blas` feature).
+    /// burn-ndarray, only in a build with the `ndarray` cargo feature (with OpenBLAS when built
+    /// with `blas`); deprecated upstream, kept for `just bench-train`.
     Ndarray,
     /// Burn's pure-Rust `flex` backend: the fastest here (see `just bench-train`).
     #[default]
@@ -16,13 +19,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    // burn-ndarray is deprecated upstream in favour of flex; it stays selectable because the
-    // user named it, and `just bench-train` compares the two.
-    #[allow(deprecated)]
-    pub fn device(self) -> Device {
+    /// The device to train or predict on; a backend this build lacks is an error that says how
+    /// to get it (a run trained on ndarray records it, and is resumed on it).
+    pub fn device(self) -> Result<Device> {
         match self {
-            Backend::Ndarray => Device::ndarray(),
-            Backend::Flex => Device::flex(),
+            Backend::Flex => Ok(Device::flex()),
+            Backend::Ndarray => ndarray_device(),
         }
     }
 
@@ -33,4 +35,20 @@ impl Backend {
             Backend::Flex => "flex",
         }
     }
+}
+
+// burn-ndarray is deprecated upstream in favour of flex; `just bench-train` still compares them.
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
+fn ndarray_device() -> Result<Device> {
+    Ok(Device::ndarray())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_device() -> Result<Device> {
+    Err(Error::Config(
+        "this incept was built without Burn's ndarray backend: use --backend flex, or build with \
+         `cargo build --release --locked -p incept-cli --features ndarray`"
+            .into(),
+    ))
 }

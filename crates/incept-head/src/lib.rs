@@ -13,22 +13,24 @@
 
 use std::path::PathBuf;
 
-pub mod allocator;
-pub mod backend;
-pub mod config;
-pub mod data;
-pub mod model;
-pub mod optim;
-pub mod resume;
+mod backend;
+mod config;
+mod data;
+mod model;
+mod optim;
+mod resume;
+// The run folder is a documented contract (docs/FORMATS.md) that tools read: public.
 pub mod run_folder;
-pub mod runs;
-pub mod train;
-pub mod values;
+mod runs;
+mod train;
+mod values;
 
 pub use backend::Backend;
 pub use config::{OptimizerKind, Pooling, TrainConfig};
+pub use model::{Head, InputShape};
 pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};
-pub use train::{TrainReport, TrainRequest, train};
+pub use train::{OptimizerImplementation, TrainReport, TrainRequest, train, training_rate};
+pub use values::{DenseValues, HeadValues, MemberValues};
 
 /// Errors of the head stage; each names its file and, where one exists, the fix.
 #[derive(Debug, thiserror::Error)]

@@ -13,11 +13,15 @@
 //! The loops are compiled for the CPU's widest vectors (AVX2, AVX-512) and picked at run time
 //! (`pulp`). Tensors that are not `f32` take the same rules written as Burn tensor operations.
 
-use burn::optim::{LearningRate, Optimizer, RecordState, StateSink, StateSource};
+use burn::optim::{LearningRate, Optimizer};
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn_pack::Scalar;
-use rayon::prelude::*;
+
+mod fused;
+mod state;
+mod unfused;
+
+pub use state::FusedState;
 
 /// Elements per parallel work item: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
@@ -44,119 +48,9 @@ pub struct Fused {
     weight_decay: f32,
 }
 
-/// Per-parameter state: SGD keeps the velocity in `first`; Adam the two moments.
-#[derive(Clone, Debug)]
-pub struct FusedState<const D: usize> {
-    /// Steps taken so far (Adam's bias correction).
-    time: usize,
-    first: Option<Tensor<D>>,
-    second: Option<Tensor<D>>,
-}
-
-impl<const D: usize> RecordState for FusedState<D> {
-    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
-        out.push_scalar(prefix, "time", Scalar::from(self.time));
-        if let Some(first) = &self.first {
-            out.push_tensor(prefix, "first", first.to_data());
-        }
-        if let Some(second) = &self.second {
-            out.push_tensor(prefix, "second", second.to_data());
-        }
-    }
-
-    fn state_unflatten(prefix: &str, source: &mut StateSource, device: &Device) -> Option<Self> {
-        let time = usize::try_from(source.take_scalar(prefix, "time")?).ok()?;
-        let mut tensor = |leaf| {
-            source.take_tensor(prefix, leaf).map(|data| Tensor::<D>::from_data(data, device))
-        };
-        Some(FusedState { time, first: tensor("first"), second: tensor("second") })
-    }
-}
-
 impl Fused {
     pub fn new(rule: Rule, weight_decay: f32) -> Self {
         Fused { rule, weight_decay }
-    }
-
-    /// The rules written as Burn tensor operations: for tensors that are not `f32`.
-    fn unfused<const D: usize>(
-        &self,
-        learning_rate: f32,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        state: Option<FusedState<D>>,
-    ) -> (Tensor<D>, Option<FusedState<D>>) {
-        let time = state.as_ref().map_or(0, |s| s.time) + 1;
-        let (first, second) = state.map_or((None, None), |s| (s.first, s.second));
-        let decay = self.weight_decay;
-        match self.rule {
-            Rule::Sgd { momentum } => {
-                let grad = if decay > 0.0 { grad + tensor.clone().mul_scalar(decay) } else { grad };
-                if momentum > 0.0 {
-                    let velocity = match first {
-                        Some(velocity) => velocity.mul_scalar(momentum) + grad,
-                        None => grad,
-                    };
-                    let updated = tensor - velocity.clone().mul_scalar(learning_rate);
-                    (updated, Some(FusedState { time, first: Some(velocity), second: None }))
-                } else {
-                    (tensor - grad.mul_scalar(learning_rate), None)
-                }
-            }
-            Rule::Adam | Rule::AdamW => {
-                let adam_l2 = self.rule == Rule::Adam && decay > 0.0;
-                let grad = if adam_l2 { grad + tensor.clone().mul_scalar(decay) } else { grad };
-                let first = match first {
-                    Some(m) => m.mul_scalar(BETA_1) + grad.clone().mul_scalar(1.0 - BETA_1),
-                    None => grad.clone().mul_scalar(1.0 - BETA_1),
-                };
-                let second = match second {
-                    Some(v) => v.mul_scalar(BETA_2) + grad.square().mul_scalar(1.0 - BETA_2),
-                    None => grad.square().mul_scalar(1.0 - BETA_2),
-                };
-                let (correction_1, correction_2) = bias_corrections(time);
-                let delta = first
-                    .clone()
-                    .div_scalar(correction_1)
-                    .div(second.clone().div_scalar(correction_2).sqrt().add_scalar(EPSILON));
-                let decayed = if self.rule == Rule::AdamW && decay > 0.0 {
-                    tensor.mul_scalar(1.0 - learning_rate * decay)
-                } else {
-                    tensor
-                };
-                let updated = decayed - delta.mul_scalar(learning_rate);
-                (updated, Some(FusedState { time, first: Some(first), second: Some(second) }))
-            }
-        }
-    }
-
-    /// Updates the buffers in place; `false` when one of them cannot be viewed as `f32`.
-    fn update(
-        &self,
-        learning_rate: f32,
-        time: usize,
-        parameter: &mut TensorData,
-        gradient: &mut TensorData,
-        first: Option<&mut TensorData>,
-        second: Option<&mut TensorData>,
-    ) -> bool {
-        let (Some(Some(p)), Some(Some(g)), Some(first), Some(second)) =
-            (as_f32(Some(parameter)), as_f32(Some(gradient)), as_f32(first), as_f32(second))
-        else {
-            return false;
-        };
-        match (self.rule, first, second) {
-            (Rule::Sgd { momentum }, velocity, _) => {
-                sgd(p, g, velocity, momentum, self.weight_decay, learning_rate);
-                true
-            }
-            (rule, Some(m), Some(v)) => {
-                let decoupled = rule == Rule::AdamW;
-                adam(p, g, m, v, decoupled, self.weight_decay, learning_rate, time);
-                true
-            }
-            _ => false,
-        }
     }
 }
 
@@ -170,85 +64,6 @@ fn bias_corrections(time: usize) -> (f32, f32) {
 fn buffer<const D: usize>(tensor: Tensor<D>) -> TensorData {
     // Burn's CPU backends read synchronously: this cannot fail on them.
     tensor.try_into_data().expect("reading a CPU tensor")
-}
-
-fn as_f32(data: Option<&mut TensorData>) -> Option<Option<&mut [f32]>> {
-    match data {
-        Some(data) => data.as_mut_slice::<f32>().ok().map(Some),
-        None => Some(None),
-    }
-}
-
-/// SGD in one pass. `velocity` is `None` without momentum.
-fn sgd(
-    parameter: &mut [f32],
-    gradient: &[f32],
-    velocity: Option<&mut [f32]>,
-    momentum: f32,
-    decay: f32,
-    learning_rate: f32,
-) {
-    let arch = pulp::Arch::new();
-    let parameter = parameter.par_chunks_mut(CHUNK).zip(gradient.par_chunks(CHUNK));
-    match velocity {
-        Some(velocity) => parameter.zip(velocity.par_chunks_mut(CHUNK)).for_each(|((p, g), v)| {
-            arch.dispatch(
-                #[inline(always)]
-                || {
-                    for ((p, g), v) in p.iter_mut().zip(g).zip(v) {
-                        *v = momentum * *v + (g + decay * *p);
-                        *p -= learning_rate * *v;
-                    }
-                },
-            )
-        }),
-        None => parameter.for_each(|(p, g)| {
-            arch.dispatch(
-                #[inline(always)]
-                || {
-                    for (p, g) in p.iter_mut().zip(g) {
-                        *p -= learning_rate * (g + decay * *p);
-                    }
-                },
-            )
-        }),
-    }
-}
-
-/// Adam (`decoupled` false, L2 penalty) or AdamW (`decoupled` true) in one pass.
-#[allow(clippy::too_many_arguments)]
-fn adam(
-    parameter: &mut [f32],
-    gradient: &[f32],
-    first: &mut [f32],
-    second: &mut [f32],
-    decoupled: bool,
-    decay: f32,
-    learning_rate: f32,
-    time: usize,
-) {
-    let (correction_1, correction_2) = bias_corrections(time);
-    let arch = pulp::Arch::new();
-    let (l2, shrink) = if decoupled { (0.0, 1.0 - learning_rate * decay) } else { (decay, 1.0) };
-    parameter
-        .par_chunks_mut(CHUNK)
-        .zip(gradient.par_chunks(CHUNK))
-        .zip(first.par_chunks_mut(CHUNK))
-        .zip(second.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| {
-            arch.dispatch(
-                #[inline(always)]
-                || {
-                    for (((p, g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                        let g = g + l2 * *p;
-                        *m = BETA_1 * *m + (1.0 - BETA_1) * g;
-                        *v = BETA_2 * *v + (1.0 - BETA_2) * g * g;
-                        let delta = (*m / correction_1) / ((*v / correction_2).sqrt() + EPSILON);
-                        *p = *p * shrink - learning_rate * delta;
-                    }
-                },
-            )
-        });
 }
 
 impl Optimizer for Fused {
@@ -342,7 +157,7 @@ mod tests {
         mut stock: ModuleOptimizer,
         mut fused: ModuleOptimizer,
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let device = crate::Backend::default().device().autodiff();
+        let device = burn::prelude::Device::flex().autodiff();
         device.seed(3);
         let mut a: Linear = LinearConfig::new(6, 3).init(&device);
         let mut b = a.clone();
@@ -403,7 +218,7 @@ mod tests {
 
     #[test]
     fn unfused_fallback_equals_the_fused_pass() {
-        let device = crate::Backend::default().device();
+        let device = burn::prelude::Device::flex();
         for rule in [Rule::Sgd { momentum: 0.9 }, Rule::Adam, Rule::AdamW] {
             let optimizer = Fused::new(rule, 0.02);
             let mut fused = Tensor::<1>::from_floats([0.5, -1.0, 2.0, 0.0], &device);

@@ -32,7 +32,7 @@ impl TrainedHead {
         let state = load_state(run_dir)?;
         let config = load_config(run_dir)?;
         let [height, width, channels] = state.input_shape;
-        let device = backend.device();
+        let device = backend.device()?;
         if state.best_epoch == 0 {
             return Err(Error::NotARun {
                 path: run_dir.to_path_buf(),

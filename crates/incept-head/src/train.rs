@@ -20,12 +20,14 @@ use crate::model::Head;
 use crate::run_folder::{self, BestEpoch, Checkpoint};
 
 mod epoch;
+mod rate;
 mod setup;
 mod validation;
 
 pub use crate::backend::Backend;
-pub use crate::run_folder::{CacheStamp, EpochRecord, RunState, load_state};
+pub use crate::run_folder::EpochRecord;
 pub(crate) use epoch::learning_rate;
+pub use rate::{OptimizerImplementation, training_rate};
 pub(crate) use validation::photo_metrics;
 
 use epoch::{EpochEnd, Stop, Throughput};
@@ -43,10 +45,6 @@ pub struct TrainRequest {
     pub resume: bool,
     /// `None`: flex for a new run, the run's own backend when resuming.
     pub backend: Option<Backend>,
-    /// Stop after this many optimizer steps (benchmarks); `None` trains the configured epochs.
-    pub max_steps: Option<usize>,
-    /// incept's fused optimizer ([`crate::optim`]) instead of Burn's (same rules; benchmarks).
-    pub fused_optimizer: bool,
     /// Print the per-epoch summary lines on stderr.
     pub verbose: bool,
 }
@@ -73,8 +71,8 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     let started = Instant::now();
     // One writer per run folder, held until training returns.
     let _lock = run_folder::lock(&request.run_dir)?;
-    let (mut run, mut model, mut optimizer) = setup::open(request)?;
-    let stop = Stop { interrupted, max_steps: request.max_steps };
+    let (mut run, mut model, mut optimizer) = setup::open(request, OptimizerImplementation::Fused)?;
+    let stop = Stop { interrupted, max_steps: None };
     let mut throughput = Throughput::default();
     let (mut epochs, mut best_predictions, mut was_interrupted) = (Vec::new(), None, false);
     for epoch in run.state.completed_epochs..run.config.epochs {
@@ -88,6 +86,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
                 was_interrupted = true;
                 break;
             }
+            // Only `training_rate` sets a step limit.
             EpochEnd::StepLimit => break,
         };
         let predictions =
@@ -108,7 +107,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         }
         epochs.push(record);
     }
-    let metrics = validation::best_metrics(&run, best_predictions, request.max_steps.is_some())?;
+    let metrics = validation::best_metrics(&run, best_predictions)?;
     run_folder::finish(&run.run_dir, &mut run.state, run.config.epochs)?;
     Ok(TrainReport {
         epochs,

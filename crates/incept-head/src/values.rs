@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn values_follow_the_layers_and_recompute_the_logits() {
-        let device = crate::Backend::default().device();
+        let device = burn::prelude::Device::flex();
         device.seed(3);
         let mut config = TrainConfig::default_preset().head;
         config.dense = vec![6];

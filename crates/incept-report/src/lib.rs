@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod chart;
-pub mod html;
-pub mod plot;
-pub mod predictions;
-pub mod thumbnail;
+mod html;
+mod plot;
+mod predictions;
+mod thumbnail;
 
-pub use predictions::{EpochCurve, PhotoPrediction};
+pub use html::{Layout, ReportData, build as build_html, write as write_html};
+pub use plot::heatmap;
+pub use predictions::{EpochCurve, PhotoPrediction, metrics_of, read_predictions_csv, top_losses};
 
 /// Errors of the report stage.
 #[derive(Debug, thiserror::Error)]

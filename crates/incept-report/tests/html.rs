@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use incept_report::html::{Layout, ReportData, build, write};
-use incept_report::{EpochCurve, PhotoPrediction, predictions::metrics_of};
+use incept_report::{EpochCurve, PhotoPrediction, metrics_of};
+use incept_report::{Layout, ReportData, build_html as build, write_html as write};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -6,6 +6,14 @@ use std::process::{Command, Output};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The read-only `shared/` folder beside the checkout (data set and reference tensors);
+/// `INCEPT_SHARED` overrides.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("INCEPT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| incept_core::project_root().join("../shared"))
+}
+
 pub fn tiny_model() -> PathBuf {
     incept_core::project_root().join("tests/fixtures/tiny_inception.onnx")
 }

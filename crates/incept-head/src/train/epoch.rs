@@ -19,7 +19,7 @@ pub(super) enum EpochEnd {
     Finished(EpochTraining),
     /// Ctrl-C: the epoch is dropped; a resume continues after the last finished one.
     Interrupted,
-    /// A benchmark's `max_steps` were taken.
+    /// The step limit of [`training_rate`](super::training_rate) was reached.
     StepLimit,
 }
 
@@ -33,7 +33,7 @@ pub(super) struct EpochTraining {
     pub learning_rate: f64,
 }
 
-/// When training stops before the planned epochs: Ctrl-C, or a benchmark's step limit.
+/// When training stops before the planned epochs: Ctrl-C, or `training_rate`'s step limit.
 pub(super) struct Stop<'a> {
     pub interrupted: &'a AtomicBool,
     pub max_steps: Option<usize>,

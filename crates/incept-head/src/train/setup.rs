@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig, decay::We
 use burn::prelude::*;
 use incept_cache::Cache;
 
-use super::TrainRequest;
+use super::{OptimizerImplementation, TrainRequest};
 use crate::backend::Backend;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{Split, Store, empty_classes, split_by_source, validation_samples};
@@ -62,7 +62,10 @@ struct Data {
 /// Sets the run of `request` up: checks its recipe, backend and caches, then starts its run
 /// folder, or loads its last finished epoch when resuming. Returns the run with the model and
 /// optimizer to train on.
-pub(super) fn open(request: &TrainRequest) -> Result<(Run, Head, ModuleOptimizer)> {
+pub(super) fn open(
+    request: &TrainRequest,
+    implementation: OptimizerImplementation,
+) -> Result<(Run, Head, ModuleOptimizer)> {
     let run_dir = &request.run_dir;
     let previous = if request.resume { Some(load_state(run_dir)?) } else { None };
     if previous.is_none() && run_folder::holds_a_run(run_dir) {
@@ -79,7 +82,7 @@ pub(super) fn open(request: &TrainRequest) -> Result<(Run, Head, ModuleOptimizer
     let [height, width, channels] = data.new_run.input_shape;
     let shape = InputShape { height, width, channels };
 
-    let device = backend.device().autodiff();
+    let device = backend.device()?.autodiff();
     let resuming = previous.is_some();
     let mut state = previous.unwrap_or_else(|| data.new_run.clone());
     if state.classes != classes || state.input_shape != data.new_run.input_shape {
@@ -90,7 +93,7 @@ pub(super) fn open(request: &TrainRequest) -> Result<(Run, Head, ModuleOptimizer
     }
     device.seed(config.seed);
     let mut model = Head::new(&config.head, shape, classes.len(), &device);
-    let mut optimizer = optimizer(&config, request.fused_optimizer);
+    let mut optimizer = optimizer(&config, implementation);
     if resuming {
         (model, optimizer) =
             run_folder::load_last_checkpoint(model, optimizer, run_dir, &mut state)?;
@@ -219,9 +222,9 @@ fn classes_must_match(training: &Cache, other: &Cache) -> Result<()> {
     })
 }
 
-/// The optimizer of the recipe: incept's fused one (`fused`) or Burn's, the same rules.
-fn optimizer(config: &TrainConfig, fused: bool) -> ModuleOptimizer {
-    if fused {
+/// The optimizer of the recipe: incept's fused one or Burn's, the same rules.
+fn optimizer(config: &TrainConfig, implementation: OptimizerImplementation) -> ModuleOptimizer {
+    if implementation == OptimizerImplementation::Fused {
         let rule = match config.optimizer {
             OptimizerKind::Sgd => Rule::Sgd { momentum: config.momentum as f32 },
             OptimizerKind::Adam => Rule::Adam,

@@ -130,48 +130,28 @@ pub(super) fn predict_split(run: &Run, model: &Head, device: &Device) -> Result<
 
 /// The metrics of the run's best epoch: of `best` (its predictions, when this command trained
 /// it), else as committed with it; recomputed from `best.bpk` (and written) only for a run of an
-/// earlier version, whose checkpoints did not hold them. Empty for a `benchmark` that stopped
-/// before its first epoch ended.
-pub(super) fn best_metrics(
-    run: &Run,
-    best: Option<Predictions>,
-    benchmark: bool,
-) -> Result<Metrics> {
-    let validation_device = run.validation_device();
-    let committed = match &best {
-        Some(_) => None,
-        None => run_folder::read_metrics(&run.run_dir, &run.state)?,
-    };
-    let recompute = best.is_none() && committed.is_none();
-    let predictions = match best {
-        Some(predictions) => Some(predictions),
-        // A benchmark that stopped before the first epoch ended: throughput only.
-        None if benchmark && run.state.best_epoch == 0 => None,
-        None if committed.is_some() => None,
-        None => {
-            if run.state.best_epoch == 0 {
-                return Err(Error::NotARun {
-                    path: run.run_dir.clone(),
-                    reason: "no epoch finished".into(),
-                });
-            }
-            let loaded = run_folder::load_best_weights(
-                Head::new(&run.config.head, run.shape, run.classes.len(), &validation_device),
-                &run.run_dir,
-                &run.state,
-            )?;
-            Some(predict_split(run, &loaded, &validation_device)?)
-        }
-    };
-    match (&predictions, committed) {
-        (_, Some(committed)) => Ok(committed),
-        (Some(predictions), None) => {
-            let metrics = predictions.metrics(&run.classes, run.config.tta)?;
-            if recompute {
-                run_folder::write_metrics_json(&run.run_dir, &metrics)?;
-            }
-            Ok(metrics)
-        }
-        (None, None) => Ok(Metrics::from_labels(&run.classes, &[], &[])?),
+/// earlier version, whose checkpoints did not hold them.
+pub(super) fn best_metrics(run: &Run, best: Option<Predictions>) -> Result<Metrics> {
+    if let Some(predictions) = best {
+        return predictions.metrics(&run.classes, run.config.tta);
     }
+    if let Some(committed) = run_folder::read_metrics(&run.run_dir, &run.state)? {
+        return Ok(committed);
+    }
+    if run.state.best_epoch == 0 {
+        return Err(Error::NotARun {
+            path: run.run_dir.clone(),
+            reason: "no epoch finished".into(),
+        });
+    }
+    let validation_device = run.validation_device();
+    let loaded = run_folder::load_best_weights(
+        Head::new(&run.config.head, run.shape, run.classes.len(), &validation_device),
+        &run.run_dir,
+        &run.state,
+    )?;
+    let metrics =
+        predict_split(run, &loaded, &validation_device)?.metrics(&run.classes, run.config.tta)?;
+    run_folder::write_metrics_json(&run.run_dir, &metrics)?;
+    Ok(metrics)
 }

@@ -1,4 +1,5 @@
-//! Process-wide allocator policy for training.
+//! Process-wide allocator policy, chosen by the binary (as ripgrep chooses its allocator in
+//! `main`), not by the libraries.
 
 /// Makes glibc keep freed memory for reuse instead of handing it back to the kernel.
 ///

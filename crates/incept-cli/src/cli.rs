@@ -1,0 +1,372 @@
+//! The command line as clap sees it: every subcommand's arguments with their help text. `main`
+//! dispatches on [`Command`]; the command modules turn these into the libraries' configs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use incept_cache::{Compression, Dtype};
+use incept_extract::{Augmentation, Device, Layer};
+use incept_head::{Backend, OptimizerKind, Pooling};
+
+use crate::{export, report};
+
+/// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
+#[derive(Debug, Parser)]
+#[command(name = "incept", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Decode, augment and run InceptionV3 over <class>/<image> folders; cache feature maps in HDF5.
+    Extract(ExtractArgs),
+    /// Train a classifier head (SE + dropout + dense) on a feature cache.
+    TrainHead(TrainArgs),
+    /// List the runs trained from one cache (or in one folder) side by side.
+    Runs(RunsArgs),
+    /// Confusion matrix and per-class metrics of a trained head.
+    Confusion(ConfusionArgs),
+    /// Classify photos end to end with a trained head.
+    Predict(PredictArgs),
+    /// A self-contained HTML page about a trained head: figures, confusion matrix, training
+    /// curves and thumbnails of the photos behind its mistakes.
+    Report(report::ReportArgs),
+    /// Plan a sharded extraction for a batch engine (Slurm, Kubernetes, AWS Batch).
+    Plan(PlanArgs),
+    /// Which shards of a plan are done, partial or missing (missing ones in array syntax).
+    Status(StatusArgs),
+    /// Merge the finished shards of a plan into one cache.
+    Merge(MergeArgs),
+    /// Write a run's backbone and head as one ONNX classifier: pixels in, probabilities out.
+    Export(export::ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExtractArgs {
+    /// Folder holding one sub-folder of images per class.
+    #[arg(required_unless_present = "plan")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The HDF5 cache to create or extend.
+    #[arg(short, long, required_unless_present = "plan")]
+    pub(crate) output: Option<PathBuf>,
+    /// Run one shard of a plan made by `incept plan` (its settings are the plan's).
+    #[arg(long, value_name = "PLAN_DIR", requires = "shard", conflicts_with_all = [
+        "data_dir", "output", "overwrite", "copies", "no_augment", "seed", "layer", "model", "dtype",
+        "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+        "no_horizontal_flip",
+    ])]
+    pub(crate) plan: Option<PathBuf>,
+    /// The shard to run (0-based), or `auto`: from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX.
+    #[arg(long, requires = "plan", value_name = "I|auto")]
+    pub(crate) shard: Option<ShardArg>,
+    /// Added to the engine's index with `--shard auto` (only), for plans larger than one job
+    /// array.
+    #[arg(long, default_value_t = 0, requires = "shard")]
+    pub(crate) shard_offset: usize,
+    /// Replace an existing cache made with other settings.
+    #[arg(long)]
+    pub(crate) overwrite: bool,
+    #[command(flatten)]
+    pub(crate) settings: SettingsArgs,
+    #[command(flatten)]
+    pub(crate) machine: MachineArgs,
+}
+
+/// Which shard: a number or `auto`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ShardArg {
+    Index(usize),
+    Auto,
+}
+
+impl std::str::FromStr for ShardArg {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(ShardArg::Auto);
+        }
+        text.parse()
+            .map(ShardArg::Index)
+            .map_err(|_| format!("{text:?}: expected a number or auto"))
+    }
+}
+
+/// The augmentation defaults: the blog post's Keras `ImageDataGenerator` settings.
+const KERAS: Augmentation = Augmentation::KERAS;
+
+/// What decides the cached values (recorded in the cache, or in a plan).
+#[derive(Debug, Args)]
+pub(crate) struct SettingsArgs {
+    /// Augmented copies per image (variants 1..=K; variant 0 is the original).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) copies: u32,
+    /// Store only the unaugmented images (same as --copies 0).
+    #[arg(long)]
+    pub(crate) no_augment: bool,
+    /// Seed of the augmentation draws.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
+    /// earlier; compared in docs/HEADS.md).
+    #[arg(long, value_enum, default_value = "mixed_10")]
+    pub(crate) layer: Layer,
+    /// The ONNX backbone [default: the file INCEPT_MODEL names, else the --layer's model under
+    /// incept's models/]; with another model, say with --layer which layer it ends at (a model
+    /// converted by incept that says otherwise is refused).
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    /// Element type of the stored feature maps.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) dtype: Dtype,
+    /// Rotation range, degrees (uniform in ±this).
+    #[arg(long, default_value_t = KERAS.rotation_range_degrees)]
+    pub(crate) rotation_range: f64,
+    /// Horizontal shift range, fraction of the width (uniform in ±this).
+    #[arg(long, default_value_t = KERAS.width_shift_fraction)]
+    pub(crate) width_shift_range: f64,
+    /// Vertical shift range, fraction of the height (uniform in ±this).
+    #[arg(long, default_value_t = KERAS.height_shift_fraction)]
+    pub(crate) height_shift_range: f64,
+    /// Shear range, degrees (Keras' unit; uniform in ±this).
+    #[arg(long, default_value_t = KERAS.shear_range_degrees)]
+    pub(crate) shear_range: f64,
+    /// Zoom range, factor: zx, zy uniform in [1 - this, 1 + this]; > 1 zooms out.
+    #[arg(long, default_value_t = incept_extract::KERAS_ZOOM_RANGE)]
+    pub(crate) zoom_range: f64,
+    /// Do not mirror images left-right (by default, with probability 1/2).
+    #[arg(long)]
+    pub(crate) no_horizontal_flip: bool,
+}
+
+/// How this machine runs the extraction (never recorded: any worker may differ).
+#[derive(Debug, Args)]
+pub(crate) struct MachineArgs {
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch_size: usize,
+    /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub(crate) device: Device,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// Decode truncated JPEGs as far as they go (PIL's LOAD_TRUNCATED_IMAGES) instead of
+    /// skipping them.
+    #[arg(long)]
+    pub(crate) allow_truncated: bool,
+    /// Compression of the new feature maps: lzf (faster extraction) or deflate (about 20 %
+    /// smaller); h5py reads both, and one cache may hold pieces of each.
+    #[arg(long, value_enum, default_value = "lzf")]
+    pub(crate) compression: Compression,
+    /// Samples per crash-safe segment (the most an interruption can lose).
+    #[arg(long, default_value_t = 256, hide = true)]
+    pub(crate) segment_samples: usize,
+}
+
+impl MachineArgs {
+    /// Planning runs nothing: any machine options do.
+    pub(crate) fn default_for_plan() -> Self {
+        MachineArgs {
+            batch_size: 16,
+            device: Device::Cpu,
+            threads: 0,
+            allow_truncated: false,
+            compression: Compression::Lzf,
+            segment_samples: 256,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Folder holding one sub-folder of images per class; listed once, here.
+    pub(crate) data_dir: PathBuf,
+    /// The plan folder: plan.json now, the shards and their markers later.
+    #[arg(short, long, value_name = "PLAN_DIR")]
+    pub(crate) output: PathBuf,
+    /// Number of shards (array tasks); shard i is a fixed, contiguous range of the sorted photos.
+    #[arg(long)]
+    pub(crate) shards: usize,
+    #[command(flatten)]
+    pub(crate) settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The plan folder made by `incept plan`.
+    pub(crate) plan_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: PredictFormatArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The plan folder made by `incept plan`, every shard done.
+    pub(crate) plan_dir: PathBuf,
+    /// The cache to write.
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// Write one self-contained file instead of an index over the shards' files.
+    #[arg(long)]
+    pub(crate) copy: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    /// The feature cache made by `incept extract`.
+    pub(crate) cache: PathBuf,
+    /// Folder for this run's config, weights, metrics and predictions.
+    #[arg(long)]
+    pub(crate) run_dir: PathBuf,
+    /// TOML file with any of the options below; flags override it.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Start from a preset: `default` (the best recipe found) or `blog` (the post's).
+    #[arg(long, value_enum)]
+    pub(crate) preset: Option<PresetArg>,
+    /// Passes over the training photos.
+    #[arg(long)]
+    pub(crate) epochs: Option<usize>,
+    /// Samples per optimizer step.
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    #[arg(long, value_enum)]
+    pub(crate) optimizer: Option<OptimizerKind>,
+    /// Peak learning rate (cosine-decayed to a fraction of it over the run).
+    #[arg(long)]
+    pub(crate) learning_rate: Option<f64>,
+    /// SGD's momentum.
+    #[arg(long)]
+    pub(crate) momentum: Option<f64>,
+    /// Decoupled weight decay (AdamW) or L2 (SGD, Adam).
+    #[arg(long)]
+    pub(crate) weight_decay: Option<f64>,
+    /// Seed of the weights, the split's shuffling and the dropout masks.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Fraction of source photos held out for validation (split by photo, stable).
+    #[arg(long)]
+    pub(crate) validation_split: Option<f64>,
+    /// A separate cache to validate on instead of a split.
+    #[arg(long)]
+    pub(crate) validation_cache: Option<PathBuf>,
+    /// Drop the Squeeze-and-Excitation block.
+    #[arg(long)]
+    pub(crate) no_se: bool,
+    /// How the map becomes a vector: flatten (every position), gap (global average) or avgmax
+    /// (average and max side by side).
+    #[arg(long, value_enum)]
+    pub(crate) pooling: Option<Pooling>,
+    /// Train K heads side by side and average their softmax outputs.
+    #[arg(long, value_name = "K")]
+    pub(crate) ensemble: Option<usize>,
+    /// Average predictions over all variants of each validation photo (the default preset does).
+    #[arg(long, conflicts_with = "no_tta")]
+    pub(crate) tta: bool,
+    /// Validate on variant 0 of each photo only.
+    #[arg(long)]
+    pub(crate) no_tta: bool,
+    /// Continue an interrupted run from its last finished epoch.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Most memory, in MiB, used to hold the cache in memory; larger caches are streamed.
+    #[arg(long)]
+    pub(crate) memory_budget_mib: Option<usize>,
+    /// Burn CPU backend (default flex, the fastest here; a resumed run keeps its own).
+    #[arg(long, value_enum)]
+    pub(crate) backend: Option<Backend>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum PresetArg {
+    /// The best recipe found (docs/HEADS.md).
+    Default,
+    /// The original blog post's recipe (its three bugs fixed).
+    Blog,
+}
+
+impl PresetArg {
+    /// The preset's name in a TOML file's `preset` key.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PresetArg::Default => "default",
+            PresetArg::Blog => "blog",
+        }
+    }
+}
+
+/// `cpu`, `cuda`, `cuda:N` or `auto`, for clap.
+fn parse_device(text: &str) -> Result<Device, String> {
+    Device::parse(text).ok_or_else(|| format!("{text:?}: use cpu, cuda, cuda:N or auto"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    /// A cache (lists runs made from it under ./runs) or a folder of runs.
+    pub(crate) target: PathBuf,
+    /// Where to look for runs when TARGET is a cache.
+    #[arg(long, default_value = "runs")]
+    pub(crate) runs_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum FormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfusionArgs {
+    /// The run folder made by `incept train-head`.
+    pub(crate) run_dir: PathBuf,
+    /// Evaluate the head on this cache instead of the run's validation predictions.
+    #[arg(long)]
+    pub(crate) cache: Option<PathBuf>,
+    /// Average over all variants of each photo (with --cache).
+    #[arg(long)]
+    pub(crate) tta: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: FormatArg,
+    /// Also draw the matrix as a heatmap (.png or .svg).
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum PredictFormatArg {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PredictArgs {
+    /// The run folder made by `incept train-head`.
+    pub(crate) run_dir: PathBuf,
+    /// Images or folders of images.
+    #[arg(required = true)]
+    pub(crate) inputs: Vec<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub(crate) top_k: usize,
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: PredictFormatArg,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub(crate) device: Device,
+    /// The ONNX backbone [default: the model under models/ that the head's cache was made with].
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch_size: usize,
+    /// Decode truncated JPEGs as far as they go instead of skipping them.
+    #[arg(long)]
+    pub(crate) allow_truncated: bool,
+    /// Average the head over the photo and K augmented views drawn as the head's cache drew its
+    /// variants (its augmentation and seed; a photo's path relative to the folder given is its
+    /// key, as in the cache): the figure a run reports "with TTA". 0: the photo alone.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub(crate) tta: u32,
+}

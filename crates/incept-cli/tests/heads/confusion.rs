@@ -1,0 +1,88 @@
+//! `incept confusion`: its renderings, other caches, and weights that do not fit the run.
+
+use crate::common::*;
+
+#[test]
+fn confusion_renders_and_evaluates_other_caches() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = tiny_cache(dir.path(), 10)?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &[])?);
+
+    let table = stdout(&ok(run(&["confusion", path_str(&run_dir)])?));
+    assert!(
+        table.contains("precision") && table.contains("cricket") && table.contains("accuracy"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&ok(run(&[
+        "confusion",
+        path_str(&run_dir),
+        "--format",
+        "json",
+    ])?)))?;
+    for key in ["classes", "matrix", "accuracy", "macro_f1", "weighted_f1", "per_class"] {
+        assert!(json.get(key).is_some(), "json lacks {key}");
+    }
+    for key in ["class", "precision", "recall", "f1", "support"] {
+        assert!(json["per_class"][0].get(key).is_some(), "per_class lacks {key}");
+    }
+    let csv = stdout(&ok(run(&["confusion", path_str(&run_dir), "--format", "csv"])?));
+    assert!(csv.starts_with("true\\predicted,ant,bee,cricket\n"), "{csv}");
+
+    let png = dir.path().join("m.png");
+    ok(run(&["confusion", path_str(&run_dir), "--plot", path_str(&png)])?);
+    assert!(std::fs::read(&png)?.starts_with(b"\x89PNG"));
+    let svg = dir.path().join("m.svg");
+    ok(run(&["confusion", path_str(&run_dir), "--plot", path_str(&svg)])?);
+    assert!(std::fs::read_to_string(&svg)?.contains("<svg"));
+
+    // Evaluate on a separate cache (with TTA), and refuse unknown classes.
+    let test_cache = dir.path().join("test.h5");
+    ok(extract(&data, &test_cache, &["--copies", "1", "--seed", "4"])?);
+    let evaluated: serde_json::Value = serde_json::from_str(&stdout(&ok(run(&[
+        "confusion",
+        path_str(&run_dir),
+        "--cache",
+        path_str(&test_cache),
+        "--tta",
+        "--format",
+        "json",
+    ])?)))?;
+    let total: u64 = evaluated["matrix"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.as_array().into_iter().flatten())
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(total, 30);
+    let strange = dir.path().join("strange");
+    make_dataset(&strange, &["ant", "wasp"], 2)?;
+    let strange_cache = dir.path().join("strange.h5");
+    ok(extract(&strange, &strange_cache, &["--no-augment"])?);
+    let refused = run(&["confusion", path_str(&run_dir), "--cache", path_str(&strange_cache)])?;
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("\"wasp\""),
+        "{}",
+        stderr(&refused)
+    );
+    Ok(())
+}
+
+#[test]
+fn weights_of_another_head_are_refused_with_the_fix() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 6)?;
+    let small = small_config(dir.path(), "")?;
+    let other = small_config(dir.path(), "ensemble = 2\n")?;
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    ok(train(&cache, &first, &small, &[])?);
+    ok(train(&cache, &second, &other, &[])?);
+    std::fs::copy(second.join("best.bpk"), first.join("best.bpk"))?;
+    let refused = run(&["confusion", path_str(&first), "--cache", path_str(&cache)])?;
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(message.contains("best.bpk") && message.contains("trained again"), "{message}");
+    Ok(())
+}

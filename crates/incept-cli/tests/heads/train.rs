@@ -1,0 +1,135 @@
+//! `incept train-head` and `runs`: the run folder, reproducibility, resuming and ensembles.
+
+use std::path::Path;
+
+use super::original_index;
+use crate::common::*;
+
+#[test]
+fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = tiny_cache(dir.path(), 10)?;
+    let config = small_config(dir.path(), "")?;
+    let first = dir.path().join("runs/first");
+    let output = ok(train(&cache, &first, &config, &["--seed", "3"])?);
+    assert!(stderr(&output).contains("epoch   3/3"), "{}", stderr(&output));
+    for file in [
+        "config.toml",
+        "run.json",
+        "best.bpk",
+        "last.bpk",
+        "metrics.csv",
+        "metrics.json",
+        "predictions.csv",
+    ] {
+        assert!(first.join(file).exists(), "missing {file}");
+    }
+    let csv = std::fs::read_to_string(first.join("metrics.csv"))?;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds")
+    );
+    assert_eq!(lines.count(), 3);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("metrics.json"))?)?;
+    assert_eq!(metrics["classes"], serde_json::json!(["ant", "bee", "cricket"]));
+    // Validated with TTA (the default): the photo-alone accuracy is recorded beside it.
+    let single = metrics["single_view_accuracy"].as_f64().ok_or("no single_view_accuracy")?;
+    assert!((0.0..=1.0).contains(&single), "{single}");
+    let predictions = std::fs::read_to_string(first.join("predictions.csv"))?;
+    assert!(
+        predictions.starts_with("source,label,predicted,p_ant,p_bee,p_cricket\n"),
+        "{predictions}"
+    );
+    // The resolved config records the flag.
+    assert!(std::fs::read_to_string(first.join("config.toml"))?.contains("seed = 3"));
+
+    // Same seed, same numbers (CPU backend).
+    let second = dir.path().join("runs/second");
+    ok(train(&cache, &second, &config, &["--seed", "3"])?);
+    let columns = |path: &Path| -> std::io::Result<Vec<String>> {
+        Ok(std::fs::read_to_string(path.join("metrics.csv"))?
+            .lines()
+            .map(|l| l.rsplit_once(',').map_or(l, |(a, _)| a).to_owned())
+            .collect())
+    };
+    assert_eq!(columns(&first)?, columns(&second)?);
+
+    // A run folder is never overwritten by accident.
+    let again = train(&cache, &first, &config, &[])?;
+    assert!(!again.status.success() && stderr(&again).contains("--resume"), "{}", stderr(&again));
+
+    // `runs` lists both, from the cache or the folder.
+    let listing =
+        ok(run(&["runs", path_str(&cache), "--runs-dir", path_str(&dir.path().join("runs"))])?);
+    let text = stdout(&listing);
+    assert!(text.contains("first") && text.contains("second") && text.contains("gap"), "{text}");
+    let listing = ok(run(&["runs", path_str(&dir.path().join("runs"))])?);
+    assert_eq!(stdout(&listing).lines().count(), 3);
+    assert!(!stdout(&listing).contains('*'), "{}", stdout(&listing));
+
+    // The cache grows by a copy: both runs trained on its earlier content, and `runs` says so.
+    ok(extract(&data, &cache, &["--copies", "2"])?);
+    let listing =
+        ok(run(&["runs", path_str(&cache), "--runs-dir", path_str(&dir.path().join("runs"))])?);
+    let text = stdout(&listing);
+    assert!(text.contains("first*") && text.contains("second*"), "{text}");
+    assert!(stderr(&listing).contains("earlier content"), "{}", stderr(&listing));
+    Ok(())
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_result() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 8)?;
+    let config = small_config(dir.path(), "")?;
+    let whole = dir.path().join("whole");
+    ok(train(&cache, &whole, &config, &[])?);
+    // Stop after the first epoch (as Ctrl-C would after it finished), then resume.
+    let split = dir.path().join("split");
+    ok(train(&cache, &split, &config, &["--epochs", "1"])?);
+    let resumed = ok(train(&cache, &split, &config, &["--resume", "--epochs", "3"])?);
+    assert!(stderr(&resumed).contains("resuming"), "{}", stderr(&resumed));
+    let losses = |path: &Path| -> std::io::Result<Vec<String>> {
+        Ok(std::fs::read_to_string(path.join("metrics.csv"))?
+            .lines()
+            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+            .collect())
+    };
+    assert_eq!(losses(&whole)?, losses(&split)?);
+    Ok(())
+}
+
+#[test]
+fn an_ensemble_is_saved_whole_and_read_back() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 10)?;
+    let config = small_config(dir.path(), "ensemble = 2\n")?;
+    let run_dir = dir.path().join("ensemble");
+    ok(train(&cache, &run_dir, &config, &["--no-tta"])?);
+    assert!(std::fs::read_to_string(run_dir.join("config.toml"))?.contains("ensemble = 2"));
+    let listing = ok(run(&["runs", path_str(dir.path())])?);
+    assert!(stdout(&listing).contains("×2"), "{}", stdout(&listing));
+
+    // The probabilities saved for each validation photo are those of the reloaded ensemble.
+    let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
+    let cached = incept_cache::Cache::open(&cache)?;
+    let predictions = std::fs::read_to_string(run_dir.join("predictions.csv"))?;
+    let mut checked = 0;
+    for line in predictions.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let index = original_index(&cached, fields[0])?;
+        let features = cached.read_block(index, 1)?;
+        let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+        let sum: f64 = probabilities[0].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+        for (saved, loaded) in fields[3..].iter().zip(&probabilities[0]) {
+            let saved: f64 = saved.parse()?;
+            assert!((saved - loaded).abs() < 1e-4, "{line}: {saved} vs {loaded}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 0);
+    Ok(())
+}
