@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 incept=${INCEPT:-./target/release/incept}
 data=${DATA:-../shared/datasets/amid5}
-cache=${CACHE:-features/amid5-mixed_9.h5}
+cache=${CACHE:-features/amid5-mixed_7.h5}
 rounds=${ROUNDS:-2}
-flags=(--layer mixed_9 --copies 10)
+# The layer the cache holds (the demo's: mixed_7).
+flags=(--layer "${LAYER:-mixed_7}" --copies 10)
 
 [ -x "$incept" ] || { echo "bench-grow: $incept missing; run just setup" >&2; exit 1; }
 [ -d "$data" ] || { echo "bench-grow: no photos at $data (see README, Data)" >&2; exit 1; }

