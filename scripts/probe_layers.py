@@ -117,13 +117,16 @@ def main() -> int:
     print(f"{len(files)} photos, {len(set(labels))} classes, 5-fold, C={args.C}")
     for size in (int(s) for s in args.sizes.split(",")):
         stored = args.work / f"pooled-{size}.npz"
-        if stored.exists() and list(np.load(stored)["files"]) == files:
-            features = dict(np.load(stored))
+        # Reused only for the same photos (names, sizes, times) and the same archive.
+        key = np.array([f"{n}:{(args.data / n).stat().st_size}:{(args.data / n).stat().st_mtime_ns}" for n in files]
+                       + [f"{args.archive.resolve()}:{args.archive.stat().st_size}"])
+        if stored.exists() and list(np.load(stored)["key"]) == list(key):
+            features = {name: np.load(stored)[name] for name in LAYERS}
         else:
             if session is None:
                 session = onnxruntime.InferenceSession(multi_output_model(args.archive), options)
             features = pooled_features(session, args.data, files, size)
-            np.savez(stored, files=np.array(files), **features)
+            np.savez(stored, key=key, **features)
         choices = [(name, features[name]) for name in LAYERS]
         choices.append(("mixed_8+mixed_9", np.concatenate([features["mixed_8"], features["mixed_9"]], 1)))
         choices.append(

@@ -125,7 +125,7 @@ pub struct Settings {
     /// read as version 1, the algorithm they were made with.
     pub augmentation_version: u32,
     /// The backbone layer whose output the maps are (`mixed_10`: Keras' `include_top=False`
-    /// output; `mixed_9`: one block earlier). Caches made before it was recorded read as
+    /// output; `mixed_9`, `mixed_8`, `mixed_7`: one, two, three blocks earlier). Caches made before it was recorded read as
     /// `mixed_10`, the only layer incept extracted then.
     pub layer: String,
 }

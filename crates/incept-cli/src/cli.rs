@@ -109,8 +109,8 @@ pub(crate) struct SettingsArgs {
     /// Seed of the augmentation draws.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// The backbone layer to cache: mixed_10 (Keras' no-top output) or mixed_9 (one block
-    /// earlier; compared in docs/HEADS.md).
+    /// The backbone layer to cache: mixed_10 (Keras' no-top output), or one, two or three
+    /// blocks earlier (mixed_9, mixed_8, mixed_7: what `just demo` caches; docs/HEADS.md).
     #[arg(long, value_enum, default_value = "mixed_10")]
     pub(crate) layer: Layer,
     /// The ONNX backbone [default: the file INCEPT_MODEL names, else the --layer's model under
@@ -275,7 +275,8 @@ pub(crate) struct TrainArgs {
     /// Most memory, in MiB, used to hold the cache in memory; larger caches are streamed.
     #[arg(long)]
     pub(crate) memory_budget_mib: Option<usize>,
-    /// Burn CPU backend (default flex, the fastest here; a resumed run keeps its own).
+    /// Burn CPU backend (default flex, the fastest here; ndarray needs a build with
+    /// `--features ndarray`; a resumed run keeps its own).
     #[arg(long, value_enum)]
     pub(crate) backend: Option<Backend>,
 }

@@ -307,8 +307,8 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     for layer in std::iter::once(default).chain(others) {
         match layer.find_converted() {
             Ok(model) => converted.push(model),
-            Err(incept_extract::Error::ModelNotFound { layer, looked, .. }) => {
-                missing.push(format!("{layer} (looked for {looked})"));
+            Err(incept_extract::Error::ModelNotFound { layer, looked, convert }) => {
+                missing.push(format!("{layer} (looked for {looked}; `{convert}` makes it)"));
             }
             Err(other) => return Err(other.into()),
         }
@@ -335,7 +335,7 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     }
     bail!(
         "no converted model is the backbone this head was trained with (model sha256 {wanted}): \
-         {}; pass that model with --model (or run `just setup` in incept's folder)",
+         {}; pass that model with --model, or make the missing ones in incept's folder",
         found.join("; ")
     )
 }

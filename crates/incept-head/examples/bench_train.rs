@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         fused / rate
                     );
                 }
-                let parameters = parameter_count(&config);
+                let parameters = parameter_count(&config)?;
                 if parameters == torch_parameters {
                     println!("{:40} {:>32} {parameters:>10}", "", "parameters (incept = PyTorch)");
                 } else {
@@ -223,9 +223,9 @@ fn torch_rate(
 
 /// Parameters of incept's head for `config` on the bench's 5×5×2048 maps (weights drawn lazily:
 /// counting allocates nothing).
-fn parameter_count(config: &TrainConfig) -> usize {
+fn parameter_count(config: &TrainConfig) -> Result<usize, incept_head::Error> {
     let input = InputShape { height: 5, width: 5, channels: 2048 };
-    Head::new(&config.head, input, CLASSES, &Backend::Flex.device()).num_params()
+    Ok(Head::new(&config.head, input, CLASSES, &Backend::Flex.device()?).num_params())
 }
 
 /// The allocator policy `incept train-head` sets in its `main` (see `keep_freed_memory` in

@@ -3,7 +3,7 @@
 use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Burn's CPU backends, chosen at run time (Burn 0.22 dispatches by device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -46,9 +46,10 @@ fn ndarray_device() -> Result<Device> {
 
 #[cfg(not(feature = "ndarray"))]
 fn ndarray_device() -> Result<Device> {
-    Err(Error::Config(
-        "this incept was built without Burn's ndarray backend: use --backend flex, or build with \
-         `cargo build --release --locked -p incept-cli --features ndarray`"
+    Err(crate::Error::Config(
+        "this incept was built without Burn's ndarray backend, which --backend ndarray (or the \
+         run being resumed) asks for: build incept with `cargo build --release --locked -p \
+         incept-cli --features ndarray`, or train a new run with --backend flex"
             .into(),
     ))
 }

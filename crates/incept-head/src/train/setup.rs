@@ -77,12 +77,13 @@ pub(super) fn open(
     };
     config.validate()?;
     let backend = choose_backend(run_dir, previous.as_ref(), request.backend)?;
+    // A backend this build lacks is refused before any cache is read.
+    let device = backend.device()?.autodiff();
     let data = open_data(&request.cache, &config, previous.as_ref(), backend)?;
     let classes = data.new_run.classes.clone();
     let [height, width, channels] = data.new_run.input_shape;
     let shape = InputShape { height, width, channels };
 
-    let device = backend.device()?.autodiff();
     let resuming = previous.is_some();
     let mut state = previous.unwrap_or_else(|| data.new_run.clone());
     if state.classes != classes || state.input_shape != data.new_run.input_shape {
