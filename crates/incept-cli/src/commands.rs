@@ -277,6 +277,13 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether the `.sha256` file beside `model` records `sha256` (a hint; the model is hashed anyway).
+fn records_sha256(model: &Path, sha256: &str) -> bool {
+    let recorded = model.with_extension("onnx.sha256");
+    std::fs::read_to_string(recorded)
+        .is_ok_and(|text| text.split_whitespace().next() == Some(sha256))
+}
+
 /// The backbone the head's cache was made with: `chosen` if it is that one, else the converted
 /// model under `models/` whose sha256 the run recorded.
 pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
@@ -294,17 +301,14 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
         }
         return Ok(path.to_path_buf());
     }
-    // The default layer's model first: most runs were trained on it. Then the int8 models that
-    // `just model-int8` writes beside them, if any.
+    // Candidates: the file INCEPT_MODEL names, each layer's converted model, then the int8 models
+    // that `just model-int8` writes beside them, if any.
     let (mut present, mut missing) = (Vec::new(), Vec::new());
-    // The file INCEPT_MODEL names first, then each layer's converted model.
     let mut converted: Vec<PathBuf> =
         incept_extract::model_from_environment(incept_extract::Layer::default())?
             .into_iter()
             .collect();
-    let default = incept_extract::Layer::default();
-    let others = incept_extract::Layer::ALL.into_iter().filter(|layer| *layer != default);
-    for layer in std::iter::once(default).chain(others) {
+    for layer in incept_extract::Layer::ALL {
         match layer.find_converted() {
             Ok(model) => converted.push(model),
             Err(incept_extract::Error::ModelNotFound { layer, looked, convert }) => {
@@ -316,7 +320,10 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     converted.dedup();
     let quantized =
         converted.iter().map(|model| model.with_extension("int8.onnx")).filter(|m| m.is_file());
-    let candidates: Vec<PathBuf> = converted.iter().cloned().chain(quantized).collect();
+    let mut candidates: Vec<PathBuf> = converted.iter().cloned().chain(quantized).collect();
+    // Hashing a model reads all of it: the one whose recorded sha256 (the `.sha256` file the
+    // converter writes beside it) is the wanted one goes first, so usually only it is read.
+    candidates.sort_by_key(|candidate| !records_sha256(candidate, wanted));
     for candidate in candidates {
         if !candidate.is_file() {
             missing.push(candidate.display().to_string());
