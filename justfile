@@ -141,8 +141,8 @@ lint:
 # Extraction throughput against bare ONNX Runtime inference, side by side (200 photos; 1 copy,
 # then 10 copies).
 bench-extract: setup
-    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 1
-    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 10
+    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 1 3
+    cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 10 3
 
 # Adding 20 photos (1 %, 10 copies) to the demo's cache against the same photos into an empty one.
 bench-grow: setup

@@ -99,10 +99,13 @@ pub(crate) fn create_features(
 ) -> Result<hdf5::Dataset> {
     let mut builder = file.new_dataset_builder();
     if n > 0 {
-        builder = builder.chunk((1, shape.height, shape.width, shape.channels)).shuffle();
+        builder = builder.chunk((1, shape.height, shape.width, shape.channels));
+        if compression.shuffled() {
+            builder = builder.shuffle();
+        }
         builder = match compression {
-            Compression::Lzf => builder.lzf(),
-            Compression::Deflate => builder.deflate(DEFLATE_LEVEL),
+            Compression::Lzf | Compression::ShuffleLzf => builder.lzf(),
+            Compression::Deflate | Compression::ShuffleDeflate => builder.deflate(DEFLATE_LEVEL),
         };
     }
     let extent = (n, shape.height, shape.width, shape.channels);

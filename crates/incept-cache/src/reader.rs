@@ -45,7 +45,7 @@ pub struct Cache {
     /// have none).
     pub content_id: Option<String>,
     /// The `compression` attribute: that of the newest pieces (each piece records its own
-    /// filters); caches without a known one read as deflate, what incept 0.1.0 wrote.
+    /// filters); caches without a known one read as shuffle+deflate, what incept 0.1.0 wrote.
     pub compression: Compression,
     storage: Storage,
     _file: hdf5::File,
@@ -117,7 +117,7 @@ impl Cache {
         let compression = read_string_attribute(&file, "compression", path)
             .ok()
             .and_then(|c| Compression::parse(&c))
-            .unwrap_or(Compression::Deflate);
+            .unwrap_or(Compression::ShuffleDeflate);
         let storage = if file.link_exists(PIECES) {
             Storage::Pieces(index::open_pieces(&file, path, shape, settings.dtype)?)
         } else {

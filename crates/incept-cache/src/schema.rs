@@ -17,33 +17,54 @@ pub const SOURCES: &str = "sources";
 pub(crate) const SEGMENT_SOURCE_PATHS: &str = "source_paths";
 pub(crate) const SEGMENT_CLASS_NAMES: &str = "class_names";
 
-/// The lossless compression of the feature maps, one chunk a sample; both are filters h5py reads
-/// without plugins. Measured on amid5: see docs/BENCHMARKS.md, "Compression".
+/// The lossless compression of the feature maps, one chunk a sample; every choice is a filter
+/// h5py reads without plugins. Measured on amid5: see docs/BENCHMARKS.md, "Compression".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Compression {
-    /// Byte shuffle, then LZF: about 2.5× deflate's speed for 20 % more bytes; extraction, which
-    /// compresses while inference runs on the same cores, is faster with it.
+    /// LZF: about twice deflate's speed for 15 % more bytes; extraction, which compresses while
+    /// inference runs on the same cores, is faster with it.
     #[default]
     Lzf,
-    /// Byte shuffle, then deflate at [`DEFLATE_LEVEL`]: the smaller cache.
+    /// Deflate at [`DEFLATE_LEVEL`]: the smaller cache.
     Deflate,
+    /// Byte shuffle, then LZF: what incept wrote before the shuffle was dropped (the maps'
+    /// zeros, most of a ReLU map, compress better unshuffled). Read and copied, never written anew.
+    #[cfg_attr(feature = "clap", value(skip))]
+    ShuffleLzf,
+    /// Byte shuffle, then deflate: as [`Compression::ShuffleLzf`], and incept 0.1.0's only choice.
+    #[cfg_attr(feature = "clap", value(skip))]
+    ShuffleDeflate,
 }
 
 /// Deflate's level: level 4 stored 3 % fewer bytes at three times the CPU time.
 pub(crate) const DEFLATE_LEVEL: u8 = 1;
 
 impl Compression {
+    const ALL: [Compression; 4] = [
+        Compression::Lzf,
+        Compression::Deflate,
+        Compression::ShuffleLzf,
+        Compression::ShuffleDeflate,
+    ];
+
     /// The `compression` attribute's value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Compression::Lzf => "shuffle+lzf",
-            Compression::Deflate => "shuffle+deflate",
+            Compression::Lzf => "lzf",
+            Compression::Deflate => "deflate",
+            Compression::ShuffleLzf => "shuffle+lzf",
+            Compression::ShuffleDeflate => "shuffle+deflate",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Compression::Lzf, Compression::Deflate].into_iter().find(|c| c.as_str() == text)
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    /// Whether the byte-shuffle filter runs before the compressor.
+    pub(crate) fn shuffled(self) -> bool {
+        matches!(self, Compression::ShuffleLzf | Compression::ShuffleDeflate)
     }
 }
 

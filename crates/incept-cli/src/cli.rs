@@ -157,7 +157,7 @@ pub(crate) struct MachineArgs {
     /// skipping them.
     #[arg(long)]
     pub(crate) allow_truncated: bool,
-    /// Compression of the new feature maps: lzf (faster extraction) or deflate (about 20 %
+    /// Compression of the new feature maps: lzf (faster extraction) or deflate (about 15 %
     /// smaller); h5py reads both, and one cache may hold pieces of each.
     #[arg(long, value_enum, default_value = "lzf")]
     pub(crate) compression: Compression,

@@ -1,24 +1,31 @@
 //! `just bench-extract`: `incept extract` end to end against bare ONNX Runtime inference of the
 //! same model on ready-made tensors, same threads and batch size, measured in one run.
 //!
-//! Usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES]
+//! Usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES] [ROUNDS]
+//!
+//! The two alternate, ROUNDS times: on a shared machine one pass of either moves by a few
+//! percent, so each round's ratio is printed and the median is the figure to quote.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use incept_extract::DEFAULT_MODEL;
-use incept_extract::{Augmentation, Backbone, Device, ExtractConfig};
+use incept_extract::{Augmentation, Backbone, Device, ExtractConfig, ExtractReport};
 use ndarray::Array4;
+
+const USAGE: &str = "usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES] [ROUNDS]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let data = PathBuf::from(
-        args.get(1).ok_or("usage: bench_extract DATA_DIR [PHOTOS] [BATCH_SIZE] [COPIES]")?,
-    );
-    let photos: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
-    let batch_size: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(16);
+    let data = PathBuf::from(args.get(1).ok_or(USAGE)?);
+    let number = |index: usize, default: usize| -> usize {
+        args.get(index).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let (photos, batch_size, copies, rounds) =
+        (number(2, 200), number(3, 16), number(4, 1), number(5, 3));
     let model = incept_core::project_root().join(DEFAULT_MODEL);
+    let samples = photos * (copies + 1);
 
     // A fixed set: every k-th photo of the sorted list, linked into a scratch folder.
     let found = incept_extract::scan(&data)?;
@@ -29,29 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(link.parent().ok_or("bad path")?)?;
         std::os::unix::fs::symlink(std::fs::canonicalize(&image.path)?, &link)?;
     }
-    let copies: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(1);
-    let samples = photos * (copies + 1);
-
-    // Bare inference: ready-made tensors, same batch size, all cores.
-    let mut backbone = Backbone::load(&model, Device::Cpu, 0)?;
-    let batch = Array4::<f32>::from_shape_fn((batch_size, 3, 224, 224), |(n, c, y, x)| {
-        ((n * 31 + c * 17 + y * 7 + x) % 255) as f32 / 127.5 - 1.0
-    });
-    backbone.run(batch.view())?; // warm-up
-    let started = Instant::now();
-    let mut done = 0;
-    while done < samples {
-        backbone.run(batch.view())?;
-        done += batch_size;
-    }
-    let bare = done as f64 / started.elapsed().as_secs_f64();
-    drop(backbone);
-
-    // incept extract, end to end: decode, augment, infer, write, merge.
     let config = ExtractConfig {
         data_dir: scratch.clone(),
         output: scratch.join("bench.h5"),
-        model,
+        model: model.clone(),
         layer: incept_extract::Layer::Mixed10,
         copies: copies as u32,
         augmentation: Augmentation::default(),
@@ -65,19 +53,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         segment_samples: 256,
         compression: incept_cache::Compression::default(),
     };
-    let report = incept_extract::extract(&config, &AtomicBool::new(false))?;
-    let end_to_end = report.samples_per_second();
-    std::fs::remove_dir_all(&scratch)?;
 
     println!(
-        "photos {photos}, copies {copies}, samples {samples}, batch {batch_size}, {} cores",
+        "photos {photos}, copies {copies}, samples {samples}, batch {batch_size}, {} cores, {rounds} rounds",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    println!("bare ONNX Runtime inference : {bare:8.1} samples/s");
-    println!("incept extract end to end   : {end_to_end:8.1} samples/s");
-    println!("ratio                       : {:8.3}", end_to_end / bare);
+    let mut ratios = Vec::new();
+    let mut last = None;
+    for round in 1..=rounds.max(1) {
+        let bare = bare_inference(&model, batch_size, samples)?;
+        let report = incept_extract::extract(&config, &AtomicBool::new(false))?;
+        let end_to_end = report.samples_per_second();
+        println!(
+            "round {round}: bare ONNX Runtime {bare:6.1} samples/s, incept extract end to end \
+             {end_to_end:6.1} samples/s, ratio {:.3}",
+            end_to_end / bare
+        );
+        ratios.push(end_to_end / bare);
+        last = Some(report);
+    }
+    std::fs::remove_dir_all(&scratch)?;
+    ratios.sort_by(f64::total_cmp);
+    let middle = ratios.len() / 2;
+    let median = if ratios.len() % 2 == 0 {
+        (ratios[middle - 1] + ratios[middle]) / 2.0
+    } else {
+        ratios[middle]
+    };
+    println!("ratio (median of {} rounds)   : {median:.3}", ratios.len());
+    if let Some(report) = last {
+        describe(&report, &config);
+    }
+    Ok(())
+}
+
+/// Samples a second of the model alone on ready-made tensors: the same batch size, all cores,
+/// after one warm-up batch.
+fn bare_inference(
+    model: &Path,
+    batch_size: usize,
+    samples: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let mut backbone = Backbone::load(model, Device::Cpu, 0)?;
+    let batch = Array4::<f32>::from_shape_fn((batch_size, 3, 224, 224), |(n, c, y, x)| {
+        ((n * 31 + c * 17 + y * 7 + x) % 255) as f32 / 127.5 - 1.0
+    });
+    backbone.run(batch.view())?; // warm-up
+    let started = Instant::now();
+    let mut done = 0;
+    while done < samples {
+        backbone.run(batch.view())?;
+        done += batch_size;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Where the last round's time went and what it stored.
+fn describe(report: &ExtractReport, config: &ExtractConfig) {
     println!(
-        "time split: decode+augment {:.1} s (worker time), inference {:.1} s, writing {:.1} s, wall {:.1} s",
+        "last round: decode+augment {:.1} s (worker time), inference {:.1} s, writing {:.1} s, wall {:.1} s",
         report.decode.as_secs_f64(),
         report.inference.as_secs_f64(),
         report.write.as_secs_f64(),
@@ -88,5 +122,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.bytes_per_sample,
         config.compression.as_str()
     );
-    Ok(())
 }
