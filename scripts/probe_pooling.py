@@ -9,7 +9,7 @@ averaged over the positions (the D×D Gram matrix's upper triangle), then signed
 unit L2 norm, as in compact bilinear pooling for fine-grained recognition. Not part of the tool
 or its tests; it needs numpy, h5py and scikit-learn (see linear_probe.py):
 
-    /tmp/probe/bin/python scripts/probe_pooling.py features/amid5-mixed_7.h5 runs/demo-mixed_7
+    /tmp/probe/bin/python scripts/probe_pooling.py features/amid5-mixed_7.h5 runs/demo-bilinear
 
 Prints one line per (pooling, inverse regularisation C): accuracy with the softmax averaged over
 all of a photo's variants (TTA), and on variant 0 alone.

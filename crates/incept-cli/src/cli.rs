@@ -224,7 +224,9 @@ pub(crate) struct TrainArgs {
     /// TOML file with any of the options below; flags override it.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-    /// Start from a preset: `default` (the best recipe found) or `blog` (the post's).
+    /// Start from a preset: `default` (global average pooling, any cache), `bilinear`
+    /// (second-order pooling, the most accurate on amid5; `just demo` uses it) or `blog` (the
+    /// post's).
     #[arg(long, value_enum)]
     pub(crate) preset: Option<PresetArg>,
     /// Passes over the training photos.
@@ -283,10 +285,13 @@ pub(crate) struct TrainArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum PresetArg {
-    /// The best recipe found (docs/HEADS.md).
+    /// SE, global average pooling, three dense layers: works on any cache (docs/HEADS.md).
     Default,
     /// The original blog post's recipe (its three bugs fixed).
     Blog,
+    /// The default recipe on second-order (bilinear) pooling, without SE, one dense layer: the
+    /// most accurate on amid5 (docs/HEADS.md).
+    Bilinear,
 }
 
 impl PresetArg {
@@ -295,6 +300,7 @@ impl PresetArg {
         match self {
             PresetArg::Default => "default",
             PresetArg::Blog => "blog",
+            PresetArg::Bilinear => "bilinear",
         }
     }
 }

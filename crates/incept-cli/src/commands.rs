@@ -99,6 +99,7 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
         (None, Some(preset)) => match preset {
             PresetArg::Default => TrainConfig::default_preset(),
             PresetArg::Blog => TrainConfig::blog_preset(),
+            PresetArg::Bilinear => TrainConfig::bilinear_preset(),
         },
         (None, None) if args.resume => incept_head::run_folder::load_config(&args.run_dir)?,
         (None, None) => TrainConfig::default_preset(),

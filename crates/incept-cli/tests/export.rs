@@ -181,6 +181,7 @@ fn every_pooling_ensembles_and_float_input_export_as_predict_computes() -> TestR
         ("avgmax", "se = true\nensemble = 2", "float"),
         ("gap", "se = false\nensemble = 3", "uint8"),
         ("flatten", "se = false\nensemble = 2", "float"),
+        ("bilinear", "se = false\nbilinear_dimensions = 3\nensemble = 2", "uint8"),
     ];
     for (index, (pooling, extra, input)) in cases.iter().enumerate() {
         let config = small_config(dir.path(), &format!("{extra}\n"))?;

@@ -1,7 +1,7 @@
 //! The head as ONNX nodes: pooling, Squeeze-and-Excitation, dense layers, softmax, and the mean
 //! over an ensemble's members. Each step mirrors `incept_head::model` (inference: no dropout).
 
-use incept_head::Pooling;
+use incept_head::{BILINEAR_NORM_EPSILON, Pooling, Projection, bilinear_pooled_len};
 use incept_head::{DenseValues, HeadValues};
 
 use crate::onnx::{self, Attribute};
@@ -67,21 +67,64 @@ impl Nodes {
         self.add("Gemm", name.to_owned(), &[x, &weight, &bias], &[Attribute::Int("transB", 1)])
     }
 
-    /// Mean or max over the spatial axes of an [N, C, H, W] map, giving [N, C]. The axes are an
-    /// attribute up to operator set 17 and an input from 18 on.
-    fn reduce(&mut self, op_type: &str, name: &str, map: &str) -> String {
-        let keepdims = Attribute::Int("keepdims", 0);
+    /// A reduction (mean, max, L2 norm) over `axes`. The axes are an attribute up to operator
+    /// set 17 and an input from 18 on.
+    fn reduce(&mut self, op_type: &str, name: &str, x: &str, axes: &[i64], keep: bool) -> String {
+        let keepdims = Attribute::Int("keepdims", i64::from(keep));
         if self.opset >= 18 {
-            let axes = self.int64s(format!("{name}/axes"), &[2, 3]);
-            self.add(op_type, name.to_owned(), &[map, &axes], &[keepdims])
+            let axes = self.int64s(format!("{name}/axes"), axes);
+            self.add(op_type, name.to_owned(), &[x, &axes], &[keepdims])
         } else {
             self.add(
                 op_type,
                 name.to_owned(),
-                &[map],
-                &[Attribute::Ints("axes", vec![2, 3]), keepdims],
+                &[x],
+                &[Attribute::Ints("axes", axes.to_vec()), keepdims],
             )
         }
+    }
+
+    /// Second-order pooling as `incept_head`'s `Projection::pool` computes it.
+    ///
+    /// # Shapes
+    /// `map`: [N, H, W, C] channels last → [N, D·(D+1)/2].
+    fn bilinear(&mut self, projection: &Projection, map: &str, positions: usize) -> Result<String> {
+        let (channels, dimensions) = (projection.channels, projection.dimensions);
+        let name = |step: &str| format!("{PREFIX}bilinear/{step}");
+        let shape = self.int64s(name("shape"), &[-1, positions as i64, channels as i64]);
+        let rows = self.add("Reshape", name("positions"), &[map, &shape], &[]); // [N, P, C]
+        let rectified = self.add("Relu", name("relu"), &[&rows], &[]);
+        let roots = self.add("Sqrt", name("sqrt"), &[&rectified], &[]);
+        let mean = self.weight(name("mean"), &[channels], &projection.mean);
+        let centred = self.add("Sub", name("centred"), &[&roots, &mean], &[]);
+        let directions =
+            self.weight(name("directions"), &[channels, dimensions], &projection.directions);
+        let projected = self.add("MatMul", name("projected"), &[&centred, &directions], &[]); // [N, P, D]
+        let transposed = self.add(
+            "Transpose",
+            name("transposed"),
+            &[&projected],
+            &[Attribute::Ints("perm", vec![0, 2, 1])],
+        ); // [N, D, P]
+        let gram = self.add("MatMul", name("gram"), &[&transposed, &projected], &[]); // [N, D, D]
+        let inverse = self.weight(name("inverse_positions"), &[], &[1.0 / positions as f32]);
+        let mean_gram = self.add("Mul", name("mean_gram"), &[&gram, &inverse], &[]);
+        let flat_shape = self.int64s(name("flat_shape"), &[-1, (dimensions * dimensions) as i64]);
+        let flat = self.add("Reshape", name("flat"), &[&mean_gram, &flat_shape], &[]);
+        let upper: Vec<i64> = (0..dimensions)
+            .flat_map(|i| (i..dimensions).map(move |j| (i * dimensions + j) as i64))
+            .collect();
+        let upper = self.int64s(name("upper_triangle"), &upper);
+        let triangle =
+            self.add("Gather", name("triangle"), &[&flat, &upper], &[Attribute::Int("axis", 1)]);
+        let sign = self.add("Sign", name("sign"), &[&triangle], &[]);
+        let magnitude = self.add("Abs", name("abs"), &[&triangle], &[]);
+        let root = self.add("Sqrt", name("root"), &[&magnitude], &[]);
+        let signed = self.add("Mul", name("signed_root"), &[&sign, &root], &[]);
+        let norm = self.reduce("ReduceL2", &name("norm"), &signed, &[1], true); // [N, 1]
+        let epsilon = self.weight(name("epsilon"), &[], &[BILINEAR_NORM_EPSILON]);
+        let guarded = self.add("Add", name("norm_epsilon"), &[&norm, &epsilon], &[]);
+        Ok(self.add("Div", name("pooled"), &[&signed, &guarded], &[]))
     }
 }
 
@@ -109,9 +152,27 @@ pub fn append_head(
     }
     // Shared by every member, made by the first that needs them: [N, C] averages (and maxima),
     // or the channels-last map.
-    let average = nodes.reduce("ReduceMean", &format!("{PREFIX}average"), features);
+    let average = nodes.reduce("ReduceMean", &format!("{PREFIX}average"), features, &[2, 3], false);
     let mut maximum: Option<String> = None;
     let mut channels_last: Option<String> = None;
+    // A bilinear head's pooled vector, shared by its members: [N, D·(D+1)/2].
+    let bilinear = match (head.pooling, &head.projection) {
+        (Pooling::Bilinear, Some(projection)) => {
+            let map = nodes.add(
+                "Transpose",
+                format!("{PREFIX}channels_last"),
+                &[features],
+                &[Attribute::Ints("perm", vec![0, 2, 3, 1])],
+            );
+            let pooled = nodes.bilinear(projection, &map, height * width)?;
+            channels_last = Some(map);
+            Some((pooled, bilinear_pooled_len(projection.dimensions)))
+        }
+        (Pooling::Bilinear, None) => {
+            return Err(Error::Head("a bilinear head without its projection".into()));
+        }
+        _ => None,
+    };
     let mut probabilities = Vec::new();
     for (index, member) in head.members.iter().enumerate() {
         let prefix = format!("{PREFIX}member{index}");
@@ -128,6 +189,9 @@ pub fn append_head(
         };
         // SE gates are positive per channel: gating the pooled values equals pooling the gated map.
         let (mut x, mut width) = match (head.pooling, &gate) {
+            (Pooling::Bilinear, _) => bilinear
+                .clone()
+                .ok_or_else(|| Error::Head("a bilinear head without its pooled vector".into()))?,
             (Pooling::Gap, Some(gate)) => {
                 (nodes.add("Mul", format!("{prefix}/gated"), &[&average, gate], &[]), channels)
             }
@@ -135,7 +199,13 @@ pub fn append_head(
             (Pooling::Avgmax, gate) => {
                 let maximum = maximum
                     .get_or_insert_with(|| {
-                        nodes.reduce("ReduceMax", &format!("{PREFIX}maximum"), features)
+                        nodes.reduce(
+                            "ReduceMax",
+                            &format!("{PREFIX}maximum"),
+                            features,
+                            &[2, 3],
+                            false,
+                        )
                     })
                     .as_str();
                 let (mean_part, max_part) = match gate {

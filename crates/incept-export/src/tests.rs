@@ -76,6 +76,7 @@ fn head() -> HeadValues {
     HeadValues {
         input_shape: [2, 2, 3],
         pooling: Pooling::Gap,
+        projection: None,
         members: vec![MemberValues {
             squeeze_excitation: Some((dense(3, 1), dense(1, 3))),
             hidden: vec![dense(3, 4)],

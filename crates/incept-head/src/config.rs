@@ -27,6 +27,10 @@ pub enum Pooling {
     Gap,
     /// Global average and global max pooling side by side: 2·C inputs.
     Avgmax,
+    /// Second-order pooling on `bilinear_dimensions` = D principal directions of the training
+    /// maps' positions (crate `bilinear`): D·(D+1)/2 inputs. Without SE, which would gate
+    /// channels the projection mixes.
+    Bilinear,
 }
 
 /// The head's architecture.
@@ -48,10 +52,18 @@ pub struct HeadConfig {
     /// weights and dropout masks) whose softmax outputs are averaged; 1 = a single head.
     #[serde(default = "one")]
     pub ensemble: usize,
+    /// Principal directions a bilinear head projects each position on (D).
+    #[serde(default = "default_bilinear_dimensions")]
+    pub bilinear_dimensions: usize,
 }
 
 fn one() -> usize {
     1
+}
+
+/// 128: on amid5's `mixed_7` maps 64 directions screened 2 points lower (docs/HEADS.md).
+fn default_bilinear_dimensions() -> usize {
+    128
 }
 
 /// Everything one training run needs.
@@ -80,7 +92,8 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The best recipe measured on amid5 so far (see docs/HEADS.md): the post's
+    /// The recipe for any cache (see docs/HEADS.md; on amid5's `mixed_7` maps the bilinear preset
+    /// is more accurate): the post's
     /// head with global average pooling, AdamW, label smoothing and a cosine schedule.
     pub fn default_preset() -> Self {
         TrainConfig {
@@ -110,6 +123,7 @@ impl TrainConfig {
                 dense: vec![1024, 1024, 1024],
                 dense_dropout: 0.0,
                 ensemble: 1,
+                bilinear_dimensions: default_bilinear_dimensions(),
             },
         }
     }
@@ -132,11 +146,31 @@ impl TrainConfig {
         }
     }
 
+    /// The default recipe on second-order pooling (docs/HEADS.md, "Second-order pooling"):
+    /// no SE, one dropout of 0.5, one hidden layer.
+    pub fn bilinear_preset() -> Self {
+        let default = Self::default_preset();
+        TrainConfig {
+            preset: "bilinear".into(),
+            head: HeadConfig {
+                se: false,
+                pooling: Pooling::Bilinear,
+                dropout: vec![0.5],
+                dense: vec![1024],
+                ..default.head
+            },
+            ..default
+        }
+    }
+
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "default" => Ok(Self::default_preset()),
             "blog" => Ok(Self::blog_preset()),
-            other => Err(Error::Config(format!("unknown preset {other:?}; use default or blog"))),
+            "bilinear" => Ok(Self::bilinear_preset()),
+            other => Err(Error::Config(format!(
+                "unknown preset {other:?}; use default, blog or bilinear"
+            ))),
         }
     }
 
@@ -213,6 +247,15 @@ impl TrainConfig {
         if self.head.se_reduction == 0 || self.head.dense.contains(&0) || self.head.ensemble == 0 {
             return fail("se_reduction, dense widths and ensemble must be at least 1".into());
         }
+        if self.head.pooling == Pooling::Bilinear && self.head.se {
+            return fail(
+                "bilinear pooling mixes the channels SE would gate: pass --no-se or set se = false, or use --preset bilinear"
+                    .into(),
+            );
+        }
+        if self.head.bilinear_dimensions == 0 {
+            return fail("bilinear_dimensions must be at least 1".into());
+        }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail(format!("label_smoothing {} must be in [0, 1)", self.label_smoothing));
         }
@@ -224,9 +267,10 @@ impl TrainConfig {
         let head = &self.head;
         let se = if head.se { format!("SE/{}", head.se_reduction) } else { "no SE".into() };
         let pooling = match head.pooling {
-            Pooling::Flatten => "flatten",
-            Pooling::Gap => "gap",
-            Pooling::Avgmax => "avgmax",
+            Pooling::Flatten => "flatten".to_owned(),
+            Pooling::Gap => "gap".into(),
+            Pooling::Avgmax => "avgmax".into(),
+            Pooling::Bilinear => format!("bilinear{}", head.bilinear_dimensions),
         };
         let dense: Vec<String> = head.dense.iter().map(usize::to_string).collect();
         let ensemble =
@@ -310,6 +354,22 @@ mod tests {
             saved.differences(&wanted)?.into_iter().map(|(name, _, _)| name).collect();
         assert_eq!(names, ["head.pooling", "learning_rate", "validation_cache"]);
         Ok(())
+    }
+
+    #[test]
+    fn a_bilinear_head_with_se_is_refused() {
+        let mut config = TrainConfig::bilinear_preset();
+        assert!(config.validate().is_ok());
+        config.head.se = true;
+        let message = config.validate().expect_err("SE with bilinear").to_string();
+        assert!(message.contains("--no-se"), "{message}");
+        config.head.se = false;
+        config.head.bilinear_dimensions = 0;
+        assert!(config.validate().is_err());
+        assert_eq!(
+            TrainConfig::preset("bilinear").expect("preset"),
+            TrainConfig::bilinear_preset()
+        );
     }
 
     #[test]

@@ -3,11 +3,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use incept_cache::Cache;
+use std::sync::Arc;
+
+use incept_cache::{Cache, MapShape};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
+use crate::bilinear::{Projection, pooled_len};
 use crate::{Error, Result};
 
 /// Samples read per disk access when streaming (contiguous, one HDF5 hyperslab).
@@ -56,33 +60,57 @@ pub fn empty_classes(cache: &Cache, indices: &[usize], classes: usize) -> Vec<us
     (0..classes).filter(|c| !present.contains(&(*c as i32))).collect()
 }
 
-/// Feature maps held in memory, or read from the cache on demand.
+/// What the store keeps of each map.
+#[derive(Clone, Debug)]
+pub enum Kept {
+    /// The map itself: [H·W·C].
+    Maps,
+    /// Its channel means, for heads that pool by averaging first (they compute the same from
+    /// them): [C], H·W times less memory.
+    Averages,
+    /// Its second-order pooling: [D·(D+1)/2].
+    Bilinear(Arc<Projection>),
+}
+
+impl Kept {
+    /// Values kept of a map of `shape`.
+    fn len(&self, shape: &MapShape) -> usize {
+        match self {
+            Kept::Maps => shape.len(),
+            Kept::Averages => shape.channels,
+            Kept::Bilinear(projection) => pooled_len(projection.dimensions),
+        }
+    }
+
+    /// Appends what is kept of one map.
+    ///
+    /// # Shapes
+    /// `map`: [H·W × C] → appends [H·W × C], [C] or [D·(D+1)/2].
+    fn push(&self, map: &[f32], channels: usize, out: &mut Vec<f32>) -> Result<()> {
+        match self {
+            Kept::Maps => out.extend_from_slice(map),
+            Kept::Averages => push_average(map, channels, out),
+            Kept::Bilinear(projection) => projection.pool(map, out)?,
+        }
+        Ok(())
+    }
+}
+
+/// Feature maps (or what is kept of them) held in memory, or read from the cache on demand.
 #[derive(Debug)]
 pub enum Store {
     /// # Shapes
-    /// [N × (H·W·C)], or [N × C] when `averaged`.
+    /// [N × kept values].
     Memory {
         cache: Cache,
         features: Vec<f32>,
-        averaged: bool,
+        kept: Kept,
     },
     Disk {
         cache: Cache,
         buffer_samples: usize,
-        averaged: bool,
+        kept: Kept,
     },
-}
-
-/// Appends one sample as the store keeps it: the map itself, or its channel means.
-///
-/// # Shapes
-/// `map`: [H·W × C] → appends [H·W × C], or [C] when `averaged`.
-fn push_sample(map: &[f32], averaged: bool, channels: usize, out: &mut Vec<f32>) {
-    if averaged {
-        push_average(map, channels, out);
-    } else {
-        out.extend_from_slice(map);
-    }
 }
 
 /// Appends the mean over positions of each channel of one channels-last map.
@@ -105,14 +133,12 @@ fn push_average(map: &[f32], channels: usize, out: &mut Vec<f32>) {
 }
 
 impl Store {
-    /// Loads the cache into memory if its float32 features fit `budget_bytes`; else streams
-    /// with a shuffle buffer of that size. Either way NaN or infinite values are an error.
-    ///
-    /// `averaged`: keep each map's global average [C] instead of the map [H, W, C], for
-    /// heads that pool by averaging first (they compute the same from it): H·W times less
-    /// memory, so a `--copies 10` cache of amid5 (4.5 GB of maps) trains from 180 MB in memory.
-    pub fn open(cache: Cache, budget_bytes: usize, averaged: bool) -> Result<Self> {
-        let kept_values = if averaged { cache.shape.channels } else { cache.shape.len() };
+    /// Loads what is `kept` of the cache's maps into memory if it fits `budget_bytes` as float32;
+    /// else streams with a shuffle buffer of that size. Either way NaN or infinite values are an
+    /// error. Keeping averages, a `--copies 10` cache of amid5 (4.5 GB of `mixed_10` maps)
+    /// trains from 180 MB in memory.
+    pub fn open(cache: Cache, budget_bytes: usize, kept: Kept) -> Result<Self> {
+        let kept_values = kept.len(&cache.shape);
         let per_sample = kept_values * std::mem::size_of::<f32>();
         let total = per_sample * cache.len();
         if total <= budget_bytes {
@@ -124,17 +150,23 @@ impl Store {
                 let values =
                     block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
                 check_finite(&cache, start, values)?;
-                for map in values.chunks_exact(cache.shape.len()) {
-                    push_sample(map, averaged, cache.shape.channels, &mut features);
-                }
+                // In parallel: bilinear pooling is a matrix product a map.
+                let kept_maps = values
+                    .par_chunks(cache.shape.len())
+                    .map(|map| {
+                        let mut out = Vec::with_capacity(kept_values);
+                        kept.push(map, cache.shape.channels, &mut out).map(|()| out)
+                    })
+                    .collect::<Result<Vec<Vec<f32>>>>()?;
+                kept_maps.iter().for_each(|sample| features.extend_from_slice(sample));
                 start += count;
             }
-            Ok(Store::Memory { cache, features, averaged })
+            Ok(Store::Memory { cache, features, kept })
         } else {
             // The buffer plus one block read must stay within the budget.
             let block_bytes = DISK_BLOCK * cache.shape.len() * std::mem::size_of::<f32>();
             let buffer_samples = (budget_bytes.saturating_sub(block_bytes) / per_sample).max(1);
-            Ok(Store::Disk { cache, buffer_samples, averaged })
+            Ok(Store::Disk { cache, buffer_samples, kept })
         }
     }
 
@@ -144,11 +176,14 @@ impl Store {
         }
     }
 
-    /// The shape of each sample `batches` hands out: [H, W, C], or [1, 1, C] when averaged.
+    /// The shape of each sample `batches` hands out: [H, W, C] for maps, else [1, 1, kept].
     pub fn sample_dims(&self) -> [usize; 3] {
-        let (Store::Memory { cache, averaged, .. } | Store::Disk { cache, averaged, .. }) = self;
+        let (Store::Memory { cache, kept, .. } | Store::Disk { cache, kept, .. }) = self;
         let shape = cache.shape;
-        if *averaged { [1, 1, shape.channels] } else { [shape.height, shape.width, shape.channels] }
+        match kept {
+            Kept::Maps => [shape.height, shape.width, shape.channels],
+            other => [1, 1, other.len(&shape)],
+        }
     }
 
     pub fn is_streaming(&self) -> bool {
@@ -188,7 +223,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Store::Disk { cache, buffer_samples, averaged } => {
+            Store::Disk { cache, buffer_samples, kept } => {
                 let map_len = cache.shape.len();
                 // Group the wanted samples by block, visit blocks in (shuffled) order, and
                 // shuffle within a bounded buffer: memory stays at the budget.
@@ -233,9 +268,9 @@ impl Store {
                     for index in wanted {
                         let row = &values[(index - start) * map_len..(index - start + 1) * map_len];
                         check_finite(cache, index, row)?;
-                        let mut kept = Vec::with_capacity(dim);
-                        push_sample(row, *averaged, cache.shape.channels, &mut kept);
-                        buffer.push((index, kept));
+                        let mut values = Vec::with_capacity(dim);
+                        kept.push(row, cache.shape.channels, &mut values)?;
+                        buffer.push((index, values));
                     }
                     if buffer.len() >= *buffer_samples && !emit(&mut buffer, &mut rng, false)? {
                         return Ok(());

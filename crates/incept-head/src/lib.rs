@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: presets, TOML, validation of the training configuration.
 //! - [`model`]: the SE + dropout + dense head.
+//! - [`bilinear`]: second-order pooling and the projection it is fitted with.
 //! - [`optim`]: fused SGD/Adam/AdamW updates for the CPU backends.
 //! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
 //! - [`backend`]: which of Burn's CPU backends trains and runs a head.
@@ -14,6 +15,7 @@
 use std::path::PathBuf;
 
 mod backend;
+mod bilinear;
 mod config;
 mod data;
 mod model;
@@ -26,6 +28,9 @@ mod train;
 mod values;
 
 pub use backend::Backend;
+pub use bilinear::{
+    NORM_EPSILON as BILINEAR_NORM_EPSILON, Projection, pooled_len as bilinear_pooled_len,
+};
 pub use config::{OptimizerKind, Pooling, TrainConfig};
 pub use model::{Head, InputShape};
 pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};

@@ -5,7 +5,11 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use burn::module::Param;
+
+use crate::bilinear::Projection;
 use crate::config::{HeadConfig, Pooling};
+use crate::{Error, Result};
 
 mod layers;
 mod member;
@@ -26,13 +30,71 @@ pub struct InputShape {
 #[derive(Module, Debug)]
 pub struct Head {
     pub(crate) members: Vec<Member>,
+    /// A bilinear head's projection, fitted when its run starts; saved with the weights, never
+    /// trained.
+    pub(crate) projection: Option<ProjectionParams>,
+}
+
+/// A parameter no optimizer step touches.
+fn fixed<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(tensor).set_require_grad(false)
+}
+
+/// [`Projection`]'s values as parameters, so the weight files carry them.
+#[derive(Module, Debug)]
+pub struct ProjectionParams {
+    /// [C]
+    mean: Param<Tensor<1>>,
+    /// [C, D]
+    directions: Param<Tensor<2>>,
 }
 
 impl Head {
     pub fn new(config: &HeadConfig, input: InputShape, classes: usize, device: &Device) -> Self {
         let members =
             (0..config.ensemble.max(1)).map(|_| Member::new(config, input, classes, device));
-        Head { members: members.collect() }
+        let projection = (config.pooling == Pooling::Bilinear).then(|| ProjectionParams {
+            mean: fixed(Tensor::zeros([input.channels], device)),
+            directions: fixed(Tensor::zeros([input.channels, config.bilinear_dimensions], device)),
+        });
+        Head { members: members.collect(), projection }
+    }
+
+    /// Sets a bilinear head's projection (when its run starts).
+    pub(crate) fn set_projection(&mut self, projection: &Projection) -> Result<()> {
+        let params = self
+            .projection
+            .as_mut()
+            .ok_or_else(|| Error::Config("only a bilinear head has a projection".into()))?;
+        let device = params.mean.val().device();
+        let [channels, dimensions] = params.directions.val().dims();
+        if (channels, dimensions) != (projection.channels, projection.dimensions) {
+            return Err(Error::Data(format!(
+                "a projection of {}×{} for a head of {channels}×{dimensions}",
+                projection.channels, projection.dimensions
+            )));
+        }
+        params.mean =
+            fixed(Tensor::from_data(TensorData::new(projection.mean.clone(), [channels]), &device));
+        params.directions = fixed(Tensor::from_data(
+            TensorData::new(projection.directions.clone(), [channels, dimensions]),
+            &device,
+        ));
+        Ok(())
+    }
+
+    /// A bilinear head's projection, as plain values.
+    pub fn projection(&self) -> Result<Option<Projection>> {
+        let Some(params) = &self.projection else { return Ok(None) };
+        let read =
+            |data: TensorData| data.try_to_vec::<f32>().map_err(|e| Error::Data(format!("{e:?}")));
+        let [channels, dimensions] = params.directions.val().dims();
+        Ok(Some(Projection {
+            channels,
+            dimensions,
+            mean: read(params.mean.val().into_data())?,
+            directions: read(params.directions.val().into_data())?,
+        }))
     }
 
     /// Inference: no dropout. Log-probabilities up to a constant per row (a single head's
@@ -111,6 +173,36 @@ mod tests {
             let head = Head::new(&config, input, 5, &device);
             assert_eq!(head.forward(x.clone(), pooling).dims(), [4, 5]);
         }
+        // A bilinear head takes pooled vectors: 3 directions, 6 values.
+        let mut config = TrainConfig::bilinear_preset().head;
+        config.bilinear_dimensions = 3;
+        let head = Head::new(&config, input, 5, &device);
+        assert!(head.members[0].se.is_none());
+        let pooled = Tensor::<4>::ones([4, 1, 1, 6], &device);
+        assert_eq!(head.forward(pooled, Pooling::Bilinear).dims(), [4, 5]);
+    }
+
+    #[test]
+    fn a_bilinear_projection_is_kept_as_set_and_never_trained() {
+        let device = burn::prelude::Device::flex();
+        let mut config = TrainConfig::bilinear_preset().head;
+        config.bilinear_dimensions = 2;
+        let input = InputShape { height: 2, width: 2, channels: 3 };
+        let mut head = Head::new(&config, input, 4, &device);
+        let projection = Projection {
+            channels: 3,
+            dimensions: 2,
+            mean: vec![0.5, 0.25, 0.125],
+            directions: vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        };
+        head.set_projection(&projection).expect("set");
+        assert_eq!(head.projection().expect("read"), Some(projection.clone()));
+        let params = head.projection.as_ref().expect("bilinear");
+        assert!(!params.mean.is_require_grad() && !params.directions.is_require_grad());
+        let wrong = Projection { dimensions: 1, directions: vec![1.0, 0.0, 0.0], ..projection };
+        assert!(head.set_projection(&wrong).is_err(), "another shape is refused");
+        let gap = Head::new(&TrainConfig::default_preset().head, input, 4, &device);
+        assert_eq!(gap.projection().expect("read"), None);
     }
 
     #[test]

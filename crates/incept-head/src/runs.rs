@@ -8,8 +8,9 @@ use incept_cache::Cache;
 use incept_report::Metrics;
 
 use crate::backend::Backend;
+use crate::bilinear::{Projection, pooled_len};
 use crate::config::TrainConfig;
-use crate::data::{Store, argmax, mean_by_photo, validation_samples};
+use crate::data::{Kept, Store, argmax, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
 use crate::run_folder::{CacheStamp, RunState, load_config, load_state};
 use crate::{Error, Result};
@@ -24,6 +25,8 @@ pub struct TrainedHead {
     pub config: TrainConfig,
     pub state: RunState,
     pub(crate) model: Head,
+    /// A bilinear head's projection: maps are pooled with it before the head sees them.
+    projection: Option<Projection>,
     device: Device,
 }
 
@@ -50,7 +53,8 @@ impl TrainedHead {
             run_dir,
             &state,
         )?;
-        Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, device })
+        let projection = model.projection()?;
+        Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, projection, device })
     }
 
     pub fn classes(&self) -> &[String] {
@@ -75,10 +79,20 @@ impl TrainedHead {
                 found: format!("{} values", features.len()),
             });
         }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(features.to_vec(), [n, height, width, channels]),
-            &self.device,
-        );
+        let x = match &self.projection {
+            Some(projection) => {
+                let mut pooled = Vec::with_capacity(n * pooled_len(projection.dimensions));
+                for map in features.chunks_exact(self.input_len()) {
+                    projection.pool(map, &mut pooled)?;
+                }
+                let width = pooled.len() / n.max(1);
+                Tensor::<4>::from_data(TensorData::new(pooled, [n, 1, 1, width]), &self.device)
+            }
+            None => Tensor::<4>::from_data(
+                TensorData::new(features.to_vec(), [n, height, width, channels]),
+                &self.device,
+            ),
+        };
         let probabilities = softmax(self.model.forward(x, self.config.head.pooling), 1).into_data();
         let values =
             probabilities.try_to_vec::<f32>().map_err(|e| Error::Data(format!("{e:?}")))?;
@@ -126,7 +140,7 @@ impl TrainedHead {
         let sources = cache.sources.clone();
         // Full maps: `probabilities` takes what `predict` hands it.
         let store =
-            Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20), false)?;
+            Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20), Kept::Maps)?;
         let photos = mean_by_photo(
             &store,
             &indices,

@@ -2,6 +2,7 @@
 
 use burn::prelude::*;
 
+use crate::bilinear::Projection;
 use crate::model::{Dense, Head};
 use crate::runs::TrainedHead;
 use crate::{Error, Pooling, Result};
@@ -35,6 +36,8 @@ pub struct HeadValues {
     /// The feature maps it takes, [H, W, C].
     pub input_shape: [usize; 3],
     pub pooling: Pooling,
+    /// A bilinear head's projection: each position is pooled with it first.
+    pub projection: Option<Projection>,
     pub members: Vec<MemberValues>,
 }
 
@@ -78,6 +81,7 @@ impl TrainedHead {
         Ok(HeadValues {
             input_shape: self.state.input_shape,
             pooling: self.config.head.pooling,
+            projection: self.model.projection()?,
             members: head_values(&self.model)?,
         })
     }

@@ -83,53 +83,76 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
 fn an_interrupted_run_resumes_to_the_same_result() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (_, cache) = tiny_cache(dir.path(), 8)?;
-    let config = small_config(dir.path(), "")?;
-    let whole = dir.path().join("whole");
-    ok(train(&cache, &whole, &config, &[])?);
-    // Stop after the first epoch (as Ctrl-C would after it finished), then resume.
-    let split = dir.path().join("split");
-    ok(train(&cache, &split, &config, &["--epochs", "1"])?);
-    let resumed = ok(train(&cache, &split, &config, &["--resume", "--epochs", "3"])?);
-    assert!(stderr(&resumed).contains("resuming"), "{}", stderr(&resumed));
-    let losses = |path: &Path| -> std::io::Result<Vec<String>> {
-        Ok(std::fs::read_to_string(path.join("metrics.csv"))?
-            .lines()
-            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
-            .collect())
-    };
-    assert_eq!(losses(&whole)?, losses(&split)?);
+    // A bilinear run resumes with the projection its weights hold.
+    for (name, config) in
+        [("gap", small_config(dir.path(), "")?), ("bilinear", bilinear_config(dir.path(), "")?)]
+    {
+        let whole = dir.path().join(format!("{name}-whole"));
+        ok(train(&cache, &whole, &config, &[])?);
+        // Stop after the first epoch (as Ctrl-C would after it finished), then resume.
+        let split = dir.path().join(format!("{name}-split"));
+        ok(train(&cache, &split, &config, &["--epochs", "1"])?);
+        let resumed = ok(train(&cache, &split, &config, &["--resume", "--epochs", "3"])?);
+        assert!(stderr(&resumed).contains("resuming"), "{}", stderr(&resumed));
+        let losses = |path: &Path| -> std::io::Result<Vec<String>> {
+            Ok(std::fs::read_to_string(path.join("metrics.csv"))?
+                .lines()
+                .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+                .collect())
+        };
+        assert_eq!(losses(&whole)?, losses(&split)?, "{name}");
+    }
     Ok(())
 }
 
+/// [`small_config`] with second-order pooling on 3 directions (the tiny model's maps have few
+/// channels), without SE.
+fn bilinear_config(dir: &Path, extra: &str) -> std::io::Result<std::path::PathBuf> {
+    let config = small_config(dir, &format!("se = false\nbilinear_dimensions = 3\n{extra}"))?;
+    let text =
+        std::fs::read_to_string(&config)?.replace("pooling = \"gap\"", "pooling = \"bilinear\"");
+    let path = config.with_extension("bilinear.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 #[test]
-fn an_ensemble_is_saved_whole_and_read_back() -> TestResult {
+fn an_ensemble_and_a_bilinear_head_are_saved_whole_and_read_back() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (_, cache) = tiny_cache(dir.path(), 10)?;
-    let config = small_config(dir.path(), "ensemble = 2\n")?;
-    let run_dir = dir.path().join("ensemble");
-    ok(train(&cache, &run_dir, &config, &["--no-tta"])?);
-    assert!(std::fs::read_to_string(run_dir.join("config.toml"))?.contains("ensemble = 2"));
-    let listing = ok(run(&["runs", path_str(dir.path())])?);
-    assert!(stdout(&listing).contains("×2"), "{}", stdout(&listing));
+    let configs = [
+        ("ensemble", small_config(dir.path(), "ensemble = 2\n")?, "×2"),
+        ("bilinear", bilinear_config(dir.path(), "")?, "bilinear3"),
+    ];
+    for (name, config, listed) in configs {
+        let run_dir = dir.path().join(name);
+        ok(train(&cache, &run_dir, &config, &["--no-tta"])?);
+        let listing = ok(run(&["runs", path_str(dir.path())])?);
+        assert!(stdout(&listing).contains(listed), "{}", stdout(&listing));
 
-    // The probabilities saved for each validation photo are those of the reloaded ensemble.
-    let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
-    let cached = incept_cache::Cache::open(&cache)?;
-    let predictions = std::fs::read_to_string(run_dir.join("predictions.csv"))?;
-    let mut checked = 0;
-    for line in predictions.lines().skip(1) {
-        let fields: Vec<&str> = line.split(',').collect();
-        let index = original_index(&cached, fields[0])?;
-        let features = cached.read_block(index, 1)?;
-        let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
-        let sum: f64 = probabilities[0].iter().sum();
-        assert!((sum - 1.0).abs() < 1e-4, "{sum}");
-        for (saved, loaded) in fields[3..].iter().zip(&probabilities[0]) {
-            let saved: f64 = saved.parse()?;
-            assert!((saved - loaded).abs() < 1e-4, "{line}: {saved} vs {loaded}");
+        // The probabilities saved for each validation photo (computed in training from what the
+        // store kept) are those of the reloaded head on the photo's map.
+        let head = incept_head::TrainedHead::load(&run_dir, incept_head::Backend::default())?;
+        let cached = incept_cache::Cache::open(&cache)?;
+        let predictions = std::fs::read_to_string(run_dir.join("predictions.csv"))?;
+        let mut checked = 0;
+        for line in predictions.lines().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let index = original_index(&cached, fields[0])?;
+            let features = cached.read_block(index, 1)?;
+            let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+            let sum: f64 = probabilities[0].iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+            for (saved, loaded) in fields[3..].iter().zip(&probabilities[0]) {
+                let saved: f64 = saved.parse()?;
+                assert!((saved - loaded).abs() < 1e-4, "{name}: {line}: {saved} vs {loaded}");
+            }
+            checked += 1;
         }
-        checked += 1;
+        assert!(checked > 0);
     }
-    assert!(checked > 0);
+    assert!(
+        std::fs::read_to_string(dir.path().join("ensemble/config.toml"))?.contains("ensemble = 2")
+    );
     Ok(())
 }

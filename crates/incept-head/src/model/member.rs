@@ -28,7 +28,8 @@ impl Member {
         device: &Device,
     ) -> Self {
         let channels = input.channels;
-        let se = config.se.then(|| {
+        // Bilinear heads take pooled vectors: there is no map left for SE to gate.
+        let se = (config.se && config.pooling != Pooling::Bilinear).then(|| {
             let bottleneck = (channels / config.se_reduction).max(1);
             SqueezeExcitation {
                 squeeze: Dense::new(channels, bottleneck, device),
@@ -39,6 +40,7 @@ impl Member {
             Pooling::Flatten => input.height * input.width * channels,
             Pooling::Gap => channels,
             Pooling::Avgmax => 2 * channels,
+            Pooling::Bilinear => crate::bilinear::pooled_len(config.bilinear_dimensions),
         };
         let mut dense = Vec::new();
         for &units in &config.dense {
@@ -57,7 +59,9 @@ impl Member {
     /// Logits; dropout masks drawn from `dropout_seed` when training.
     ///
     /// # Shapes
-    /// `x`: [batch, H, W, C] channels-last feature maps → logits [batch, classes].
+    /// `x`: [batch, H, W, C] channels-last feature maps → logits [batch, classes]; for
+    /// [`Pooling::Bilinear`], the pooled vectors [batch, 1, 1, D·(D+1)/2]
+    /// (`Projection::pool` makes them from maps).
     pub(super) fn forward(
         &self,
         x: Tensor<4>,
@@ -71,6 +75,7 @@ impl Member {
         // positions: the pooled heads scale the pooled [batch, C] features instead of the map,
         // H·W times less work in both passes, the same values.
         let mut features = match (pooling, &self.se) {
+            (Pooling::Bilinear, _) => map.reshape([batch, height * width * channels]),
             (Pooling::Flatten, Some(se)) => {
                 se.forward(map).reshape([batch, height * width * channels])
             }

@@ -3,6 +3,7 @@
 //! run resumed from its last finished epoch.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::momentum::MomentumConfig;
@@ -12,8 +13,9 @@ use incept_cache::Cache;
 
 use super::{OptimizerImplementation, TrainRequest};
 use crate::backend::Backend;
+use crate::config::Pooling;
 use crate::config::{OptimizerKind, TrainConfig};
-use crate::data::{Split, Store, empty_classes, split_by_source, validation_samples};
+use crate::data::{Kept, Split, Store, empty_classes, split_by_source, validation_samples};
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
 use crate::run_folder::{self, RunState, io, load_state};
@@ -51,11 +53,11 @@ impl Run {
     }
 }
 
-/// The cache's samples, split, and the state a new run on it would start from.
+/// The caches, the split of their samples, and the state a new run on them would start from.
 struct Data {
     split: Split,
-    store: Store,
-    validation_store: Option<Store>,
+    cache: Cache,
+    validation_cache: Option<Cache>,
     new_run: RunState,
 }
 
@@ -108,6 +110,21 @@ pub(super) fn open(
     } else {
         run_folder::start(run_dir, &config, &state)?;
     }
+    // A run killed before its first epoch has no weights yet: its projection is fitted again.
+    let has_weights = resuming && state.completed_epochs > 0;
+    let kept = kept_for(&config, &mut model, &data, has_weights)?;
+    let budget = config.memory_budget_mib.saturating_mul(1 << 20);
+    let store = Store::open(data.cache, budget, kept.clone())?;
+    let validation_store = match data.validation_cache {
+        Some(other) => Some(Store::open(other, budget, kept)?),
+        None => None,
+    };
+    if store.is_streaming() {
+        eprintln!(
+            "cache larger than the memory budget ({} MiB): streaming it from disk",
+            config.memory_budget_mib
+        );
+    }
 
     let loss = CrossEntropyLossConfig::new()
         .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
@@ -119,8 +136,8 @@ pub(super) fn open(
         classes,
         shape,
         split: data.split,
-        store: data.store,
-        validation_store: data.validation_store,
+        store,
+        validation_store,
         state,
         device,
         loss,
@@ -190,23 +207,41 @@ fn open_data(
             "the validation split holds no photo; raise --validation-split".into(),
         ));
     }
-    let budget = config.memory_budget_mib.saturating_mul(1 << 20);
     let canonical = std::fs::canonicalize(&cache.path).map_err(io(&cache.path))?;
     let new_run = RunState::new(&cache, canonical, backend);
-    // Global-average heads average first: they train from the averaged maps.
-    let average_positions = config.head.pooling == crate::Pooling::Gap;
-    let store = Store::open(cache, budget, average_positions)?;
-    let validation_store = match validation_cache {
-        Some(other) => Some(Store::open(other, budget, average_positions)?),
-        None => None,
-    };
-    if store.is_streaming() {
-        eprintln!(
-            "cache larger than the memory budget ({} MiB): streaming it from disk",
-            config.memory_budget_mib
-        );
-    }
-    Ok(Data { split, store, validation_store, new_run })
+    Ok(Data { split, cache, validation_cache, new_run })
+}
+
+/// What the stores keep of each map: global-average heads train from the averaged maps,
+/// bilinear heads from the pooled vectors (the projection fitted now for a new run, the saved
+/// one when resuming), the others from the maps.
+fn kept_for(
+    config: &TrainConfig,
+    model: &mut Head,
+    data: &Data,
+    has_weights: bool,
+) -> Result<Kept> {
+    Ok(match config.head.pooling {
+        Pooling::Gap => Kept::Averages,
+        Pooling::Bilinear => {
+            let projection = if has_weights {
+                model.projection()?.ok_or_else(|| {
+                    Error::Config("a bilinear run's weights hold no projection".into())
+                })?
+            } else {
+                let projection = crate::bilinear::fit_on_cache(
+                    &data.cache,
+                    &data.split.train,
+                    config.head.bilinear_dimensions,
+                    config.seed,
+                )?;
+                model.set_projection(&projection)?;
+                projection
+            };
+            Kept::Bilinear(Arc::new(projection))
+        }
+        Pooling::Flatten | Pooling::Avgmax => Kept::Maps,
+    })
 }
 
 fn classes_must_match(training: &Cache, other: &Cache) -> Result<()> {
