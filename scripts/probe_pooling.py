@@ -9,7 +9,7 @@ averaged over the positions (the D×D Gram matrix's upper triangle), then signed
 unit L2 norm, as in compact bilinear pooling for fine-grained recognition. Not part of the tool
 or its tests; it needs numpy, h5py and scikit-learn (see linear_probe.py):
 
-    /tmp/probe/bin/python scripts/probe_pooling.py features/amid5-mixed_7.h5 runs/demo-bilinear
+    /tmp/probe/bin/python scripts/probe_pooling.py features/amid5-mixed_7.h5 runs/demo-bilinear --dimensions 128
 
 Prints one line per (pooling, inverse regularisation C): accuracy with the softmax averaged over
 all of a photo's variants (TTA), and on variant 0 alone.
@@ -53,7 +53,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cache", help="feature cache made by incept extract")
     parser.add_argument("run_dir", help="a run on that cache: its predictions.csv gives the held-out photos")
-    parser.add_argument("--dimensions", type=int, default=64, help="principal components kept before bilinear pooling")
+    parser.add_argument("--dimensions", type=int, default=128, help="principal components kept before bilinear pooling")
     args = parser.parse_args()
 
     with h5py.File(args.cache, "r") as cache:

@@ -29,7 +29,9 @@ pub enum Compression {
     /// Deflate at [`DEFLATE_LEVEL`]: the smaller cache.
     Deflate,
     /// Byte shuffle, then LZF: what incept wrote before the shuffle was dropped (the maps'
-    /// zeros, most of a ReLU map, compress better unshuffled). Read and copied, never written anew.
+    /// zeros, most of a ReLU map, compress better unshuffled). Read, grown and copied; never
+    /// chosen for new maps (only `merge --copy`, whose output takes its first input's filters,
+    /// writes it again).
     #[cfg_attr(feature = "clap", value(skip))]
     ShuffleLzf,
     /// Byte shuffle, then deflate: as [`Compression::ShuffleLzf`], and incept 0.1.0's only choice.

@@ -258,8 +258,9 @@ pub(crate) struct TrainArgs {
     /// Drop the Squeeze-and-Excitation block.
     #[arg(long)]
     pub(crate) no_se: bool,
-    /// How the map becomes a vector: flatten (every position), gap (global average) or avgmax
-    /// (average and max side by side).
+    /// How the map becomes a vector: flatten (every position), gap (global average), avgmax
+    /// (average and max side by side) or bilinear (second-order pooling; needs --no-se, or
+    /// --preset bilinear).
     #[arg(long, value_enum)]
     pub(crate) pooling: Option<Pooling>,
     /// Train K heads side by side and average their softmax outputs.

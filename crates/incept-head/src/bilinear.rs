@@ -5,7 +5,8 @@
 //! products is averaged over the positions, and its upper triangle, signed-square-rooted and
 //! scaled to unit length, is the pooled vector of D·(D+1)/2 values. The projection is fitted once,
 //! when a run starts, from a few hundred training photos, and saved with the head's weights.
-//! `scripts/probe_pooling.py` computes the same (docs/HEADS.md, "Second-order pooling").
+//! `scripts/probe_pooling.py` screens the same pooling in numpy (its principal directions come
+//! from a slightly different choice of photos; docs/HEADS.md, "Second-order pooling").
 
 use incept_cache::Cache;
 use ndarray::{Array2, ArrayView2};
@@ -52,7 +53,9 @@ impl Projection {
             )));
         }
         if rows < 2 {
-            return Err(Error::Data("too few positions to fit a bilinear projection".into()));
+            return Err(Error::Data(format!(
+                "{rows} positions are too few to fit a bilinear projection; add training photos"
+            )));
         }
         let mean = positions
             .mean_axis(ndarray::Axis(0))
@@ -74,6 +77,14 @@ impl Projection {
     /// `map`: [P × C] channels-last → appends [D·(D+1)/2].
     pub fn pool(&self, map: &[f32], out: &mut Vec<f32>) -> Result<()> {
         let channels = self.channels;
+        if self.mean.len() != channels || self.directions.len() != channels * self.dimensions {
+            return Err(Error::Data(format!(
+                "a bilinear projection of {} means and {} direction values for {channels} channels and {} directions",
+                self.mean.len(),
+                self.directions.len(),
+                self.dimensions
+            )));
+        }
         if channels == 0 || map.is_empty() || !map.len().is_multiple_of(channels) {
             return Err(Error::Data(format!(
                 "a map of {} values does not hold positions of {channels} channels",
@@ -125,7 +136,10 @@ pub fn fit_on_cache(
     }
     let rows = Array2::from_shape_vec((chosen.len() * positions, channels), values)
         .map_err(|e| Error::Data(format!("{}: {e}", cache.path.display())))?;
-    Projection::fit(rows.view(), dimensions, seed)
+    Projection::fit(rows.view(), dimensions, seed).map_err(|error| match error {
+        Error::Data(reason) => Error::Data(format!("{}: {reason}", cache.path.display())),
+        other => other,
+    })
 }
 
 /// The first `dimensions` eigenvectors of a symmetric positive semi-definite matrix, by
@@ -151,24 +165,26 @@ fn principal_directions(matrix: &Array2<f64>, dimensions: usize, seed: u64) -> A
     Array2::from_shape_fn((size, dimensions), |(row, column)| rotated[[row, order[column]]])
 }
 
-/// Modified Gram–Schmidt on the columns; a column that vanishes becomes a unit vector.
+/// Modified Gram–Schmidt on the columns. A column that vanishes (the matrix has lower rank than
+/// the directions asked) is replaced by the first unit vector independent of the others, so the
+/// directions stay orthonormal.
 fn orthonormalize(basis: &mut Array2<f64>) {
-    let columns = basis.ncols();
-    for column in 0..columns {
-        for previous in 0..column {
-            let dot: f64 =
-                (0..basis.nrows()).map(|r| basis[[r, column]] * basis[[r, previous]]).sum();
-            for row in 0..basis.nrows() {
-                basis[[row, column]] -= dot * basis[[row, previous]];
+    let rows = basis.nrows();
+    for column in 0..basis.ncols() {
+        for candidate in 0..=rows {
+            for previous in 0..column {
+                let dot: f64 = (0..rows).map(|r| basis[[r, column]] * basis[[r, previous]]).sum();
+                for row in 0..rows {
+                    basis[[row, column]] -= dot * basis[[row, previous]];
+                }
             }
-        }
-        let norm = (0..basis.nrows()).map(|r| basis[[r, column]].powi(2)).sum::<f64>().sqrt();
-        if norm > 1e-300 {
-            basis.column_mut(column).mapv_inplace(|v| v / norm);
-        } else {
+            let norm = (0..rows).map(|r| basis[[r, column]].powi(2)).sum::<f64>().sqrt();
+            if norm > 1e-12 || candidate == rows {
+                basis.column_mut(column).mapv_inplace(|v| v / norm.max(f64::MIN_POSITIVE));
+                break;
+            }
             basis.column_mut(column).fill(0.0);
-            let row = column % basis.nrows();
-            basis[[row, column]] = 1.0;
+            basis[[candidate, column]] = 1.0;
         }
     }
 }

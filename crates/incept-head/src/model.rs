@@ -101,7 +101,9 @@ impl Head {
     /// logits; for an ensemble the log of the members' mean softmax).
     ///
     /// # Shapes
-    /// `x`: [batch, H, W, C] channels-last feature maps → [batch, classes].
+    /// `x`: [batch, H, W, C] channels-last feature maps → [batch, classes]. A bilinear head
+    /// takes the pooled vectors [batch, 1, 1, D·(D+1)/2] instead; `TrainedHead::probabilities`
+    /// pools maps for it.
     pub fn forward(&self, x: Tensor<4>, pooling: Pooling) -> Tensor<2> {
         let logits = self.members.iter().map(|m| m.forward(x.clone(), pooling, None)).collect();
         combine(logits)
@@ -111,7 +113,8 @@ impl Head {
     /// step makes runs reproducible and resumable). Each member gets its own loss.
     ///
     /// # Shapes
-    /// `x`: [batch, H, W, C] → members × [batch, classes].
+    /// `x`: [batch, H, W, C] (a bilinear head: [batch, 1, 1, D·(D+1)/2]) → members ×
+    /// [batch, classes].
     pub fn forward_train(
         &self,
         x: Tensor<4>,

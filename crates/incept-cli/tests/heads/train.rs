@@ -94,15 +94,17 @@ fn an_interrupted_run_resumes_to_the_same_result() -> TestResult {
         ok(train(&cache, &split, &config, &["--epochs", "1"])?);
         let resumed = ok(train(&cache, &split, &config, &["--resume", "--epochs", "3"])?);
         assert!(stderr(&resumed).contains("resuming"), "{}", stderr(&resumed));
-        let losses = |path: &Path| -> std::io::Result<Vec<String>> {
-            Ok(std::fs::read_to_string(path.join("metrics.csv"))?
-                .lines()
-                .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
-                .collect())
-        };
         assert_eq!(losses(&whole)?, losses(&split)?, "{name}");
     }
     Ok(())
+}
+
+/// The epoch, loss and accuracy columns of a run's metrics.csv (its times differ run to run).
+fn losses(run: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(run.join("metrics.csv"))?
+        .lines()
+        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect())
 }
 
 /// [`small_config`] with second-order pooling on 3 directions (the tiny model's maps have few
@@ -153,6 +155,34 @@ fn an_ensemble_and_a_bilinear_head_are_saved_whole_and_read_back() -> TestResult
     }
     assert!(
         std::fs::read_to_string(dir.path().join("ensemble/config.toml"))?.contains("ensemble = 2")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bilinear_run_killed_before_its_first_epoch_fits_the_same_projection_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 8)?;
+    let config = bilinear_config(dir.path(), "")?;
+    let whole = dir.path().join("whole");
+    ok(train(&cache, &whole, &config, &[])?);
+    // Aborted at the first checkpoint's first step: the folder is started, no weights exist.
+    let killed = dir.path().join("killed");
+    let aborted = incept()
+        .args(["train-head", path_str(&cache), "--run-dir", path_str(&killed)])
+        .args(["--config", path_str(&config)])
+        .env("INCEPT_TEST_CHECKPOINT_ABORT_BEFORE", "writing best.bpk")
+        .output()?;
+    assert!(stderr(&aborted).contains("aborting (test hook)"), "{}", stderr(&aborted));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(killed.join("run.json"))?)?;
+    assert_eq!(state["completed_epochs"], 0, "{state}");
+    ok(train(&cache, &killed, &config, &["--resume"])?);
+    assert_eq!(losses(&killed)?, losses(&whole)?);
+    assert!(
+        std::fs::read(killed.join("predictions.csv"))?
+            == std::fs::read(whole.join("predictions.csv"))?,
+        "predictions.csv differs from the uninterrupted run's"
     );
     Ok(())
 }

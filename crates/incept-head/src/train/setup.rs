@@ -94,12 +94,31 @@ pub(super) fn open(
             reason: "it was trained on a cache with other classes or shapes".into(),
         });
     }
+    let dimensions = config.head.bilinear_dimensions;
+    if config.head.pooling == Pooling::Bilinear && dimensions > channels {
+        return Err(Error::Config(format!(
+            "{}: bilinear_dimensions {dimensions} is more than the maps' {channels} channels; set a smaller one in the [head] table of --config",
+            request.cache.display()
+        )));
+    }
     device.seed(config.seed);
     let mut model = Head::new(&config.head, shape, classes.len(), &device);
     let mut optimizer = optimizer(&config, implementation);
     if resuming {
         (model, optimizer) =
             run_folder::load_last_checkpoint(model, optimizer, run_dir, &mut state)?;
+    }
+    // What can refuse the run (a damaged cache, a projection that cannot be fitted) comes before
+    // its folder is written. A run killed before its first epoch has no weights yet: its
+    // projection is fitted again (the same one: the same photos and seed).
+    let kept = kept_for(&config, &mut model, &data, run_dir, state.completed_epochs > 0)?;
+    let budget = config.memory_budget_mib.saturating_mul(1 << 20);
+    let store = Store::open(data.cache, budget, kept.clone())?;
+    let validation_store = match data.validation_cache {
+        Some(other) => Some(Store::open(other, budget, kept)?),
+        None => None,
+    };
+    if resuming {
         if let Some(extension) = &extension {
             crate::resume::record_extension(run_dir, &config)?;
             run_folder::reopen(run_dir, &mut state)?;
@@ -110,15 +129,6 @@ pub(super) fn open(
     } else {
         run_folder::start(run_dir, &config, &state)?;
     }
-    // A run killed before its first epoch has no weights yet: its projection is fitted again.
-    let has_weights = resuming && state.completed_epochs > 0;
-    let kept = kept_for(&config, &mut model, &data, has_weights)?;
-    let budget = config.memory_budget_mib.saturating_mul(1 << 20);
-    let store = Store::open(data.cache, budget, kept.clone())?;
-    let validation_store = match data.validation_cache {
-        Some(other) => Some(Store::open(other, budget, kept)?),
-        None => None,
-    };
     if store.is_streaming() {
         eprintln!(
             "cache larger than the memory budget ({} MiB): streaming it from disk",
@@ -219,14 +229,16 @@ fn kept_for(
     config: &TrainConfig,
     model: &mut Head,
     data: &Data,
+    run_dir: &Path,
     has_weights: bool,
 ) -> Result<Kept> {
     Ok(match config.head.pooling {
         Pooling::Gap => Kept::Averages,
         Pooling::Bilinear => {
             let projection = if has_weights {
-                model.projection()?.ok_or_else(|| {
-                    Error::Config("a bilinear run's weights hold no projection".into())
+                model.projection()?.ok_or_else(|| Error::NotARun {
+                    path: run_dir.to_path_buf(),
+                    reason: "a bilinear run whose weights hold no projection; train it again in a new --run-dir".into(),
                 })?
             } else {
                 let projection = crate::bilinear::fit_on_cache(
