@@ -40,6 +40,18 @@ def pooled_features(path):
         )
 
 
+def held_out_accuracy(probabilities, labels, source, variant, is_validation, photos):
+    """Accuracy over the held-out photos: the softmax averaged over each photo's variants (TTA),
+    and of variant 0 alone."""
+    tta = original = 0
+    for photo in photos:
+        rows = is_validation & (source == photo)
+        label = labels[rows][0]
+        tta += probabilities[rows].mean(axis=0).argmax() == label
+        original += probabilities[rows & (variant == 0)][0].argmax() == label
+    return tta / len(photos), original / len(photos)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("cache", help="feature cache made by incept extract")
@@ -60,17 +72,10 @@ def main():
         for c in (float(v) for v in args.C.split(",")):
             model = LogisticRegression(C=c, max_iter=500)
             model.fit(scaled[~is_validation], labels[~is_validation])
-            probabilities = model.predict_proba(scaled)
-            tta = original = 0
-            for photo in photos:
-                rows = is_validation & (source == photo)
-                label = labels[rows][0]
-                tta += probabilities[rows].mean(axis=0).argmax() == label
-                original += probabilities[rows & (variant == 0)][0].argmax() == label
-            print(
-                f"{name:5} C={c:<6} accuracy (TTA) {tta / len(photos):.3f}"
-                f"  variant 0 only {original / len(photos):.3f}"
+            tta, original = held_out_accuracy(
+                model.predict_proba(scaled), labels, source, variant, is_validation, photos
             )
+            print(f"{name:5} C={c:<6} accuracy (TTA) {tta:.3f}  variant 0 only {original:.3f}")
 
 
 if __name__ == "__main__":
