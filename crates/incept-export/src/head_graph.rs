@@ -88,7 +88,7 @@ impl Nodes {
     ///
     /// # Shapes
     /// `map`: [N, H, W, C] channels last → [N, D·(D+1)/2].
-    fn bilinear(&mut self, projection: &Projection, map: &str, positions: usize) -> Result<String> {
+    fn bilinear(&mut self, projection: &Projection, map: &str, positions: usize) -> String {
         let (channels, dimensions) = (projection.channels, projection.dimensions);
         let name = |step: &str| format!("{PREFIX}bilinear/{step}");
         let shape = self.int64s(name("shape"), &[-1, positions as i64, channels as i64]);
@@ -124,7 +124,7 @@ impl Nodes {
         let norm = self.reduce("ReduceL2", &name("norm"), &signed, &[1], true); // [N, 1]
         let epsilon = self.weight(name("epsilon"), &[], &[BILINEAR_NORM_EPSILON]);
         let guarded = self.add("Add", name("norm_epsilon"), &[&norm, &epsilon], &[]);
-        Ok(self.add("Div", name("pooled"), &[&signed, &guarded], &[]))
+        self.add("Div", name("pooled"), &[&signed, &guarded], &[])
     }
 }
 
@@ -164,7 +164,7 @@ pub fn append_head(
                 &[features],
                 &[Attribute::Ints("perm", vec![0, 2, 3, 1])],
             );
-            let pooled = nodes.bilinear(projection, &map, height * width)?;
+            let pooled = nodes.bilinear(projection, &map, height * width);
             channels_last = Some(map);
             Some((pooled, bilinear_pooled_len(projection.dimensions)))
         }

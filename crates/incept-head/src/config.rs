@@ -268,8 +268,8 @@ impl TrainConfig {
         let se = if head.se { format!("SE/{}", head.se_reduction) } else { "no SE".into() };
         let pooling = match head.pooling {
             Pooling::Flatten => "flatten".to_owned(),
-            Pooling::Gap => "gap".into(),
-            Pooling::Avgmax => "avgmax".into(),
+            Pooling::Gap => "gap".to_owned(),
+            Pooling::Avgmax => "avgmax".to_owned(),
             Pooling::Bilinear => format!("bilinear{}", head.bilinear_dimensions),
         };
         let dense: Vec<String> = head.dense.iter().map(usize::to_string).collect();

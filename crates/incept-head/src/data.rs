@@ -150,15 +150,22 @@ impl Store {
                 let values =
                     block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
                 check_finite(&cache, start, values)?;
-                // In parallel: bilinear pooling is a matrix product a map.
-                let kept_maps = values
-                    .par_chunks(cache.shape.len())
-                    .map(|map| {
-                        let mut out = Vec::with_capacity(kept_values);
-                        kept.push(map, cache.shape.channels, &mut out).map(|()| out)
-                    })
-                    .collect::<Result<Vec<Vec<f32>>>>()?;
-                kept_maps.iter().for_each(|sample| features.extend_from_slice(sample));
+                let map_len = cache.shape.len();
+                if let Kept::Bilinear(_) = kept {
+                    // In parallel: bilinear pooling is a matrix product a map.
+                    let pooled = values
+                        .par_chunks(map_len)
+                        .map(|map| {
+                            let mut out = Vec::with_capacity(kept_values);
+                            kept.push(map, cache.shape.channels, &mut out).map(|()| out)
+                        })
+                        .collect::<Result<Vec<Vec<f32>>>>()?;
+                    pooled.iter().for_each(|sample| features.extend_from_slice(sample));
+                } else {
+                    for map in values.chunks_exact(map_len) {
+                        kept.push(map, cache.shape.channels, &mut features)?;
+                    }
+                }
                 start += count;
             }
             Ok(Store::Memory { cache, features, kept })
