@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
+use hdf5::{Extent, SimpleExtents};
 use ndarray::{Array1, Array4, ArrayView4, s};
 
 use crate::{
@@ -97,8 +98,41 @@ pub(crate) fn create_features(
     compression: Compression,
     path: &Path,
 ) -> Result<hdf5::Dataset> {
+    let extent = (n, shape.height, shape.width, shape.channels);
+    create_features_with(file, dtype, extent.into(), (n > 0).then_some(shape), compression, path)
+}
+
+/// An empty `features` dataset [0, H, W, C] that can grow to `capacity` rows
+/// ([`hdf5::Dataset::resize`]): a segment filled batch by batch, each batch's chunks compressed
+/// as it is written.
+pub(crate) fn create_growing_features(
+    file: &hdf5::File,
+    dtype: Dtype,
+    capacity: usize,
+    shape: MapShape,
+    compression: Compression,
+    path: &Path,
+) -> Result<hdf5::Dataset> {
+    let extents = SimpleExtents::from_vec(vec![
+        Extent::new(0, Some(capacity)),
+        Extent::fixed(shape.height),
+        Extent::fixed(shape.width),
+        Extent::fixed(shape.channels),
+    ]);
+    create_features_with(file, dtype, extents, Some(shape), compression, path)
+}
+
+fn create_features_with(
+    file: &hdf5::File,
+    dtype: Dtype,
+    extents: SimpleExtents,
+    chunk_shape: Option<MapShape>,
+    compression: Compression,
+    path: &Path,
+) -> Result<hdf5::Dataset> {
     let mut builder = file.new_dataset_builder();
-    if n > 0 {
+    // One chunk per sample (none for an empty fixed-size dataset, which cannot have chunks).
+    if let Some(shape) = chunk_shape {
         builder = builder.chunk((1, shape.height, shape.width, shape.channels));
         if compression.shuffled() {
             builder = builder.shuffle();
@@ -108,9 +142,8 @@ pub(crate) fn create_features(
             Compression::Deflate | Compression::ShuffleDeflate => builder.deflate(DEFLATE_LEVEL),
         };
     }
-    let extent = (n, shape.height, shape.width, shape.channels);
     match dtype {
-        Dtype::F32 => builder.empty::<f32>().shape(extent).create(FEATURES).at(path),
-        Dtype::F16 => builder.empty::<half::f16>().shape(extent).create(FEATURES).at(path),
+        Dtype::F32 => builder.empty::<f32>().shape(extents).create(FEATURES).at(path),
+        Dtype::F16 => builder.empty::<half::f16>().shape(extents).create(FEATURES).at(path),
     }
 }

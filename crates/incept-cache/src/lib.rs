@@ -45,8 +45,8 @@ mod schema;
 mod writer;
 pub use combine::{copy_into_one_file, index_over};
 pub(crate) use datasets::{
-    create_features, map_shape_of, open_hdf5, read_feature_block, read_i32, read_strings,
-    write_feature_block, write_strings,
+    create_features, create_growing_features, map_shape_of, open_hdf5, read_feature_block,
+    read_i32, read_strings, write_feature_block, write_strings,
 };
 pub use error::{Error, Result};
 pub(crate) use error::{WithPath, io_error, missing};
@@ -59,7 +59,7 @@ pub(crate) use schema::{
     DEFLATE_LEVEL, SEGMENT_CLASS_NAMES, SEGMENT_SOURCE_PATHS, read_string_attribute,
     write_string_attribute,
 };
-pub use writer::{CacheWriter, MergeSummary, Sample, rows_on_disk};
+pub use writer::{CacheWriter, DEFAULT_SEGMENT_SAMPLES, MergeSummary, Sample, rows_on_disk};
 
 const PARTS_SUFFIX: &str = ".parts";
 const LOCK_SUFFIX: &str = ".lock";
@@ -85,3 +85,5 @@ pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_open_segment;

@@ -1,8 +1,8 @@
 use super::*;
 
-const SHAPE: MapShape = MapShape { height: 2, width: 2, channels: 3 };
+pub(crate) const SHAPE: MapShape = MapShape { height: 2, width: 2, channels: 3 };
 
-fn settings(dtype: Dtype) -> Settings {
+pub(crate) fn settings(dtype: Dtype) -> Settings {
     Settings {
         model_sha256: "abc".into(),
         input_size: 224,
@@ -16,12 +16,12 @@ fn settings(dtype: Dtype) -> Settings {
     }
 }
 
-fn sample(source: &str, class: &str, variant: u32, value: f32) -> Sample {
+pub(crate) fn sample(source: &str, class: &str, variant: u32, value: f32) -> Sample {
     let features = (0..SHAPE.len()).map(|i| value + i as f32 * 0.25).collect();
     Sample { source: source.into(), class: class.into(), variant, features }
 }
 
-fn tempdir() -> tempfile::TempDir {
+pub(crate) fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary folder")
 }
 

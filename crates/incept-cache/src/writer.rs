@@ -11,9 +11,13 @@ use crate::{
 use crate::{canonical, with_suffix};
 
 mod finish;
+mod open_segment;
 mod segments;
 
 pub use segments::rows_on_disk;
+
+/// Samples per segment unless [`CacheWriter::set_segment_samples`] says otherwise.
+pub const DEFAULT_SEGMENT_SAMPLES: usize = 256;
 
 /// Segment attribute: the `content_id` of the index the segment was written on top of.
 const BASE_ATTRIBUTE: &str = "base_content_id";
@@ -59,6 +63,10 @@ pub struct CacheWriter {
     index_readable: bool,
     compression: Compression,
     next_segment: u64,
+    /// The segment [`Self::append`] is filling, if any.
+    open: Option<open_segment::OpenSegment>,
+    /// Samples per segment filled by [`Self::append`].
+    segment_samples: usize,
     /// `--overwrite`: the old cache's samples are not kept; it is replaced at [`Self::finish`].
     replace: bool,
     /// The cache this run adds to (not with `--overwrite`), opened once: [`Self::finish`] takes
@@ -96,6 +104,8 @@ impl CacheWriter {
             index_readable: !path.exists(),
             compression: Compression::default(),
             next_segment: 0,
+            open: None,
+            segment_samples: DEFAULT_SEGMENT_SAMPLES,
             replace: overwrite,
             existing: None,
             _lock: lock,

@@ -162,7 +162,7 @@ pub(crate) struct MachineArgs {
     #[arg(long, value_enum, default_value = "lzf")]
     pub(crate) compression: Compression,
     /// Samples per crash-safe segment (the most an interruption can lose).
-    #[arg(long, default_value_t = 256, hide = true)]
+    #[arg(long, default_value_t = incept_cache::DEFAULT_SEGMENT_SAMPLES, hide = true)]
     pub(crate) segment_samples: usize,
 }
 
@@ -175,7 +175,7 @@ impl MachineArgs {
             threads: 0,
             allow_truncated: false,
             compression: Compression::Lzf,
-            segment_samples: 256,
+            segment_samples: incept_cache::DEFAULT_SEGMENT_SAMPLES,
         }
     }
 }

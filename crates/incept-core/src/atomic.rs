@@ -75,17 +75,63 @@ pub fn write_atomically_with<E: From<Error>>(
     path: &Path,
     write: impl FnOnce(&Path) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    let temporary = temporary_path(path);
-    let written = write(&temporary).and_then(|()| {
-        std::fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(io_error(&temporary))?;
-        std::fs::rename(&temporary, path).map_err(io_error(path))?;
-        Ok(sync_folder(parent_of(path))?)
-    });
-    if written.is_err() {
-        // The error that matters is the write's; a leftover is removed once this process is gone.
-        let _ = std::fs::remove_file(&temporary);
+    let temporary = Temporary::beside(path);
+    write(temporary.path())?;
+    Ok(temporary.commit()?)
+}
+
+/// A file being written in steps under a temporary name (the form of
+/// [`write_atomically_with`] for a file filled over many calls, e.g. a cache segment that takes
+/// feature maps batch by batch): [`Temporary::commit`] makes it `path` whole; dropped without a
+/// commit (an error, a stopped run), the temporary file is removed and `path` is untouched.
+#[derive(Debug)]
+pub struct Temporary {
+    /// `None` once committed.
+    temporary: Option<PathBuf>,
+    path: PathBuf,
+}
+
+impl Temporary {
+    /// A fresh temporary name for `path` (nothing is created: the caller creates the file).
+    pub fn beside(path: &Path) -> Self {
+        Temporary { temporary: Some(temporary_path(path)), path: path.to_path_buf() }
     }
-    written
+
+    /// Where to write the file until it is committed.
+    pub fn path(&self) -> &Path {
+        self.temporary.as_deref().unwrap_or(&self.path)
+    }
+
+    /// The name the file gets on commit.
+    pub fn final_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the closed temporary file to disk, renames it over the final name and flushes
+    /// the folder. On error the temporary file is removed and the final name left as it was.
+    pub fn commit(mut self) -> Result<()> {
+        let Some(temporary) = self.temporary.take() else { return Ok(()) };
+        let committed = std::fs::File::open(&temporary)
+            .and_then(|f| f.sync_all())
+            .map_err(io_error(&temporary))
+            .and_then(|()| std::fs::rename(&temporary, &self.path).map_err(io_error(&self.path)))
+            .and_then(|()| sync_folder(parent_of(&self.path)));
+        if committed.is_err() {
+            // The error that matters is the commit's; a leftover is removed once this process
+            // is gone.
+            let _ = std::fs::remove_file(&temporary);
+        }
+        committed
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(temporary) = self.temporary.take() {
+            // Not committed: nothing of it may be taken for a finished file.
+            let _ = std::fs::remove_file(temporary);
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically (see the module docs).

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         overwrite: true,
         decode: incept_extract::DecodeOptions::default(),
         threads: 0,
-        segment_samples: 256,
+        segment_samples: incept_cache::DEFAULT_SEGMENT_SAMPLES,
         compression: incept_cache::Compression::default(),
     };
 

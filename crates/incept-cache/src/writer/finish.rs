@@ -31,6 +31,7 @@ impl CacheWriter {
     /// and the new segments (no feature map is read or rewritten) that atomically replaces the
     /// old index, then deletes what no index names any more.
     pub fn finish(mut self) -> Result<MergeSummary> {
+        self.commit_segment()?;
         if self.segments.is_empty() {
             let total = self.existing.as_ref().map_or(0, Cache::len);
             return Ok(MergeSummary { total, added: 0 });

@@ -1,15 +1,12 @@
-//! The writer's segments: taking in those of earlier runs, writing new ones, counting rows.
+//! The writer's segments: taking in those of earlier runs, counting rows (new ones: `open_segment`).
 
 use std::path::Path;
 
-use ndarray::{Array1, Array4};
-
-use super::{BASE_ATTRIBUTE, CacheWriter, Sample, remove_if_exists};
+use super::{BASE_ATTRIBUTE, CacheWriter, remove_if_exists};
 use crate::{
-    Error, FEATURES, LEGACY_LINK_PREFIX, LEGACY_SEGMENT_TEMPORARY_SUFFIX, MapShape, PARTS_SUFFIX,
-    Result, SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, Settings, VARIANT, WithPath,
-    create_features, io_error, map_shape_of, open_hdf5, read_i32, read_strings,
-    write_feature_block, write_string_attribute, write_strings,
+    Error, FEATURES, LEGACY_LINK_PREFIX, LEGACY_SEGMENT_TEMPORARY_SUFFIX, PARTS_SUFFIX, Result,
+    SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, Settings, VARIANT, WithPath, io_error, map_shape_of,
+    open_hdf5, read_i32, read_strings,
 };
 use crate::{canonical, with_suffix};
 
@@ -79,70 +76,6 @@ impl CacheWriter {
             self.segments.push(path);
         }
         Ok(())
-    }
-
-    /// Writes `samples` as one new segment, atomically.
-    pub fn write_segment(&mut self, samples: &[Sample], shape: MapShape) -> Result<()> {
-        if samples.is_empty() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.parts).map_err(io_error(&self.parts))?;
-        let final_path = self.parts.join(format!("{SEGMENT_PREFIX}{:08}.h5", self.next_segment));
-        self.check_shape(shape, &final_path)?;
-        incept_core::write_atomically_with(&final_path, |temporary| {
-            self.write_segment_file(temporary, samples, shape)
-        })?;
-        self.next_segment += 1;
-        for sample in samples {
-            self.done.insert((sample.source.clone(), sample.variant));
-        }
-        self.segments.push(final_path);
-        Ok(())
-    }
-
-    fn write_segment_file(&self, path: &Path, samples: &[Sample], shape: MapShape) -> Result<()> {
-        let file = hdf5::File::create_excl(path).at(path)?;
-        self.settings.write_attributes(&file, path)?;
-        write_string_attribute(&file, BASE_ATTRIBUTE, &self.base, path)?;
-        // Compressed here, on the writer thread while inference goes on: the segment is a piece
-        // of the finished cache as it is.
-        let dataset = create_features(
-            &file,
-            self.settings.dtype,
-            samples.len(),
-            shape,
-            self.compression,
-            path,
-        )?;
-        let mut block =
-            Array4::<f32>::zeros((samples.len(), shape.height, shape.width, shape.channels));
-        for (mut row, sample) in block.outer_iter_mut().zip(samples) {
-            let values = ndarray::ArrayView3::from_shape(
-                (shape.height, shape.width, shape.channels),
-                &sample.features,
-            )
-            .map_err(|_| Error::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "sample {} has {} values, not {}",
-                    sample.source,
-                    sample.features.len(),
-                    shape.len()
-                ),
-            })?;
-            row.assign(&values);
-        }
-        write_feature_block(&dataset, self.settings.dtype, 0, block.view(), path)?;
-        let sources: Vec<String> = samples.iter().map(|s| s.source.clone()).collect();
-        let classes: Vec<String> = samples.iter().map(|s| s.class.clone()).collect();
-        let variants: Vec<i32> = samples.iter().map(|s| s.variant as i32).collect();
-        write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, path)?;
-        write_strings(&file, SEGMENT_CLASS_NAMES, &classes, path)?;
-        file.new_dataset_builder().with_data(&Array1::from(variants)).create(VARIANT).at(path)?;
-        drop(dataset);
-        file.flush().at(path)?;
-        // Closing (not just dropping) reports a failed final write.
-        file.close().at(path)
     }
 }
 

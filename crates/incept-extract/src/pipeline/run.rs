@@ -114,26 +114,19 @@ pub(super) fn run_pipeline(
             (skipped, busy)
         });
 
-        // Writer: the only owner of the cache; one crash-safe segment per `segment_samples`.
+        // Writer: the only owner of the cache. Each batch is compressed into the open segment as
+        // it arrives; a segment is committed (crash-safe) every `segment_samples`.
+        writer.set_segment_samples(config.segment_samples);
         let writer_thread = scope.spawn(move || -> Result<Duration> {
             let mut busy = Duration::ZERO;
-            let mut buffer: Vec<Sample> = Vec::new();
-            let mut shape = None;
             for (samples, map_shape) in sample_receiver {
-                shape = Some(map_shape);
-                buffer.extend(samples);
-                if buffer.len() >= config.segment_samples.max(1) {
-                    let started = Instant::now();
-                    writer.write_segment(&buffer, map_shape)?;
-                    busy += started.elapsed();
-                    buffer.clear();
-                }
-            }
-            if let (Some(map_shape), false) = (shape, buffer.is_empty()) {
                 let started = Instant::now();
-                writer.write_segment(&buffer, map_shape)?;
+                writer.append(&samples, map_shape)?;
                 busy += started.elapsed();
             }
+            let started = Instant::now();
+            writer.commit_segment()?;
+            busy += started.elapsed();
             Ok(busy)
         });
 
