@@ -11,6 +11,10 @@ or its tests; it needs numpy, h5py and scikit-learn (see linear_probe.py):
 
     /tmp/probe/bin/python scripts/probe_pooling.py features/amid5-mixed_7.h5 runs/demo-bilinear --dimensions 128
 
+With --matrix-sqrt it also screens matrix square-root normalisation of the Gram matrix (its
+eigenvalues square-rooted, as in "improved bilinear pooling"), alone and followed by the signed
+square root, instead of the element-wise signed square root alone.
+
 Prints one line per (pooling, inverse regularisation C): accuracy with the softmax averaged over
 all of a photo's variants (TTA), and on variant 0 alone.
 """
@@ -41,15 +45,26 @@ def projection(maps, rows, dimensions):
     return mean, vectors[:, ::-1][:, :dimensions].astype(np.float32)
 
 
-def bilinear(block, mean, directions):
-    """Second-order pooling of maps [n, H, W, C] → [n, D·(D+1)/2]."""
+def gram(block, mean, directions):
+    """The D×D Gram matrices [n, D, D] of maps [n, H, W, C] projected on the directions."""
     n, height, width, channels = block.shape
     projected = (np.sqrt(block).reshape(n, height * width, channels) - mean) @ directions
-    gram = np.einsum("npi,npj->nij", projected, projected) / (height * width)
-    upper = np.triu_indices(directions.shape[1])
-    pooled = gram[:, upper[0], upper[1]]
-    pooled = np.sign(pooled) * np.sqrt(np.abs(pooled))
+    return np.einsum("npi,npj->nij", projected, projected) / (height * width)
+
+
+def upper_normalised(matrices, signed_sqrt=True):
+    """Upper triangles [n, D·(D+1)/2] of [n, D, D], optionally signed-square-rooted, unit L2."""
+    upper = np.triu_indices(matrices.shape[1])
+    pooled = matrices[:, upper[0], upper[1]].astype(np.float32)
+    if signed_sqrt:
+        pooled = np.sign(pooled) * np.sqrt(np.abs(pooled))
     return pooled / (np.linalg.norm(pooled, axis=1, keepdims=True) + 1e-12)
+
+
+def matrix_sqrt(matrices):
+    """Square roots of symmetric positive semi-definite matrices [n, D, D]."""
+    values, vectors = np.linalg.eigh(matrices.astype(np.float64))
+    return (vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]) @ vectors.transpose(0, 2, 1)
 
 
 def main():
@@ -57,6 +72,7 @@ def main():
     parser.add_argument("cache", help="feature cache made by incept extract")
     parser.add_argument("run_dir", help="a run on that cache: its predictions.csv gives the held-out photos")
     parser.add_argument("--dimensions", type=int, default=128, help="principal components kept before bilinear pooling")
+    parser.add_argument("--matrix-sqrt", action="store_true", help="also screen matrix square-root normalisation")
     args = parser.parse_args()
 
     with h5py.File(args.cache, "r") as cache:
@@ -71,7 +87,7 @@ def main():
         pca_rows = originals[:: max(1, len(originals) // PCA_PHOTOS)][:PCA_PHOTOS]
         mean, directions = projection(maps, pca_rows, args.dimensions)
         half_height, half_width = height // 2, width // 2
-        pooled = {"gap": [], "max": [], "grid2x2": [], "bilinear": []}
+        pooled = {"gap": [], "max": [], "grid2x2": [], "bilinear": [], "msqrt": [], "msqrt+ssqrt": []}
         for start in range(0, count, CHUNK):
             block = maps[start : start + CHUNK]
             pooled["gap"].append(block.mean(axis=(1, 2)))
@@ -82,8 +98,13 @@ def main():
                 for columns in (slice(0, half_width), slice(half_width, None))
             ]
             pooled["grid2x2"].append(np.concatenate(quarters, axis=1))
-            pooled["bilinear"].append(bilinear(block, mean, directions))
-    pooled = {name: np.concatenate(parts) for name, parts in pooled.items()}
+            matrices = gram(block, mean, directions)
+            pooled["bilinear"].append(upper_normalised(matrices))
+            if args.matrix_sqrt:
+                roots = matrix_sqrt(matrices)
+                pooled["msqrt"].append(upper_normalised(roots, signed_sqrt=False))
+                pooled["msqrt+ssqrt"].append(upper_normalised(roots))
+    pooled = {name: np.concatenate(parts) for name, parts in pooled.items() if parts}
     photos = np.unique(source[is_validation])
     print(f"{len(photos)} held-out photos, {int((~is_validation).sum())} training samples")
 
@@ -96,6 +117,11 @@ def main():
         (bilinear_name, pooled["bilinear"], (0.001, 0.003, 0.01)),
         (f"gap+{bilinear_name}", np.concatenate([root(pooled["gap"]), pooled["bilinear"]], axis=1), (0.001, 0.003)),
     ]
+    if args.matrix_sqrt:
+        screens += [
+            (f"{bilinear_name}-msqrt", pooled["msqrt"], (0.001, 0.003)),
+            (f"{bilinear_name}-msqrt+ssqrt", pooled["msqrt+ssqrt"], (0.001, 0.003)),
+        ]
     for name, features, strengths in screens:
         scaled = StandardScaler().fit(features[~is_validation]).transform(features)
         for c in strengths:

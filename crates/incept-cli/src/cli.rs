@@ -55,7 +55,7 @@ pub(crate) struct ExtractArgs {
     #[arg(long, value_name = "PLAN_DIR", requires = "shard", conflicts_with_all = [
         "data_dir", "output", "overwrite", "copies", "no_augment", "seed", "layer", "model", "dtype",
         "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
-        "no_horizontal_flip",
+        "no_horizontal_flip", "vertical_flip",
     ])]
     pub(crate) plan: Option<PathBuf>,
     /// The shard to run (0-based), or `auto`: from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX
@@ -139,6 +139,10 @@ pub(crate) struct SettingsArgs {
     /// Do not mirror images left-right (by default, with probability 1/2).
     #[arg(long)]
     pub(crate) no_horizontal_flip: bool,
+    /// Also mirror images top-bottom, with probability 1/2 (Keras' `vertical_flip`; off by
+    /// default, as in the blog post). A cache records it: it is one of the cache's settings.
+    #[arg(long)]
+    pub(crate) vertical_flip: bool,
 }
 
 /// How this machine runs the extraction (never recorded: any worker may differ).

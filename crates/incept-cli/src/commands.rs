@@ -41,6 +41,7 @@ pub fn extract_config(
             zoom_min: 1.0 - settings.zoom_range,
             zoom_max: 1.0 + settings.zoom_range,
             horizontal_flip: !settings.no_horizontal_flip,
+            vertical_flip: settings.vertical_flip,
         },
         data_dir,
         output,

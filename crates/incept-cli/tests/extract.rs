@@ -149,6 +149,11 @@ fn other_settings_are_refused_unless_overwrite() -> TestResult {
     let message = stderr(&refused);
     assert!(message.contains("augmentation") && message.contains("--overwrite"), "{message}");
     assert_eq!(Cache::open(&cache)?.len(), 4);
+    // Vertical flips are a setting of their own: a cache made without them is not grown with.
+    let refused = extract(&data, &cache, &["--copies", "2", "--vertical-flip"])?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("vertical_flip"), "{}", stderr(&refused));
+    assert_eq!(Cache::open(&cache)?.len(), 4);
     ok(extract(&data, &cache, &["--copies", "0", "--overwrite", "--dtype", "f16"])?);
     let replaced = Cache::open(&cache)?;
     assert_eq!(replaced.len(), 2);

@@ -33,6 +33,10 @@ pub struct Augmentation {
     pub zoom_max: f64,
     /// Mirror left-right with probability 1/2.
     pub horizontal_flip: bool,
+    /// Mirror top-bottom with probability 1/2 (Keras' `vertical_flip`; off in the blog post).
+    /// Drawn after every other parameter, so turning it on leaves their draws as they were.
+    #[serde(default)]
+    pub vertical_flip: bool,
 }
 
 /// Keras' `zoom_range=0.2`: zoom factors uniform in [1 − 0.2, 1 + 0.2].
@@ -49,6 +53,7 @@ impl Augmentation {
         zoom_min: 1.0 - KERAS_ZOOM_RANGE,
         zoom_max: 1.0 + KERAS_ZOOM_RANGE,
         horizontal_flip: true,
+        vertical_flip: false,
     };
 }
 
@@ -70,11 +75,18 @@ pub struct Transform {
     pub zx: f64,
     pub zy: f64,
     pub flip_horizontal: bool,
+    pub flip_vertical: bool,
 }
 
 impl Augmentation {
     /// JSON with every parameter and its unit, stored in the cache's `augmentation` attribute.
+    /// `vertical_flip` is written only when on, so caches made before it existed keep matching.
     pub fn to_json(&self) -> String {
+        let vertical_flip = if self.vertical_flip {
+            "\"vertical_flip\":{\"value\":true,\"unit\":\"probability 1/2\"},"
+        } else {
+            ""
+        };
         format!(
             concat!(
                 "{{\"semantics\":\"keras ImageDataGenerator\",",
@@ -84,6 +96,7 @@ impl Augmentation {
                 "\"shear_range\":{{\"value\":{},\"unit\":\"degrees\"}},",
                 "\"zoom_range\":{{\"value\":[{},{}],\"unit\":\"factor, >1 zooms out\"}},",
                 "\"horizontal_flip\":{{\"value\":{},\"unit\":\"probability 1/2\"}},",
+                "{}",
                 "\"fill_mode\":\"nearest\",\"interpolation\":\"bilinear\"}}"
             ),
             self.rotation_range_degrees,
@@ -92,7 +105,8 @@ impl Augmentation {
             self.shear_range_degrees,
             self.zoom_min,
             self.zoom_max,
-            self.horizontal_flip
+            self.horizontal_flip,
+            vertical_flip
         )
     }
 
@@ -110,6 +124,10 @@ impl Augmentation {
             zoom_min: zoom.first()?.as_f64()?,
             zoom_max: zoom.get(1)?.as_f64()?,
             horizontal_flip: value.get("horizontal_flip")?.get("value")?.as_bool()?,
+            vertical_flip: match value.get("vertical_flip") {
+                None => false,
+                Some(flip) => flip.get("value")?.as_bool()?,
+            },
         })
     }
 
@@ -144,7 +162,8 @@ impl Augmentation {
             )
         };
         let flip_horizontal = self.horizontal_flip && rng.random::<f64>() < 0.5;
-        Transform { theta_degrees, tx, ty, shear_degrees, zx, zy, flip_horizontal }
+        let flip_vertical = self.vertical_flip && rng.random::<f64>() < 0.5;
+        Transform { theta_degrees, tx, ty, shear_degrees, zx, zy, flip_horizontal, flip_vertical }
     }
 }
 
@@ -170,6 +189,7 @@ impl Transform {
         zx: 1.0,
         zy: 1.0,
         flip_horizontal: false,
+        flip_vertical: false,
     };
 
     /// The 3×3 matrix from output (row, col, 1) to input coordinates, as
@@ -192,7 +212,7 @@ impl Transform {
     }
 
     /// Applies the transform with bilinear sampling, edge pixels repeated outside the image,
-    /// then the flip, writing planar RGB already scaled to [-1, 1].
+    /// then the flips (as Keras: after the affine transform), writing planar RGB already scaled to [-1, 1].
     ///
     /// # Shapes
     /// `image`: H×W RGB8; `out`: [3 × H × W] (CHW).
@@ -214,7 +234,8 @@ impl Transform {
                 let (r1, c1) = ((r0 + 1).min(h - 1), (c0 + 1).min(w - 1));
                 let (fr, fc) = ((source_row - r0 as f64) as f32, (source_col - c0 as f64) as f32);
                 let out_col = if self.flip_horizontal { w - 1 - col } else { col };
-                let target = row * w + out_col;
+                let out_row = if self.flip_vertical { h - 1 - row } else { row };
+                let target = out_row * w + out_col;
                 for channel in 0..3 {
                     let at = |y: usize, x: usize| f32::from(raw[(y * w + x) * 3 + channel]);
                     let top = at(r0, c0) * (1.0 - fc) + at(r0, c1) * fc;
@@ -264,6 +285,35 @@ mod tests {
         Transform { flip_horizontal: true, ..Transform::IDENTITY }.apply(&image, &mut out);
         // Red channel encodes x: the first output column holds the last input column.
         assert_eq!(out[0], scale_pixel(f32::from(image.get_pixel(7, 0)[0])));
+    }
+
+    #[test]
+    fn vertical_flip_mirrors_rows() {
+        let image = gradient(8);
+        let mut out = vec![0.0; 3 * 64];
+        Transform { flip_vertical: true, ..Transform::IDENTITY }.apply(&image, &mut out);
+        // Green channel encodes y: the first output row holds the last input row.
+        assert_eq!(out[64], scale_pixel(f32::from(image.get_pixel(0, 7)[1])));
+        assert_eq!(out[64 + 7 * 8], scale_pixel(f32::from(image.get_pixel(0, 0)[1])));
+    }
+
+    #[test]
+    fn vertical_flips_leave_the_other_draws_and_the_default_description_as_they_were() {
+        let keras = Augmentation::default();
+        let flipping = Augmentation { vertical_flip: true, ..keras.clone() };
+        let mut flips = 0;
+        for variant in 1..=200 {
+            let (plain, flipped) = (
+                keras.draw(5, "a/b.jpg", variant, 224, 224),
+                flipping.draw(5, "a/b.jpg", variant, 224, 224),
+            );
+            assert_eq!(Transform { flip_vertical: false, ..flipped }, plain);
+            flips += usize::from(flipped.flip_vertical);
+        }
+        assert!((60..=140).contains(&flips), "{flips} vertical flips in 200");
+        // Caches made before the option existed describe the same augmentation.
+        assert!(!keras.to_json().contains("vertical_flip"));
+        assert_eq!(Augmentation::from_json(&flipping.to_json()), Some(flipping));
     }
 
     #[test]
@@ -327,9 +377,9 @@ mod tests {
     const PINNED_DRAWS: [&str; 2] = [
         "Transform { theta_degrees: 9.200095984238885, tx: -48.450913495087185, \
          ty: -42.02857780463481, shear_degrees: -0.14465568203383825, zx: 1.105466302729585, \
-         zy: 0.9232856891472974, flip_horizontal: false }",
+         zy: 0.9232856891472974, flip_horizontal: false, flip_vertical: false }",
         "Transform { theta_degrees: -18.418470667081355, tx: 12.918093651457562, \
          ty: 43.1013559941658, shear_degrees: 0.0922563336442358, zx: 0.8778375679070898, \
-         zy: 1.1928997054594843, flip_horizontal: false }",
+         zy: 1.1928997054594843, flip_horizontal: false, flip_vertical: false }",
     ];
 }
