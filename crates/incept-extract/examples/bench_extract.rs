@@ -27,17 +27,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = incept_core::project_root().join(DEFAULT_MODEL);
     let samples = photos * (copies + 1);
 
-    // A fixed set: every k-th photo of the sorted list, linked into a scratch folder.
+    // A fixed set: every k-th photo of the sorted list, linked into a scratch folder beside (not
+    // in) the cache, whose pieces folder a later round would otherwise scan as a class.
     let found = incept_extract::scan(&data)?;
     let step = (found.images.len() / photos.max(1)).max(1);
     let scratch = std::env::temp_dir().join(format!("incept-bench-{}", std::process::id()));
+    let photos_dir = scratch.join("photos");
     for image in found.images.iter().step_by(step).take(photos) {
-        let link = scratch.join(&image.relative);
+        let link = photos_dir.join(&image.relative);
         std::fs::create_dir_all(link.parent().ok_or("bad path")?)?;
         std::os::unix::fs::symlink(std::fs::canonicalize(&image.path)?, &link)?;
     }
     let config = ExtractConfig {
-        data_dir: scratch.clone(),
+        data_dir: photos_dir,
         output: scratch.join("bench.h5"),
         model: model.clone(),
         layer: incept_extract::Layer::Mixed10,
