@@ -92,3 +92,18 @@ fn a_batch_of_another_shape_or_length_is_refused_and_the_open_segment_kept() -> 
     assert_eq!(Cache::open(&path)?.source_path(1), "a/4.jpg");
     Ok(())
 }
+
+#[test]
+fn a_segment_opened_for_a_refused_batch_is_not_committed_empty() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.set_segment_samples(1);
+    writer.append(&[sample("a/1.jpg", "a", 0, 1.0)], SHAPE)?;
+    // A new segment is opened for this batch, which is then refused whole.
+    let wrong_length = Sample { features: vec![0.0; 5], ..sample("a/2.jpg", "a", 0, 0.0) };
+    assert!(writer.append(&[wrong_length], SHAPE).is_err());
+    assert_eq!(writer.finish()?, MergeSummary { total: 1, added: 1 });
+    assert_eq!(parts(&path), ["segment-00000000.h5"]);
+    Ok(())
+}

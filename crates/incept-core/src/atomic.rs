@@ -108,7 +108,9 @@ impl Temporary {
     }
 
     /// Flushes the closed temporary file to disk, renames it over the final name and flushes
-    /// the folder. On error the temporary file is removed and the final name left as it was.
+    /// the folder. On an error before the rename the temporary file is removed and the final
+    /// name left as it was; if only the folder flush fails, the file is whole under its final
+    /// name but the rename may not survive a power cut.
     pub fn commit(mut self) -> Result<()> {
         let Some(temporary) = self.temporary.take() else { return Ok(()) };
         let committed = std::fs::File::open(&temporary)

@@ -35,7 +35,9 @@ pub struct Augmentation {
     pub horizontal_flip: bool,
     /// Mirror top-bottom with probability 1/2 (Keras' `vertical_flip`; off in the blog post).
     /// Drawn after every other parameter, so turning it on leaves their draws as they were.
-    #[serde(default)]
+    /// Serialized only when on: a plan's id hashes its JSON, and plans made before this option
+    /// must keep their ids.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub vertical_flip: bool,
 }
 
@@ -212,7 +214,8 @@ impl Transform {
     }
 
     /// Applies the transform with bilinear sampling, edge pixels repeated outside the image,
-    /// then the flips (as Keras: after the affine transform), writing planar RGB already scaled to [-1, 1].
+    /// then the flips (as Keras: after the affine transform), writing planar RGB already scaled
+    /// to [-1, 1].
     ///
     /// # Shapes
     /// `image`: H×W RGB8; `out`: [3 × H × W] (CHW).
@@ -311,8 +314,17 @@ mod tests {
             flips += usize::from(flipped.flip_vertical);
         }
         assert!((60..=140).contains(&flips), "{flips} vertical flips in 200");
-        // Caches made before the option existed describe the same augmentation.
+        // Caches and plans made before the option existed describe the same augmentation.
         assert!(!keras.to_json().contains("vertical_flip"));
+        let plan_form = serde_json::to_string(&keras).expect("serializable");
+        assert!(!plan_form.contains("vertical_flip"), "{plan_form}");
+        let read: Augmentation = serde_json::from_str(&plan_form).expect("readable");
+        assert_eq!(read, keras);
+        let flipping_form = serde_json::to_string(&flipping).expect("serializable");
+        assert_eq!(
+            serde_json::from_str::<Augmentation>(&flipping_form).ok(),
+            Some(flipping.clone())
+        );
         assert_eq!(Augmentation::from_json(&flipping.to_json()), Some(flipping));
     }
 

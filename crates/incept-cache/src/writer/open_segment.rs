@@ -7,7 +7,7 @@ use std::path::Path;
 use incept_core::atomic::Temporary;
 use ndarray::{Array1, Array4};
 
-use super::{BASE_ATTRIBUTE, CacheWriter, Sample};
+use super::{BASE_ATTRIBUTE, CacheWriter, DEFAULT_SEGMENT_SAMPLES, Sample};
 use crate::{
     Dtype, Error, MapShape, Result, SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS,
     VARIANT, WithPath, create_growing_features, io_error, write_feature_block,
@@ -65,8 +65,11 @@ impl OpenSegment {
     }
 
     /// Appends `samples` (at most the room left) and their maps `block`, compressing them now.
+    ///
+    /// # Shapes
+    /// `block`: [samples, H, W, C]
     fn write(&mut self, samples: &[Sample], block: Array4<f32>) -> Result<()> {
-        let (path, shape) = (self.temporary.final_path(), self.shape);
+        let (path, shape) = (self.temporary.path(), self.shape);
         let start = self.len();
         let rows = start + samples.len();
         self.features.resize((rows, shape.height, shape.width, shape.channels)).at(path)?;
@@ -79,23 +82,35 @@ impl OpenSegment {
         Ok(())
     }
 
-    /// Writes the columns, closes the file and renames it into place.
+    /// Writes the columns, closes the file and renames it into place; returns the samples'
+    /// keys. On error the temporary file is removed (after HDF5 has closed it).
     fn commit(self) -> Result<Vec<(String, u32)>> {
         let OpenSegment { file, features, sources, classes, variants, temporary, .. } = self;
-        let path = temporary.final_path().to_path_buf();
-        write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, &path)?;
-        write_strings(&file, SEGMENT_CLASS_NAMES, &classes, &path)?;
-        file.new_dataset_builder()
-            .with_data(&Array1::from(variants.clone()))
-            .create(VARIANT)
-            .at(&path)?;
-        drop(features);
-        file.flush().at(&path)?;
-        // Closing (not just dropping) reports a failed final write.
-        file.close().at(&path)?;
+        close_segment(file, features, &sources, &classes, &variants, temporary.path())?;
         temporary.commit()?;
         Ok(sources.into_iter().zip(variants.into_iter().map(|v| v as u32)).collect())
     }
+}
+
+/// Writes a segment's columns and closes it; `file` is closed (or dropped) before this returns.
+fn close_segment(
+    file: hdf5::File,
+    features: hdf5::Dataset,
+    sources: &[String],
+    classes: &[String],
+    variants: &[i32],
+    path: &Path,
+) -> Result<()> {
+    write_strings(&file, SEGMENT_SOURCE_PATHS, sources, path)?;
+    write_strings(&file, SEGMENT_CLASS_NAMES, classes, path)?;
+    file.new_dataset_builder()
+        .with_data(&Array1::from(variants.to_vec()))
+        .create(VARIANT)
+        .at(path)?;
+    drop(features);
+    file.flush().at(path)?;
+    // Closing (not just dropping) reports a failed final write.
+    file.close().at(path)
 }
 
 impl CacheWriter {
@@ -162,11 +177,17 @@ impl CacheWriter {
     /// (or the next run) adds to the cache.
     pub fn commit_segment(&mut self) -> Result<()> {
         let Some(open) = self.open.take() else { return Ok(()) };
+        if open.len() == 0 {
+            // Opened for a batch that was refused: nothing to keep (its file goes with it).
+            return Ok(());
+        }
         let path = open.temporary.final_path().to_path_buf();
+        // Raised first: a commit that fails after its rename must not let a later segment
+        // take the same name.
+        self.next_segment += 1;
         for key in open.commit()? {
             self.done.insert(key);
         }
-        self.next_segment += 1;
         self.segments.push(path);
         Ok(())
     }
@@ -184,9 +205,9 @@ impl CacheWriter {
             dtype: self.settings.dtype,
             shape,
             capacity,
-            sources: Vec::with_capacity(capacity),
-            classes: Vec::with_capacity(capacity),
-            variants: Vec::with_capacity(capacity),
+            sources: Vec::with_capacity(capacity.min(DEFAULT_SEGMENT_SAMPLES)),
+            classes: Vec::with_capacity(capacity.min(DEFAULT_SEGMENT_SAMPLES)),
+            variants: Vec::with_capacity(capacity.min(DEFAULT_SEGMENT_SAMPLES)),
             temporary,
         })
     }

@@ -1,4 +1,5 @@
-//! The writer's segments: taking in those of earlier runs, counting rows (new ones: `open_segment`).
+//! The writer's segments: taking in those of earlier runs, counting rows (new ones are
+//! written by `open_segment`).
 
 use std::path::Path;
 
