@@ -167,10 +167,9 @@ impl CacheWriter {
             return Ok(());
         }
         self.commit_segment()?;
-        let open = self.start_segment(shape, samples.len())?;
-        self.open = Some(open);
-        self.append(samples, shape)?;
-        self.commit_segment()
+        self.open = Some(self.start_segment(shape, samples.len())?);
+        // Exactly full once appended: `append` commits it.
+        self.append(samples, shape)
     }
 
     /// Commits the open segment, if any: its samples become pending work that [`Self::finish`]

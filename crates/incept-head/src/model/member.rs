@@ -28,8 +28,8 @@ impl Member {
         device: &Device,
     ) -> Self {
         let channels = input.channels;
-        // Bilinear heads take pooled vectors: there is no map left for SE to gate.
-        let se = (config.se && config.pooling != Pooling::Bilinear).then(|| {
+        // SE with bilinear pooling is refused by `TrainConfig::validate`.
+        let se = config.se.then(|| {
             let bottleneck = (channels / config.se_reduction).max(1);
             SqueezeExcitation {
                 squeeze: Dense::new(channels, bottleneck, device),
