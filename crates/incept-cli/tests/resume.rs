@@ -289,6 +289,13 @@ fn damaged_run_folders_are_refused_naming_the_file_and_left_as_they_were() -> Te
     let remove = |name: &'static str| -> Damage {
         Box::new(move |run: &Path| std::fs::remove_file(run.join(name)))
     };
+    let edit = |name: &'static str, from: &'static str, to: &'static str| -> Damage {
+        Box::new(move |run: &Path| {
+            let text = std::fs::read_to_string(run.join(name))?;
+            assert!(text.contains(from), "{name} has no {from:?}");
+            std::fs::write(run.join(name), text.replace(from, to))
+        })
+    };
     let foreign = |name: &'static str, from: PathBuf| -> Damage {
         Box::new(move |run: &Path| std::fs::copy(from.join(name), run.join(name)).map(|_| ()))
     };
@@ -297,6 +304,12 @@ fn damaged_run_folders_are_refused_naming_the_file_and_left_as_they_were() -> Te
         ("run.json truncated", truncate("run.json"), "run.json", "restore"),
         ("config.toml missing", remove("config.toml"), "config.toml", "--run-dir"),
         ("config.toml truncated", truncate("config.toml"), "config.toml", "restore"),
+        (
+            "config.toml with a value out of range",
+            edit("config.toml", "epochs = 2", "epochs = 0"),
+            "config.toml",
+            "restore",
+        ),
         (
             "config.toml of another head",
             foreign("config.toml", other_head.clone()),
@@ -325,6 +338,15 @@ fn damaged_run_folders_are_refused_naming_the_file_and_left_as_they_were() -> Te
         assert_one_line_error(&output, file, fix);
         assert_eq!(snapshot(&run_dir)?, before, "{what}: the folder changed");
     }
+    // Commands that only load a trained head check its config.toml as resume does.
+    let edited = dir.path().join("edited");
+    copy_run(&good, &edited)?;
+    edit("config.toml", "epochs = 2", "epochs = 0")(&edited)?;
+    let before = snapshot(&edited)?;
+    let output = run(&["confusion", path_str(&edited), "--cache", path_str(&cache)])?;
+    assert_one_line_error(&output, "config.toml", "restore");
+    assert!(stderr(&output).contains("epochs must be at least 1"), "{}", stderr(&output));
+    assert_eq!(snapshot(&edited)?, before, "confusion changed the run folder");
     // `runs` lists a run whose config.toml is damaged, marked, with the reason.
     let runs_dir = dir.path().join("listing");
     copy_run(&good, &runs_dir.join("fine"))?;

@@ -86,12 +86,19 @@ pub fn load_config(run_dir: &Path) -> Result<TrainConfig> {
             format!("{} is missing; train the run again in a new --run-dir", path.display()),
         ));
     }
-    TrainConfig::from_toml_file(&path).map_err(|e| {
+    let restore = |e: Error| {
         not_a_run(
             run_dir,
             format!("{e}; restore the run's config.toml, or train it again in a new --run-dir"),
         )
-    })
+    };
+    let config = TrainConfig::from_toml_file(&path).map_err(restore)?;
+    // A hand-edited value out of range is refused here, naming the file, not later at the weights.
+    config.validate().map_err(|e| match e {
+        Error::Config(message) => restore(Error::Config(format!("{}: {message}", path.display()))),
+        other => restore(other),
+    })?;
+    Ok(config)
 }
 
 /// Starts a run folder: the resolved configuration, then `run.json` with no epoch finished.
