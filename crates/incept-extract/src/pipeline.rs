@@ -13,9 +13,11 @@ use crate::image_io::{DecodeOptions, INPUT_SIZE, PREPROCESSING};
 use crate::scan::{ImageFile, scan};
 use crate::{Error, Result};
 
+mod load;
 mod run;
 mod views;
 
+pub(crate) use load::ModelLoad;
 use run::run_pipeline;
 pub use views::network_views;
 
@@ -119,6 +121,8 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     if !config.data_dir.is_dir() {
         return Err(Error::DataMissing { path: config.data_dir.clone() });
     }
+    // The model loads while it is hashed, the cache opened and the photos scanned.
+    let model = ModelLoad::start(config);
     let model_sha256 = model_sha256(config)?;
     // The writer lock first: a second writer is refused before it scans anything.
     let mut writer =
@@ -132,7 +136,7 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
         return Err(Error::NoImages { path: config.data_dir.clone() });
     }
     eprintln!("{} images in {} classes", found.images.len(), found.classes.len());
-    extract_listed(config, writer, &found.images, started, interrupted)
+    extract_listed(config, writer, &found.images, started, interrupted, model)
 }
 
 /// The sha256 of the config's model, which must exist.
@@ -143,14 +147,16 @@ pub(crate) fn model_sha256(config: &ExtractConfig) -> Result<String> {
     Ok(incept_core::sha256_file(&config.model)?)
 }
 
-/// Extracts the samples of `images` that `writer`'s cache lacks and finishes the cache. Shared by
-/// `incept extract` (images from a scan) and a shard of a plan (images from the plan).
+/// Extracts the samples of `images` that `writer`'s cache lacks with `model` (started loading by
+/// the caller) and finishes the cache. Shared by `incept extract` (images from a scan) and a
+/// shard of a plan (images from the plan).
 pub(crate) fn extract_listed(
     config: &ExtractConfig,
     mut writer: CacheWriter,
     images: &[ImageFile],
     started: Instant,
     interrupted: &AtomicBool,
+    model: ModelLoad,
 ) -> Result<ExtractReport> {
     let jobs: Vec<Job> = images
         .iter()
@@ -164,7 +170,7 @@ pub(crate) fn extract_listed(
     let mut report = ExtractReport { images: images.len(), ..ExtractReport::default() };
     eprintln!("{} samples cached or pending, {todo} to extract", writer.done_count());
     if todo > 0 {
-        run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted)?;
+        run_pipeline(config, jobs, todo, &mut writer, &mut report, interrupted, model)?;
     }
     report.interrupted = interrupted.load(Ordering::SeqCst);
     if report.interrupted && config.overwrite && config.output.exists() {

@@ -174,6 +174,7 @@ pub fn run_shard(
         return Ok(ShardOutcome::AlreadyDone(marker));
     }
     let config = plan.extract_config(worker, files.cache.clone())?;
+    let model = crate::pipeline::ModelLoad::start(&config);
     let model_sha256 = crate::pipeline::model_sha256(&config)?;
     if model_sha256 != plan.model_sha256 {
         return Err(Error::PlanInvalid {
@@ -205,7 +206,7 @@ pub fn run_shard(
         plan.shard_range(index),
         plan.photos.len()
     );
-    let report = match extract_listed(&config, writer, &images, started, interrupted) {
+    let report = match extract_listed(&config, writer, &images, started, interrupted, model) {
         // Every photo of the shard was deleted or unreadable: done, with no rows.
         Err(Error::NothingExtracted { skipped, .. }) if skipped == images.len() => {
             eprintln!("shard {index}: none of its {skipped} photos could be read; done, empty");

@@ -8,9 +8,9 @@ use incept_cache::{CacheWriter, MapShape, Sample};
 use ndarray::Array4;
 use rayon::prelude::*;
 
+use super::load::ModelLoad;
 use super::views::prepare;
 use super::{ExtractConfig, ExtractReport, Job};
-use crate::backbone::Backbone;
 use crate::image_io::INPUT_SIZE;
 use crate::{Error, Result};
 
@@ -39,6 +39,7 @@ pub(super) fn run_pipeline(
     writer: &mut CacheWriter,
     report: &mut ExtractReport,
     interrupted: &AtomicBool,
+    model: ModelLoad,
 ) -> Result<()> {
     let batch_size = config.batch_size.max(1);
     let side = INPUT_SIZE as usize;
@@ -130,13 +131,12 @@ pub(super) fn run_pipeline(
             Ok(busy)
         });
 
-        // Inference on this thread; the model loads while the producer decodes the first photos.
+        // Inference on this thread; the model finishes loading while the producer decodes the
+        // first photos.
         let mut inference = Duration::ZERO;
         let mut produced = 0;
         let mut failure = None;
-        let loaded = Backbone::load(&config.model, config.device, config.threads)
-            .and_then(|backbone| backbone.check_layer(config.layer).map(|()| backbone));
-        let mut backbone = match loaded {
+        let mut backbone = match model.wait() {
             Ok(backbone) => Some(backbone),
             Err(error) => {
                 failure = Some(error);
