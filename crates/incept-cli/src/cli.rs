@@ -55,7 +55,7 @@ pub(crate) struct ExtractArgs {
     #[arg(long, value_name = "PLAN_DIR", requires = "shard", conflicts_with_all = [
         "data_dir", "output", "overwrite", "copies", "no_augment", "seed", "layer", "model", "dtype",
         "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
-        "no_horizontal_flip", "vertical_flip",
+        "no_horizontal_flip", "vertical_flip", "channel_shift_range", "brightness_range",
     ])]
     pub(crate) plan: Option<PathBuf>,
     /// The shard to run (0-based), or `auto`: from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX
@@ -143,6 +143,14 @@ pub(crate) struct SettingsArgs {
     /// default, as in the blog post). A cache records it: it is one of the cache's settings.
     #[arg(long)]
     pub(crate) vertical_flip: bool,
+    /// Keras' `channel_shift_range`, pixel values of 0-255: one shift drawn in ±this is added
+    /// to every channel, clipped to the image's own range (off by default, as in the blog post).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) channel_shift_range: f64,
+    /// Keras' `brightness_range` LOW,HIGH: a brightness factor drawn in it, applied as Keras
+    /// does (the image stretched to 0-255 first); off by default, as in the blog post.
+    #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',')]
+    pub(crate) brightness_range: Option<Vec<f64>>,
 }
 
 /// How this machine runs the extraction (never recorded: any worker may differ).

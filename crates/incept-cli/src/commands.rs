@@ -24,6 +24,18 @@ pub fn extract_config(
     if !(0.0..1.0).contains(&settings.zoom_range) {
         bail!("--zoom-range {} must be in [0, 1)", settings.zoom_range);
     }
+    if !(settings.channel_shift_range >= 0.0 && settings.channel_shift_range <= 255.0) {
+        bail!("--channel-shift-range {} must be in [0, 255]", settings.channel_shift_range);
+    }
+    let brightness_range = match settings.brightness_range.as_deref() {
+        None => None,
+        Some(&[low, high]) if low.is_finite() && high.is_finite() && 0.0 <= low && low <= high => {
+            Some([low, high])
+        }
+        Some(other) => bail!(
+            "--brightness-range {other:?} must be LOW,HIGH with 0 <= LOW <= HIGH (e.g. 0.8,1.2)"
+        ),
+    };
     let layer = settings.layer;
     Ok(ExtractConfig {
         device: machine.device,
@@ -42,6 +54,8 @@ pub fn extract_config(
             zoom_max: 1.0 + settings.zoom_range,
             horizontal_flip: !settings.no_horizontal_flip,
             vertical_flip: settings.vertical_flip,
+            channel_shift_range: settings.channel_shift_range,
+            brightness_range,
         },
         data_dir,
         output,

@@ -161,6 +161,33 @@ fn other_settings_are_refused_unless_overwrite() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn colour_jitter_is_a_setting_and_changes_only_the_augmented_copies() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    make_dataset(&data, &["a"], 2)?;
+    let plain = dir.path().join("plain.h5");
+    ok(extract(&data, &plain, &["--copies", "1"])?);
+    let colour_flags = ["--channel-shift-range", "40", "--brightness-range", "0.5,0.7"];
+    // A cache made without them is not grown with them.
+    let refused = extract(&data, &plain, &[&["--copies", "2"][..], &colour_flags].concat())?;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("channel_shift_range"), "{}", stderr(&refused));
+    let coloured = dir.path().join("coloured.h5");
+    ok(extract(&data, &coloured, &[&["--copies", "1"][..], &colour_flags].concat())?);
+    let (plain, coloured) = (Cache::open(&plain)?, Cache::open(&coloured)?);
+    assert!(coloured.settings.augmentation.contains("\"brightness_range\":{\"value\":[0.5,0.7]"));
+    assert!(!plain.settings.augmentation.contains("brightness"));
+    let by_key: std::collections::HashMap<(String, i32), usize> =
+        keys(&plain).into_iter().enumerate().map(|(i, key)| (key, i)).collect();
+    for (i, key) in keys(&coloured).into_iter().enumerate() {
+        let same = coloured.read_block(i, 1)? == plain.read_block(by_key[&key], 1)?;
+        // The photo itself (variant 0) is never augmented; its copies change.
+        assert_eq!(same, key.1 == 0, "{key:?}");
+    }
+    Ok(())
+}
+
 fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }

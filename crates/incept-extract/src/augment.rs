@@ -10,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::image_io::scale_pixel;
 
+mod colour;
+
 /// Version of the draw in [`Augmentation::draw`]: the random number generator (ChaCha8 from
 /// `rand_chacha`, seeded by a stable hash), the order in which parameters are drawn and how
 /// `rand` maps its output onto a range. Stored in the cache, which refuses to mix versions;
@@ -39,6 +41,20 @@ pub struct Augmentation {
     /// must keep their ids.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub vertical_flip: bool,
+    /// Keras' `channel_shift_range`, pixel values (of 0–255): one intensity drawn uniformly in
+    /// ±this is added to every channel, then clipped to the transformed image's own minimum and
+    /// maximum. 0 (the blog post's) is off. Drawn after the flips; serialized only when on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub channel_shift_range: f64,
+    /// Keras' `brightness_range` [low, high]: a factor drawn uniformly in it scales the image
+    /// as Keras does it (stretched to 0–255 and cut to 8 bits, then PIL's `Brightness`).
+    /// `None` (the blog post's) is off. Drawn last; serialized only when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brightness_range: Option<[f64; 2]>,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// Keras' `zoom_range=0.2`: zoom factors uniform in [1 − 0.2, 1 + 0.2].
@@ -56,6 +72,8 @@ impl Augmentation {
         zoom_max: 1.0 + KERAS_ZOOM_RANGE,
         horizontal_flip: true,
         vertical_flip: false,
+        channel_shift_range: 0.0,
+        brightness_range: None,
     };
 }
 
@@ -78,17 +96,32 @@ pub struct Transform {
     pub zy: f64,
     pub flip_horizontal: bool,
     pub flip_vertical: bool,
+    /// Added to every channel, pixel values (of 0–255), before clipping; 0 = none.
+    pub channel_shift: f64,
+    /// Brightness factor (PIL's `ImageEnhance.Brightness`); `None` = none.
+    pub brightness: Option<f64>,
 }
 
 impl Augmentation {
     /// JSON with every parameter and its unit, stored in the cache's `augmentation` attribute.
-    /// `vertical_flip` is written only when on, so caches made before it existed keep matching.
+    /// `vertical_flip`, `channel_shift_range` and `brightness_range` are written only when on, so
+    /// caches made before they existed keep matching.
     pub fn to_json(&self) -> String {
-        let vertical_flip = if self.vertical_flip {
-            "\"vertical_flip\":{\"value\":true,\"unit\":\"probability 1/2\"},"
-        } else {
-            ""
-        };
+        let mut optional = String::new();
+        if self.vertical_flip {
+            optional.push_str("\"vertical_flip\":{\"value\":true,\"unit\":\"probability 1/2\"},");
+        }
+        if self.channel_shift_range != 0.0 {
+            optional.push_str(&format!(
+                "\"channel_shift_range\":{{\"value\":{},\"unit\":\"pixel values of 0-255\"}},",
+                self.channel_shift_range
+            ));
+        }
+        if let Some([low, high]) = self.brightness_range {
+            optional.push_str(&format!(
+                "\"brightness_range\":{{\"value\":[{low},{high}],\"unit\":\"factor\"}},"
+            ));
+        }
         format!(
             concat!(
                 "{{\"semantics\":\"keras ImageDataGenerator\",",
@@ -108,7 +141,7 @@ impl Augmentation {
             self.zoom_min,
             self.zoom_max,
             self.horizontal_flip,
-            vertical_flip
+            optional
         )
     }
 
@@ -129,6 +162,17 @@ impl Augmentation {
             vertical_flip: match value.get("vertical_flip") {
                 None => false,
                 Some(flip) => flip.get("value")?.as_bool()?,
+            },
+            channel_shift_range: match value.get("channel_shift_range") {
+                None => 0.0,
+                Some(_) => number("channel_shift_range")?,
+            },
+            brightness_range: match value.get("brightness_range") {
+                None => None,
+                Some(range) => {
+                    let range = range.get("value")?.as_array()?;
+                    Some([range.first()?.as_f64()?, range.get(1)?.as_f64()?])
+                }
             },
         })
     }
@@ -165,7 +209,25 @@ impl Augmentation {
         };
         let flip_horizontal = self.horizontal_flip && rng.random::<f64>() < 0.5;
         let flip_vertical = self.vertical_flip && rng.random::<f64>() < 0.5;
-        Transform { theta_degrees, tx, ty, shear_degrees, zx, zy, flip_horizontal, flip_vertical }
+        // Keras' order: the colour parameters after the flips.
+        let channel_shift = if self.channel_shift_range != 0.0 {
+            rng.random_range(-self.channel_shift_range..=self.channel_shift_range)
+        } else {
+            0.0
+        };
+        let brightness = self.brightness_range.map(|[low, high]| rng.random_range(low..=high));
+        Transform {
+            theta_degrees,
+            tx,
+            ty,
+            shear_degrees,
+            zx,
+            zy,
+            flip_horizontal,
+            flip_vertical,
+            channel_shift,
+            brightness,
+        }
     }
 }
 
@@ -192,6 +254,8 @@ impl Transform {
         zy: 1.0,
         flip_horizontal: false,
         flip_vertical: false,
+        channel_shift: 0.0,
+        brightness: None,
     };
 
     /// The 3×3 matrix from output (row, col, 1) to input coordinates, as
@@ -214,12 +278,26 @@ impl Transform {
     }
 
     /// Applies the transform with bilinear sampling, edge pixels repeated outside the image,
-    /// then the flips (as Keras: after the affine transform), writing planar RGB already scaled
-    /// to [-1, 1].
+    /// then the flips and the colour changes (as Keras' `apply_transform`: affine transform,
+    /// channel shift, flips, brightness), writing planar RGB already scaled to [-1, 1].
     ///
     /// # Shapes
     /// `image`: H×W RGB8; `out`: [3 × H × W] (CHW).
     pub fn apply(&self, image: &RgbImage, out: &mut [f32]) {
+        if self.channel_shift == 0.0 && self.brightness.is_none() {
+            self.sample(image, out, scale_pixel);
+            return;
+        }
+        // The colour changes need the whole transformed image (its minimum and maximum) first.
+        self.sample(image, out, |value| value);
+        colour::adjust(out, self.channel_shift, self.brightness);
+        for value in out.iter_mut() {
+            *value = scale_pixel(*value);
+        }
+    }
+
+    /// The affine transform and the flips, each sampled value (0–255) passed through `map`.
+    fn sample(&self, image: &RgbImage, out: &mut [f32], map: impl Fn(f32) -> f32) {
         let (width, height) = image.dimensions();
         let (w, h) = (width as usize, height as usize);
         let plane = w * h;
@@ -243,7 +321,7 @@ impl Transform {
                     let at = |y: usize, x: usize| f32::from(raw[(y * w + x) * 3 + channel]);
                     let top = at(r0, c0) * (1.0 - fc) + at(r0, c1) * fc;
                     let bottom = at(r1, c0) * (1.0 - fc) + at(r1, c1) * fc;
-                    out[channel * plane + target] = scale_pixel(top * (1.0 - fr) + bottom * fr);
+                    out[channel * plane + target] = map(top * (1.0 - fr) + bottom * fr);
                 }
             }
         }
@@ -251,147 +329,4 @@ impl Transform {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_json_description_reads_back_as_the_same_parameters() {
-        let augmentation =
-            Augmentation { rotation_range_degrees: 12.5, zoom_min: 0.7, ..Augmentation::default() };
-        assert_eq!(Augmentation::from_json(&augmentation.to_json()), Some(augmentation));
-        assert_eq!(Augmentation::from_json("{\"enabled\":false}"), None);
-    }
-    use crate::image_io::to_network_input;
-
-    fn gradient(size: u32) -> RgbImage {
-        RgbImage::from_fn(size, size, |x, y| {
-            image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 17])
-        })
-    }
-
-    #[test]
-    fn identity_reproduces_the_image() {
-        let image = gradient(16);
-        let mut expected = vec![0.0; 3 * 256];
-        to_network_input(&image, &mut expected);
-        let mut out = vec![0.0; 3 * 256];
-        Transform::IDENTITY.apply(&image, &mut out);
-        for (a, b) in out.iter().zip(&expected) {
-            assert!((a - b).abs() < 1e-5);
-        }
-    }
-
-    #[test]
-    fn flip_mirrors_columns() {
-        let image = gradient(8);
-        let mut out = vec![0.0; 3 * 64];
-        Transform { flip_horizontal: true, ..Transform::IDENTITY }.apply(&image, &mut out);
-        // Red channel encodes x: the first output column holds the last input column.
-        assert_eq!(out[0], scale_pixel(f32::from(image.get_pixel(7, 0)[0])));
-    }
-
-    #[test]
-    fn vertical_flip_mirrors_rows() {
-        let image = gradient(8);
-        let mut out = vec![0.0; 3 * 64];
-        Transform { flip_vertical: true, ..Transform::IDENTITY }.apply(&image, &mut out);
-        // Green channel encodes y: the first output row holds the last input row.
-        assert_eq!(out[64], scale_pixel(f32::from(image.get_pixel(0, 7)[1])));
-        assert_eq!(out[64 + 7 * 8], scale_pixel(f32::from(image.get_pixel(0, 0)[1])));
-    }
-
-    #[test]
-    fn vertical_flips_leave_the_other_draws_and_the_default_description_as_they_were() {
-        let keras = Augmentation::default();
-        let flipping = Augmentation { vertical_flip: true, ..keras.clone() };
-        let mut flips = 0;
-        for variant in 1..=200 {
-            let (plain, flipped) = (
-                keras.draw(5, "a/b.jpg", variant, 224, 224),
-                flipping.draw(5, "a/b.jpg", variant, 224, 224),
-            );
-            assert_eq!(Transform { flip_vertical: false, ..flipped }, plain);
-            flips += usize::from(flipped.flip_vertical);
-        }
-        assert!((60..=140).contains(&flips), "{flips} vertical flips in 200");
-        // Caches and plans made before the option existed describe the same augmentation.
-        assert!(!keras.to_json().contains("vertical_flip"));
-        let plan_form = serde_json::to_string(&keras).expect("serializable");
-        assert!(!plan_form.contains("vertical_flip"), "{plan_form}");
-        let read: Augmentation = serde_json::from_str(&plan_form).expect("readable");
-        assert_eq!(read, keras);
-        let flipping_form = serde_json::to_string(&flipping).expect("serializable");
-        assert_eq!(
-            serde_json::from_str::<Augmentation>(&flipping_form).ok(),
-            Some(flipping.clone())
-        );
-        assert_eq!(Augmentation::from_json(&flipping.to_json()), Some(flipping));
-    }
-
-    #[test]
-    fn shift_repeats_edge_pixels() {
-        let image = gradient(8);
-        let mut out = vec![0.0; 3 * 64];
-        // Output column c samples input column c + 3: the right edge repeats past column 4.
-        Transform { ty: 3.0, ..Transform::IDENTITY }.apply(&image, &mut out);
-        assert_eq!(out[1], scale_pixel(f32::from(image.get_pixel(4, 0)[0])));
-        assert_eq!(out[7], scale_pixel(f32::from(image.get_pixel(7, 0)[0])));
-    }
-
-    #[test]
-    fn matrix_matches_keras_for_a_rotation_about_the_centre() {
-        // Keras: offset_center(rotation(90°), 10, 10) maps output (0, 0) to input (11, 0).
-        let m = Transform { theta_degrees: 90.0, ..Transform::IDENTITY }.matrix(10, 10);
-        let (r, c) = (m[0][2], m[1][2]);
-        assert!((r - 11.0).abs() < 1e-9 && c.abs() < 1e-9, "{r} {c}");
-    }
-
-    #[test]
-    fn draws_are_deterministic_and_in_range() {
-        let augmentation = Augmentation::default();
-        let mut flips = 0;
-        for variant in 1..=200 {
-            let t = augmentation.draw(42, "a/b.jpg", variant, 224, 224);
-            assert_eq!(t, augmentation.draw(42, "a/b.jpg", variant, 224, 224));
-            assert!(t.theta_degrees.abs() <= 40.0);
-            assert!(t.tx.abs() <= 0.2 * 224.0 && t.ty.abs() <= 0.2 * 224.0);
-            assert!(t.shear_degrees.abs() <= 0.2);
-            assert!((0.8..=1.2).contains(&t.zx) && (0.8..=1.2).contains(&t.zy));
-            flips += usize::from(t.flip_horizontal);
-        }
-        assert!((60..=140).contains(&flips), "{flips} flips in 200");
-        assert_ne!(
-            augmentation.draw(42, "a/b.jpg", 1, 224, 224),
-            augmentation.draw(43, "a/b.jpg", 1, 224, 224)
-        );
-        assert_ne!(
-            augmentation.draw(42, "a/b.jpg", 1, 224, 224),
-            augmentation.draw(42, "a/c.jpg", 1, 224, 224)
-        );
-    }
-
-    /// Draws of [`ALGORITHM_VERSION`] 1, to the last bit. If this fails after an upgrade (of
-    /// `rand`, `rand_chacha` or this code), caches of version 1 must not be extended with the new
-    /// draws: raise [`ALGORITHM_VERSION`] and pin the new draws here.
-    #[test]
-    fn draws_are_pinned_for_this_algorithm_version() {
-        assert_eq!(ALGORITHM_VERSION, 1);
-        let augmentation = Augmentation::default();
-        let drawn: Vec<String> = [(0, "ant/1.jpg", 1, 256, 256), (7, "b/x.png", 3, 200, 300)]
-            .iter()
-            .map(|&(seed, path, variant, height, width)| {
-                format!("{:?}", augmentation.draw(seed, path, variant, height, width))
-            })
-            .collect();
-        assert_eq!(drawn, PINNED_DRAWS);
-    }
-
-    const PINNED_DRAWS: [&str; 2] = [
-        "Transform { theta_degrees: 9.200095984238885, tx: -48.450913495087185, \
-         ty: -42.02857780463481, shear_degrees: -0.14465568203383825, zx: 1.105466302729585, \
-         zy: 0.9232856891472974, flip_horizontal: false, flip_vertical: false }",
-        "Transform { theta_degrees: -18.418470667081355, tx: 12.918093651457562, \
-         ty: 43.1013559941658, shear_degrees: 0.0922563336442358, zx: 0.8778375679070898, \
-         zy: 1.1928997054594843, flip_horizontal: false, flip_vertical: false }",
-    ];
-}
+mod tests;
