@@ -147,8 +147,8 @@ pub(crate) struct SettingsArgs {
     /// to every channel, clipped to the image's own range (off by default, as in the blog post).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) channel_shift_range: f64,
-    /// Keras' `brightness_range` LOW,HIGH: a brightness factor drawn in it, applied as Keras
-    /// does (the image stretched to 0-255 first); off by default, as in the blog post.
+    /// Keras' `brightness_range` LOW,HIGH: a brightness factor drawn in it, applied as tf.keras
+    /// does (PIL's Brightness on the 8-bit image); off by default, as in the blog post.
     #[arg(long, value_name = "LOW,HIGH", value_delimiter = ',')]
     pub(crate) brightness_range: Option<Vec<f64>>,
 }

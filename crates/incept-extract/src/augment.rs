@@ -47,8 +47,8 @@ pub struct Augmentation {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub channel_shift_range: f64,
     /// Keras' `brightness_range` [low, high]: a factor drawn uniformly in it scales the image
-    /// as Keras does it (stretched to 0–255 and cut to 8 bits, then PIL's `Brightness`).
-    /// `None` (the blog post's) is off. Drawn last; serialized only when on.
+    /// as tf.keras does it (cut to 8 bits, then PIL's `Brightness`, clipped at 255). `None`
+    /// (the blog post's) is off. Drawn last; serialized only when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brightness_range: Option<[f64; 2]>,
 }
@@ -119,7 +119,7 @@ impl Augmentation {
         }
         if let Some([low, high]) = self.brightness_range {
             optional.push_str(&format!(
-                "\"brightness_range\":{{\"value\":[{low},{high}],\"unit\":\"factor\"}},"
+                "\"brightness_range\":{{\"value\":[{low},{high}],\"unit\":\"factor of 8-bit values\"}},"
             ));
         }
         format!(
@@ -145,13 +145,39 @@ impl Augmentation {
         )
     }
 
+    /// Why these parameters cannot be drawn from, if they cannot: every range a finite number,
+    /// none negative, and zoom and brightness ranges with low ≤ high.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let symmetric = [
+            ("rotation_range", self.rotation_range_degrees),
+            ("width_shift_range", self.width_shift_fraction),
+            ("height_shift_range", self.height_shift_fraction),
+            ("shear_range", self.shear_range_degrees),
+            ("channel_shift_range", self.channel_shift_range),
+        ];
+        for (name, value) in symmetric {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{name} {value} must be a number >= 0"));
+            }
+        }
+        let zoom = ("zoom_range", [self.zoom_min, self.zoom_max]);
+        let ordered = std::iter::once(zoom)
+            .chain(self.brightness_range.map(|range| ("brightness_range", range)));
+        for (name, [low, high]) in ordered {
+            if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high) {
+                return Err(format!("{name} [{low}, {high}] must have 0 <= low <= high"));
+            }
+        }
+        Ok(())
+    }
+
     /// The parameters [`Self::to_json`] wrote (a cache's `augmentation` attribute); `None` if
-    /// `text` is not such a description.
+    /// `text` is not such a description, or describes ranges that cannot be drawn from.
     pub fn from_json(text: &str) -> Option<Self> {
         let value: serde_json::Value = serde_json::from_str(text).ok()?;
         let number = |name: &str| value.get(name)?.get("value")?.as_f64();
         let zoom = value.get("zoom_range")?.get("value")?.as_array()?;
-        Some(Augmentation {
+        let augmentation = Augmentation {
             rotation_range_degrees: number("rotation_range")?,
             width_shift_fraction: number("width_shift_range")?,
             height_shift_fraction: number("height_shift_range")?,
@@ -171,10 +197,13 @@ impl Augmentation {
                 None => None,
                 Some(range) => {
                     let range = range.get("value")?.as_array()?;
-                    Some([range.first()?.as_f64()?, range.get(1)?.as_f64()?])
+                    let [low, high] = range.as_slice() else { return None };
+                    Some([low.as_f64()?, high.as_f64()?])
                 }
             },
-        })
+        };
+        augmentation.check().ok()?;
+        Some(augmentation)
     }
 
     /// Draws the transform of variant `variant` of the image at `relative_path`: it depends only

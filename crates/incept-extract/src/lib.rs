@@ -84,6 +84,8 @@ pub enum Error {
     NothingExtracted { path: PathBuf, skipped: usize },
     #[error("internal pipeline error: {0}")]
     Pipeline(String),
+    #[error("augmentation: {0}; pass ranges of at least 0, each LOW,HIGH with LOW <= HIGH")]
+    Augmentation(String),
     #[error("{path}: {reason}")]
     PlanInvalid { path: PathBuf, reason: String },
     #[error("{path} holds another plan: {differences}")]

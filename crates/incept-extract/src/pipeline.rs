@@ -121,6 +121,7 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     if !config.data_dir.is_dir() {
         return Err(Error::DataMissing { path: config.data_dir.clone() });
     }
+    config.augmentation.check().map_err(Error::Augmentation)?;
     // The model loads while it is hashed, the cache opened and the photos scanned.
     let model = ModelLoad::start(config);
     let model_sha256 = model_sha256(config)?;

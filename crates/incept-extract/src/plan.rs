@@ -161,6 +161,9 @@ impl Plan {
                 "edited after planning (its plan_id does not match); make a new plan".into(),
             ));
         }
+        if let Err(reason) = plan.augmentation.check() {
+            return Err(invalid(format!("augmentation: {reason}; make a new plan")));
+        }
         if plan.shards == 0 || plan.shards > plan.photos.len() {
             return Err(invalid(format!(
                 "{} shards for {} photos",

@@ -1,6 +1,7 @@
 //! Tests of the draws and of the affine transform.
 
 use super::*;
+use crate::image_io::to_network_input;
 
 #[test]
 fn the_json_description_reads_back_as_the_same_parameters() {
@@ -9,7 +10,6 @@ fn the_json_description_reads_back_as_the_same_parameters() {
     assert_eq!(Augmentation::from_json(&augmentation.to_json()), Some(augmentation));
     assert_eq!(Augmentation::from_json("{\"enabled\":false}"), None);
 }
-use crate::image_io::to_network_input;
 
 fn gradient(size: u32) -> RgbImage {
     RgbImage::from_fn(size, size, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, 17]))
@@ -139,3 +139,48 @@ const PINNED_DRAWS: [&str; 2] = [
      zy: 1.1928997054594843, flip_horizontal: false, flip_vertical: false, \
      channel_shift: 0.0, brightness: None }",
 ];
+
+#[test]
+fn colour_options_leave_the_other_draws_and_the_default_description_as_they_were() {
+    let keras = Augmentation::default();
+    let colour = Augmentation {
+        channel_shift_range: 20.0,
+        brightness_range: Some([0.8, 1.2]),
+        ..keras.clone()
+    };
+    for variant in 1..=200 {
+        let (plain, coloured) = (
+            keras.draw(5, "a/b.jpg", variant, 224, 224),
+            colour.draw(5, "a/b.jpg", variant, 224, 224),
+        );
+        assert_eq!(Transform { channel_shift: 0.0, brightness: None, ..coloured }, plain);
+        assert!(coloured.channel_shift.abs() <= 20.0);
+        assert!(coloured.brightness.is_some_and(|b| (0.8..=1.2).contains(&b)));
+    }
+    // Caches and plans made before the options existed describe the same augmentation.
+    let description = keras.to_json();
+    assert!(!description.contains("channel_shift") && !description.contains("brightness"));
+    let plan_form = serde_json::to_string(&keras).expect("serializable");
+    assert!(!plan_form.contains("channel_shift") && !plan_form.contains("brightness"));
+    let colour_form = serde_json::to_string(&colour).expect("serializable");
+    assert_eq!(serde_json::from_str::<Augmentation>(&colour_form).ok(), Some(colour.clone()));
+    assert_eq!(Augmentation::from_json(&colour.to_json()), Some(colour));
+}
+
+#[test]
+fn ranges_that_cannot_be_drawn_from_are_refused_not_drawn() {
+    let keras = Augmentation::default();
+    assert_eq!(keras.check(), Ok(()));
+    let bad = [
+        Augmentation { channel_shift_range: -1.0, ..keras.clone() },
+        Augmentation { brightness_range: Some([1.2, 0.8]), ..keras.clone() },
+        Augmentation { brightness_range: Some([f64::NAN, 1.0]), ..keras.clone() },
+        Augmentation { rotation_range_degrees: f64::INFINITY, ..keras.clone() },
+        Augmentation { zoom_min: 1.3, ..keras.clone() },
+    ];
+    for augmentation in bad {
+        assert!(augmentation.check().is_err(), "{augmentation:?}");
+        // A cache's description holding such ranges (edited by hand) is not read as one.
+        assert_eq!(Augmentation::from_json(&augmentation.to_json()), None, "{augmentation:?}");
+    }
+}
