@@ -29,15 +29,13 @@ pub fn extract_config(
     }
     let brightness_range = match settings.brightness_range.as_deref() {
         None => None,
-        Some(&[low, high]) if low.is_finite() && high.is_finite() && 0.0 <= low && low <= high => {
-            Some([low, high])
+        Some(&[low, high]) => Some([low, high]),
+        Some(other) => {
+            bail!("--brightness-range {other:?} must be two numbers LOW,HIGH (e.g. 0.8,1.2)")
         }
-        Some(other) => bail!(
-            "--brightness-range {other:?} must be LOW,HIGH with 0 <= LOW <= HIGH (e.g. 0.8,1.2)"
-        ),
     };
     let layer = settings.layer;
-    Ok(ExtractConfig {
+    let config = ExtractConfig {
         device: machine.device,
         model: match &settings.model {
             Some(model) => model.clone(),
@@ -67,7 +65,12 @@ pub fn extract_config(
         threads: machine.threads,
         segment_samples: machine.segment_samples,
         compression: machine.compression,
-    })
+    };
+    // The library's rule for every range (finite, not negative, LOW <= HIGH), said in flags.
+    if let Err(reason) = config.augmentation.check() {
+        bail!("--{}; pass ranges of at least 0, LOW <= HIGH", reason.replace('_', "-"));
+    }
+    Ok(config)
 }
 
 pub fn extract(args: ExtractArgs, interrupted: &AtomicBool) -> Result<()> {
