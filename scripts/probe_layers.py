@@ -39,24 +39,25 @@ BATCH = 16
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def multi_output_model(archive: Path) -> bytes:
-    """The converter's graph up to mixed_10 with every layer in LAYERS as an output, any size."""
+def multi_output_model(archive: Path, layers: tuple[str, ...] = LAYERS) -> bytes:
+    """The converter's graph up to the last of `layers` (in the network's order) with each of
+    them as an output, any size."""
     root, code = converter.load_archive(archive)
-    layers = converter.find_layers(root)
+    network = converter.find_layers(root)
     builder = converter.GraphBuilder(code)
     x, outputs = "input", {}
-    for name, child in layers.children:
+    for name, child in network.children:
         x = builder.module(child, x, name)
         outputs[name] = x
-        if name == LAYERS[-1]:
+        if name == layers[-1]:
             break
-    for name in LAYERS:
+    for name in layers:
         builder.nodes.append(helper.make_node("Identity", [outputs[name]], [name], name=f"{name}_output"))
     graph = helper.make_graph(
         builder.nodes,
         "inception_v3_probe",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "c", "h", "w"]) for n in LAYERS],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "c", "h", "w"]) for n in layers],
         builder.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", converter.OPSET)])

@@ -183,6 +183,14 @@ fn recipe(config: &TrainConfig, cache: &Path) -> Vec<(String, String)> {
         ),
         ("weight decay".to_owned(), config.weight_decay.to_string()),
         ("label smoothing".to_owned(), config.label_smoothing.to_string()),
+        (
+            "mixup".to_owned(),
+            if config.mixup_alpha > 0.0 {
+                format!("alpha {}", config.mixup_alpha)
+            } else {
+                "no".into()
+            },
+        ),
         ("pooling".to_owned(), format!("{:?}", head.pooling).to_lowercase()),
         (
             "squeeze-and-excitation".to_owned(),

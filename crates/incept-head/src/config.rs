@@ -81,6 +81,10 @@ pub struct TrainConfig {
     /// Learning rate follows a cosine from `learning_rate` down to this fraction of it.
     pub final_learning_rate_fraction: f64,
     pub label_smoothing: f64,
+    /// Mixup in feature space: each batch blended with a shuffled copy of itself by
+    /// λ ~ Beta(α, α); 0 = off (`train::mixup`).
+    #[serde(default)]
+    pub mixup_alpha: f64,
     pub seed: u64,
     pub validation_split: f64,
     pub validation_cache: Option<PathBuf>,
@@ -109,6 +113,7 @@ impl TrainConfig {
             weight_decay: 1e-2,
             final_learning_rate_fraction: 0.05,
             label_smoothing: 0.1,
+            mixup_alpha: 0.0,
             seed: 0,
             validation_split: 0.2,
             validation_cache: None,
@@ -258,6 +263,12 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return fail(format!("label_smoothing {} must be in [0, 1)", self.label_smoothing));
+        }
+        if !(self.mixup_alpha >= 0.0 && self.mixup_alpha.is_finite()) {
+            return fail(format!(
+                "mixup_alpha {} must be 0 (off) or a positive number",
+                self.mixup_alpha
+            ));
         }
         Ok(())
     }

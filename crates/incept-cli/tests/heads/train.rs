@@ -83,10 +83,13 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
 fn an_interrupted_run_resumes_to_the_same_result() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (_, cache) = tiny_cache(dir.path(), 8)?;
-    // A bilinear run resumes with the projection its weights hold.
-    for (name, config) in
-        [("gap", small_config(dir.path(), "")?), ("bilinear", bilinear_config(dir.path(), "")?)]
-    {
+    // A bilinear run resumes with the projection its weights hold; a mixup run blends its
+    // batches again as the uninterrupted run did.
+    for (name, config) in [
+        ("gap", small_config(dir.path(), "")?),
+        ("bilinear", bilinear_config(dir.path(), "")?),
+        ("mixup", mixup_config(dir.path(), "0.4")?),
+    ] {
         let whole = dir.path().join(format!("{name}-whole"));
         ok(train(&cache, &whole, &config, &[])?);
         // Stop after the first epoch (as Ctrl-C would after it finished), then resume.
@@ -96,7 +99,33 @@ fn an_interrupted_run_resumes_to_the_same_result() -> TestResult {
         assert!(stderr(&resumed).contains("resuming"), "{}", stderr(&resumed));
         assert_eq!(losses(&whole)?, losses(&split)?, "{name}");
     }
+    // Mixup changes what the head learns from.
+    let (plain, mixed) =
+        (losses(&dir.path().join("gap-whole"))?, losses(&dir.path().join("mixup-whole"))?);
+    assert_eq!(plain.len(), mixed.len());
+    assert_ne!(plain[1..], mixed[1..]);
     Ok(())
+}
+
+#[test]
+fn a_mixup_alpha_out_of_range_is_refused_naming_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 2)?;
+    let run_dir = dir.path().join("run");
+    let output = train(&cache, &run_dir, &mixup_config(dir.path(), "-0.5")?, &[])?;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("mixup_alpha -0.5"), "{}", stderr(&output));
+    assert!(!run_dir.exists(), "a refused run left a folder");
+    Ok(())
+}
+
+/// [`small_config`] with mixup at `alpha`.
+fn mixup_config(dir: &Path, alpha: &str) -> std::io::Result<std::path::PathBuf> {
+    let config = small_config(dir, "")?;
+    let text = format!("mixup_alpha = {alpha}\n{}", std::fs::read_to_string(&config)?);
+    let path = config.with_extension(format!("mixup{alpha}.toml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// The epoch, loss and accuracy columns of a run's metrics.csv (its times differ run to run).

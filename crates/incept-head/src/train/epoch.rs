@@ -7,6 +7,7 @@ use std::time::Instant;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
+use super::mixup::Mix;
 use super::setup::Run;
 use crate::config::TrainConfig;
 use crate::data::argmax;
@@ -103,9 +104,19 @@ pub(super) fn train_epoch(
             &epoch.to_le_bytes(),
             &batch.to_le_bytes(),
         ]);
+        let mix = Mix::draw(
+            config.mixup_alpha,
+            incept_core::stable_hash(&[
+                &config.seed.to_le_bytes(),
+                b"mixup",
+                &epoch.to_le_bytes(),
+                &batch.to_le_bytes(),
+            ]),
+            n,
+        );
         batch += 1;
         let (stepped, batch_loss, batch_correct) =
-            step(run, current, optimizer, rate, x, &targets, dropout_seed)?;
+            step(run, current, optimizer, rate, x, &targets, dropout_seed, mix.as_ref())?;
         slot = Some(stepped);
         correct += batch_correct;
         throughput.seconds += step_started.elapsed().as_secs_f64();
@@ -132,12 +143,14 @@ pub(super) fn train_epoch(
     Ok((model, EpochEnd::Finished(EpochTraining { loss, accuracy, learning_rate: rate })))
 }
 
-/// One optimizer step at learning rate `rate` on features `x` with labels `targets`; returns
-/// the stepped model, the batch's mean loss (over the ensemble's members) and how many of its
-/// samples the combined logits classify right.
+/// One optimizer step at learning rate `rate` on features `x` with labels `targets`, blended as
+/// `mix` says when mixup is on; returns the stepped model, the batch's mean loss (over the
+/// ensemble's members) and how many of its samples the combined logits classify right (under
+/// mixup: against each row's dominant label).
 ///
 /// # Shapes
 /// `x`: [n, H, W, C]; `targets`: [n].
+#[allow(clippy::too_many_arguments)]
 fn step(
     run: &Run,
     model: Head,
@@ -146,20 +159,45 @@ fn step(
     x: Tensor<4>,
     targets: &[i64],
     dropout_seed: u64,
+    mix: Option<&Mix>,
 ) -> Result<(Head, f64, usize)> {
     let n = targets.len();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &run.device);
+    let labels =
+        |values: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(values, [n]), &run.device);
+    let y = labels(targets.to_vec());
+    // Under mixup: the blended features, the partners' labels and the share of the own ones.
+    let (x, partner) = match mix {
+        Some(mix) => {
+            let rows: Vec<i64> = mix.partner.iter().map(|&row| row as i64).collect();
+            let partner_x = x.clone().select(0, labels(rows));
+            let blended = x * mix.share + partner_x * (1.0 - mix.share);
+            let partner_y = labels(mix.partner.iter().map(|&row| targets[row]).collect());
+            (blended, Some((partner_y, mix.share)))
+        }
+        None => (x, None),
+    };
     let member_logits = model.forward_train(x, run.config.head.pooling, dropout_seed);
     let members = member_logits.len();
+    let member_loss = |logits: &Tensor<2>| match &partner {
+        Some((partner_y, share)) => {
+            run.loss.forward(logits.clone(), y.clone()) * *share
+                + run.loss.forward(logits.clone(), partner_y.clone()) * (1.0 - share)
+        }
+        None => run.loss.forward(logits.clone(), y.clone()),
+    };
     // Each member learns from its own loss: the sum keeps every member's gradient whole.
     let loss = member_logits
         .iter()
-        .map(|logits| run.loss.forward(logits.clone(), y.clone()))
+        .map(member_loss)
         .reduce(|a, b| a + b)
         .ok_or_else(|| Error::Data("a head without members".into()))?;
     let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
     let combined = crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
-    let correct = count_correct(&combined.into_data(), targets)?;
+    let counted: Vec<i64> = match mix {
+        Some(mix) => (0..n).map(|row| mix.dominant_label(targets, row)).collect(),
+        None => targets.to_vec(),
+    };
+    let correct = count_correct(&combined.into_data(), &counted)?;
     let gradients = GradientsParams::from_grads(loss.backward(), &model);
     Ok((optimizer.step(rate, model, gradients), batch_loss, correct))
 }
