@@ -75,23 +75,31 @@ def photos(data: Path) -> list[str]:
     )
 
 
-def pooled_features(session, data: Path, files: list[str], size: int) -> dict[str, np.ndarray]:
-    """Per layer: [photos, channels], each map averaged over its positions."""
-    pooled = {name: [] for name in LAYERS}
+def batches(data: Path, files: list[str], size: int):
+    """The photos in order, BATCH at a time: [n, 3, size, size] in [-1, 1], as incept scales."""
     for start in range(0, len(files), BATCH):
         batch = []
         for name in files[start : start + BATCH]:
             image = ImageOps.exif_transpose(Image.open(data / name)).convert("RGB")
             image = image.resize((size, size), Image.BILINEAR)
-            batch.append(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)  # [-1, 1], as incept
-        outputs = session.run(list(LAYERS), {"input": np.stack(batch).transpose(0, 3, 1, 2)})
+            batch.append(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+        yield np.stack(batch).transpose(0, 3, 1, 2)
+
+
+def pooled_features(session, data: Path, files: list[str], size: int) -> dict[str, np.ndarray]:
+    """Per layer: [photos, channels], each map averaged over its positions."""
+    pooled = {name: [] for name in LAYERS}
+    for batch in batches(data, files, size):
+        outputs = session.run(list(LAYERS), {"input": batch})
         for name, output in zip(LAYERS, outputs):
             pooled[name].append(output.mean(axis=(2, 3)))
     return {name: np.concatenate(parts) for name, parts in pooled.items()}
 
 
-def cross_validated(features: np.ndarray, labels: np.ndarray, c: float) -> list[float]:
-    features = np.sqrt(np.maximum(features, 0.0))
+def cross_validated(features: np.ndarray, labels: np.ndarray, c: float, square_root: bool = True) -> list[float]:
+    """Accuracy per fold of a logistic regression on the (square-rooted) standardised features."""
+    if square_root:
+        features = np.sqrt(np.maximum(features, 0.0))
     accuracies = []
     for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(features, labels):
         scaler = StandardScaler().fit(features[train])
