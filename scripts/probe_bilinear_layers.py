@@ -62,11 +62,6 @@ def bilinear(positions: np.ndarray, dimensions: int) -> np.ndarray:
     return np.concatenate(pooled)
 
 
-def layer_index(name: str) -> int:
-    """mixed → 0, mixed_7 → 7."""
-    return int(name.rsplit("_", 1)[1]) if "_" in name else 0
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data", type=Path, help="a <class>/<image> folder")
@@ -80,8 +75,7 @@ def main() -> int:
     files = photos(args.data)
     labels = np.array([name.split("/")[0] for name in files])
     choices = args.layers.split(",")
-    # Every layer a choice names, in the network's order: the model is cut after the last.
-    layers = sorted({part for choice in choices for part in choice.split("+")}, key=layer_index)
+    layers = sorted({part for choice in choices for part in choice.split("+")})
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
     session = onnxruntime.InferenceSession(multi_output_model(args.archive, tuple(layers)), options)

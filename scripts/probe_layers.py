@@ -40,16 +40,19 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def multi_output_model(archive: Path, layers: tuple[str, ...] = LAYERS) -> bytes:
-    """The converter's graph up to the last of `layers` (in the network's order) with each of
-    them as an output, any size."""
+    """The converter's graph up to the last of `layers` in the network's order, with each of
+    them as an output (in the order given), any size."""
     root, code = converter.load_archive(archive)
     network = converter.find_layers(root)
+    unknown = set(layers) - {name for name, _ in network.children}
+    if unknown:
+        raise SystemExit(f"{archive}: no layers named {sorted(unknown)}")
     builder = converter.GraphBuilder(code)
     x, outputs = "input", {}
     for name, child in network.children:
         x = builder.module(child, x, name)
         outputs[name] = x
-        if name == layers[-1]:
+        if set(layers) <= outputs.keys():
             break
     for name in layers:
         builder.nodes.append(helper.make_node("Identity", [outputs[name]], [name], name=f"{name}_output"))

@@ -61,6 +61,10 @@ fn one() -> usize {
     1
 }
 
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
 /// 128: on amid5's `mixed_7` maps 64 directions screened 2 points lower (docs/HEADS.md).
 fn default_bilinear_dimensions() -> usize {
     128
@@ -82,8 +86,9 @@ pub struct TrainConfig {
     pub final_learning_rate_fraction: f64,
     pub label_smoothing: f64,
     /// Mixup in feature space: each batch blended with a shuffled copy of itself by
-    /// λ ~ Beta(α, α); 0 = off (`train::mixup`).
-    #[serde(default)]
+    /// λ ~ Beta(α, α); 0 = off (`train::mixup`). Written only when on: a run without it
+    /// keeps the `config.toml` earlier versions read.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub mixup_alpha: f64,
     pub seed: u64,
     pub validation_split: f64,
@@ -333,62 +338,4 @@ fn merge(mut base: toml::Table, overrides: toml::Table) -> toml::Table {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn toml_overrides_merge_into_the_preset() -> Result<()> {
-        let config =
-            TrainConfig::from_toml("preset = \"blog\"\nepochs = 3\n[head]\npooling = \"gap\"\n")?;
-        assert_eq!(config.optimizer, OptimizerKind::Sgd);
-        assert_eq!(config.epochs, 3);
-        assert_eq!(config.head.pooling, Pooling::Gap);
-        assert_eq!(config.head.dense, [1024, 1024, 1024]);
-        let round_trip = TrainConfig::from_toml(&config.to_toml()?)?;
-        assert_eq!(round_trip, config);
-        // A preset chosen by flag replaces the file's, even when the file ends in a table.
-        let flagged =
-            TrainConfig::from_toml_with_preset("[head]\npooling = \"gap\"\n", Some("blog"))?;
-        assert_eq!((flagged.preset.as_str(), flagged.head.pooling), ("blog", Pooling::Gap));
-        Ok(())
-    }
-
-    #[test]
-    fn differences_name_each_changed_field() -> Result<()> {
-        let saved = TrainConfig::blog_preset();
-        let mut wanted = saved.clone();
-        assert!(saved.differences(&wanted)?.is_empty());
-        wanted.learning_rate = 1e-3;
-        wanted.head.pooling = Pooling::Gap;
-        wanted.validation_cache = Some("v.h5".into());
-        let names: Vec<String> =
-            saved.differences(&wanted)?.into_iter().map(|(name, _, _)| name).collect();
-        assert_eq!(names, ["head.pooling", "learning_rate", "validation_cache"]);
-        Ok(())
-    }
-
-    #[test]
-    fn a_bilinear_head_with_se_is_refused() {
-        let mut config = TrainConfig::bilinear_preset();
-        assert!(config.validate().is_ok());
-        config.head.se = true;
-        let message = config.validate().expect_err("SE with bilinear").to_string();
-        assert!(message.contains("--no-se"), "{message}");
-        config.head.se = false;
-        config.head.bilinear_dimensions = 0;
-        assert!(config.validate().is_err());
-        assert_eq!(
-            TrainConfig::preset("bilinear").expect("preset"),
-            TrainConfig::bilinear_preset()
-        );
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_refused() {
-        assert!(TrainConfig::from_toml("epochz = 3").is_err());
-        let mut config = TrainConfig::default_preset();
-        config.validation_split = 1.5;
-        assert!(config.validate().is_err());
-        assert!(TrainConfig::preset("fancy").is_err());
-    }
-}
+mod tests;

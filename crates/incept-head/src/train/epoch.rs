@@ -26,9 +26,11 @@ pub(super) enum EpochEnd {
 
 /// The figures of a finished pass.
 pub(super) struct EpochTraining {
-    /// Mean cross-entropy over the samples (the mean over the ensemble's members).
+    /// Mean cross-entropy over the samples (the mean over the ensemble's members); under mixup,
+    /// of the blended samples against their blended labels.
     pub loss: f64,
-    /// Share of the samples whose combined logits pick their label.
+    /// Share of the samples whose combined logits pick their label; under mixup, the blended
+    /// samples against each one's dominant label.
     pub accuracy: f64,
     /// The learning rate the epoch trained at.
     pub learning_rate: f64,
@@ -116,7 +118,7 @@ pub(super) fn train_epoch(
         );
         batch += 1;
         let (stepped, batch_loss, batch_correct) =
-            step(run, current, optimizer, rate, x, &targets, dropout_seed, mix.as_ref())?;
+            step(run, current, optimizer, rate, Batch { x, targets: &targets, dropout_seed, mix })?;
         slot = Some(stepped);
         correct += batch_correct;
         throughput.seconds += step_started.elapsed().as_secs_f64();
@@ -143,46 +145,41 @@ pub(super) fn train_epoch(
     Ok((model, EpochEnd::Finished(EpochTraining { loss, accuracy, learning_rate: rate })))
 }
 
-/// One optimizer step at learning rate `rate` on features `x` with labels `targets`, blended as
-/// `mix` says when mixup is on; returns the stepped model, the batch's mean loss (over the
-/// ensemble's members) and how many of its samples the combined logits classify right (under
-/// mixup: against each row's dominant label).
-///
-/// # Shapes
-/// `x`: [n, H, W, C]; `targets`: [n].
-#[allow(clippy::too_many_arguments)]
+/// One training batch and how it is drawn on.
+struct Batch<'a> {
+    /// [n, H, W, C]
+    x: Tensor<4>,
+    /// [n]
+    targets: &'a [i64],
+    dropout_seed: u64,
+    /// How the batch is blended with itself when mixup is on.
+    mix: Option<Mix>,
+}
+
+/// One optimizer step at learning rate `rate` on a batch; returns the stepped model, the
+/// batch's mean loss (over the ensemble's members) and how many of its samples the combined
+/// logits classify right (under mixup: against each row's dominant label).
 fn step(
     run: &Run,
     model: Head,
     optimizer: &mut ModuleOptimizer,
     rate: f64,
-    x: Tensor<4>,
-    targets: &[i64],
-    dropout_seed: u64,
-    mix: Option<&Mix>,
+    batch: Batch<'_>,
 ) -> Result<(Head, f64, usize)> {
+    let Batch { x, targets, dropout_seed, mix } = batch;
     let n = targets.len();
-    let labels =
-        |values: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(values, [n]), &run.device);
-    let y = labels(targets.to_vec());
-    // Under mixup: the blended features, the partners' labels and the share of the own ones.
-    let (x, partner) = match mix {
+    let y = Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &run.device);
+    let (x, blend) = match &mix {
         Some(mix) => {
-            let rows: Vec<i64> = mix.partner.iter().map(|&row| row as i64).collect();
-            let partner_x = x.clone().select(0, labels(rows));
-            let blended = x * mix.share + partner_x * (1.0 - mix.share);
-            let partner_y = labels(mix.partner.iter().map(|&row| targets[row]).collect());
-            (blended, Some((partner_y, mix.share)))
+            let (blended, blend) = mix.blend(x, targets);
+            (blended, Some(blend))
         }
         None => (x, None),
     };
     let member_logits = model.forward_train(x, run.config.head.pooling, dropout_seed);
     let members = member_logits.len();
-    let member_loss = |logits: &Tensor<2>| match &partner {
-        Some((partner_y, share)) => {
-            run.loss.forward(logits.clone(), y.clone()) * *share
-                + run.loss.forward(logits.clone(), partner_y.clone()) * (1.0 - share)
-        }
+    let member_loss = |logits: &Tensor<2>| match &blend {
+        Some(blend) => blend.loss(&run.loss, logits.clone(), y.clone()),
         None => run.loss.forward(logits.clone(), y.clone()),
     };
     // Each member learns from its own loss: the sum keeps every member's gradient whole.
@@ -193,7 +190,7 @@ fn step(
         .ok_or_else(|| Error::Data("a head without members".into()))?;
     let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
     let combined = crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
-    let counted: Vec<i64> = match mix {
+    let counted: Vec<i64> = match &mix {
         Some(mix) => (0..n).map(|row| mix.dominant_label(targets, row)).collect(),
         None => targets.to_vec(),
     };

@@ -4,6 +4,8 @@
 //! features, so the blend is of features, not of photos. One `λ ~ Beta(α, α)` per batch, as the
 //! paper does; α = 0 switches it off.
 
+use burn::nn::loss::CrossEntropyLoss;
+use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -36,22 +38,69 @@ impl Mix {
     pub fn dominant_label(&self, targets: &[i64], row: usize) -> i64 {
         if self.share >= 0.5 { targets[row] } else { targets[self.partner[row]] }
     }
+
+    /// The batch blended with its partner rows, `λ·x + (1 − λ)·x[partner]`, and what its loss
+    /// needs.
+    ///
+    /// # Shapes
+    /// `x`: [n, H, W, C] → [n, H, W, C]; `targets`: [n].
+    pub fn blend(&self, x: Tensor<4>, targets: &[i64]) -> (Tensor<4>, Blend) {
+        let device = x.device();
+        let rows = self.partner.len();
+        let indices = |values: Vec<i64>| {
+            Tensor::<1, Int>::from_data(TensorData::new(values, [rows]), &device)
+        };
+        let partner_rows = indices(self.partner.iter().map(|&row| row as i64).collect());
+        let partner_x = x.clone().select(0, partner_rows);
+        let blended = x * self.share + partner_x * (1.0 - self.share);
+        let partner_targets = indices(self.partner.iter().map(|&row| targets[row]).collect());
+        (blended, Blend { partner_targets, share: self.share })
+    }
 }
 
-/// A draw of Beta(α, α) as X / (X + Y) with X, Y ~ Gamma(α).
+/// A blended batch's partner labels and λ, for its loss.
+pub(super) struct Blend {
+    /// [n]: the label of each row's partner.
+    partner_targets: Tensor<1, Int>,
+    share: f64,
+}
+
+impl Blend {
+    /// `λ·loss(logits, targets) + (1 − λ)·loss(logits, partner targets)`.
+    ///
+    /// # Shapes
+    /// `logits`: [n, classes]; `targets`: [n] → [1].
+    pub fn loss(
+        &self,
+        loss: &CrossEntropyLoss,
+        logits: Tensor<2>,
+        targets: Tensor<1, Int>,
+    ) -> Tensor<1> {
+        loss.forward(logits.clone(), targets) * self.share
+            + loss.forward(logits, self.partner_targets.clone()) * (1.0 - self.share)
+    }
+}
+
+/// A draw of Beta(α, α) as X / (X + Y) = 1 / (1 + e^(ln Y − ln X)) with X, Y ~ Gamma(α):
+/// in logarithms, because for a small α the draws underflow to 0.
 fn beta(rng: &mut ChaCha8Rng, alpha: f64) -> f64 {
-    let x = gamma(rng, alpha);
-    let y = gamma(rng, alpha);
-    if x + y > 0.0 { x / (x + y) } else { 0.5 }
+    let log_x = log_gamma_draw(rng, alpha);
+    let log_y = log_gamma_draw(rng, alpha);
+    1.0 / (1.0 + (log_y - log_x).exp())
 }
 
-/// A draw of Gamma(shape, 1): Marsaglia and Tsang's method for shape ≥ 1; below 1 the
-/// Gamma(shape + 1) draw is scaled by U^(1/shape).
-fn gamma(rng: &mut ChaCha8Rng, shape: f64) -> f64 {
+/// The logarithm of a Gamma(shape, 1) draw: below shape 1 a Gamma(shape + 1) draw scaled by
+/// U^(1/shape), which in logarithms cannot underflow.
+fn log_gamma_draw(rng: &mut ChaCha8Rng, shape: f64) -> f64 {
     if shape < 1.0 {
         let uniform: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        return gamma(rng, shape + 1.0) * uniform.powf(1.0 / shape);
+        return gamma(rng, shape + 1.0).ln() + uniform.ln() / shape;
     }
+    gamma(rng, shape).ln()
+}
+
+/// A draw of Gamma(shape, 1) for shape ≥ 1: Marsaglia and Tsang's method.
+fn gamma(rng: &mut ChaCha8Rng, shape: f64) -> f64 {
     let d = shape - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
     loop {
@@ -77,6 +126,7 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::nn::loss::CrossEntropyLossConfig;
 
     /// Mean and variance of many draws.
     fn moments(alpha: f64) -> (f64, f64) {
@@ -114,6 +164,65 @@ mod tests {
         assert_eq!(sorted, (0..32).collect::<Vec<_>>());
         assert_eq!(Mix::draw(0.4, 7, 32), Some(mix.clone()));
         assert_ne!(Mix::draw(0.4, 8, 32), Some(mix));
+    }
+
+    #[test]
+    fn a_tiny_alpha_draws_shares_near_zero_or_one() {
+        let shares: Vec<f64> =
+            (0..200u64).filter_map(|seed| Mix::draw(1e-3, seed, 2)).map(|mix| mix.share).collect();
+        assert!(shares.iter().all(|share| !(0.01..=0.99).contains(share)), "{shares:?}");
+        assert!(shares.iter().any(|&share| share < 0.5) && shares.iter().any(|&share| share > 0.5));
+    }
+
+    /// Cross-entropy with label smoothing `smoothing` of one row, from its logits.
+    fn smoothed_cross_entropy(logits: &[f32], target: usize, smoothing: f64) -> f64 {
+        let largest = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let log_sum =
+            largest + logits.iter().map(|&l| (l as f64 - largest).exp()).sum::<f64>().ln();
+        let classes = logits.len() as f64;
+        logits
+            .iter()
+            .enumerate()
+            .map(|(class, &logit)| {
+                let wanted = if class == target { 1.0 - smoothing } else { 0.0 };
+                -(wanted + smoothing / classes) * (logit as f64 - log_sum)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn a_blend_mixes_rows_and_losses_by_the_share() {
+        let device = Device::flex();
+        let mix = Mix { share: 0.3, partner: vec![2, 0, 3, 1] };
+        let rows: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(rows.clone(), [4, 1, 1, 3]), &device);
+        let targets = [0i64, 1, 2, 1];
+        let (blended, blend) = mix.blend(x, &targets);
+        let blended = blended.into_data().try_to_vec::<f32>().expect("f32");
+        for (row, &partner) in mix.partner.iter().enumerate() {
+            for column in 0..3 {
+                let expected = 0.3 * rows[row * 3 + column] + 0.7 * rows[partner * 3 + column];
+                assert!((blended[row * 3 + column] - expected).abs() < 1e-5, "row {row}");
+            }
+        }
+        // The rows' own labels weigh λ, their partners' 1 − λ, each with label smoothing.
+        let logits: Vec<f32> = vec![2.0, -1.0, 0.5, 0.1, 0.3, -0.2, -1.5, 1.0, 2.5, 0.0, 0.7, 0.2];
+        let loss = CrossEntropyLossConfig::new().with_smoothing(Some(0.1)).init(&device);
+        let logits_tensor =
+            Tensor::<2>::from_data(TensorData::new(logits.clone(), [4, 3]), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [4]), &device);
+        let got = f64::from(blend.loss(&loss, logits_tensor, y).into_scalar::<f32>());
+        let expected = (0..4)
+            .map(|row| {
+                let own = targets[row] as usize;
+                let partner = targets[mix.partner[row]] as usize;
+                let row_logits = &logits[row * 3..row * 3 + 3];
+                0.3 * smoothed_cross_entropy(row_logits, own, 0.1)
+                    + 0.7 * smoothed_cross_entropy(row_logits, partner, 0.1)
+            })
+            .sum::<f64>()
+            / 4.0;
+        assert!((got - expected).abs() < 1e-5, "{got} against {expected}");
     }
 
     #[test]
