@@ -35,6 +35,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ones are refused from their header, before any pixel is allocated.
 pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
 
+/// Whether `value` is 0: for serde's `skip_serializing_if` on options that are off at 0, so
+/// files written before the option existed keep matching.
+pub fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
+
 /// A 64-bit hash of `parts` that is stable across runs and platforms (first 8 bytes of SHA-256;
 /// parts are length-prefixed so `("ab", "c")` and `("a", "bc")` differ).
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {

@@ -44,17 +44,13 @@ pub struct Augmentation {
     /// Keras' `channel_shift_range`, pixel values (of 0–255): one intensity drawn uniformly in
     /// ±this is added to every channel, then clipped to the transformed image's own minimum and
     /// maximum. 0 (the blog post's) is off. Drawn after the flips; serialized only when on.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "incept_core::is_zero")]
     pub channel_shift_range: f64,
     /// Keras' `brightness_range` [low, high]: a factor drawn uniformly in it scales the image
     /// as tf.keras does it (cut to 8 bits, then PIL's `Brightness`, clipped at 255). `None`
     /// (the blog post's) is off. Drawn last; serialized only when on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brightness_range: Option<[f64; 2]>,
-}
-
-fn is_zero(value: &f64) -> bool {
-    *value == 0.0
 }
 
 /// Keras' `zoom_range=0.2`: zoom factors uniform in [1 − 0.2, 1 + 0.2].

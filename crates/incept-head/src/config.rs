@@ -61,10 +61,6 @@ fn one() -> usize {
     1
 }
 
-fn is_zero(value: &f64) -> bool {
-    *value == 0.0
-}
-
 /// 128: on amid5's `mixed_7` maps 64 directions screened 2 points lower (docs/HEADS.md).
 fn default_bilinear_dimensions() -> usize {
     128
@@ -88,7 +84,7 @@ pub struct TrainConfig {
     /// Mixup in feature space: each batch blended with a shuffled copy of itself by
     /// λ ~ Beta(α, α); 0 = off (`train::mixup`). Written only when on: a run without it
     /// keeps the `config.toml` earlier versions read.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "incept_core::is_zero")]
     pub mixup_alpha: f64,
     pub seed: u64,
     pub validation_split: f64,

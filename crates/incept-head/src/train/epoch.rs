@@ -100,22 +100,8 @@ pub(super) fn train_epoch(
             &run.device,
         );
         let targets: Vec<i64> = indices.iter().map(|&i| i64::from(labels[i])).collect();
-        let dropout_seed = incept_core::stable_hash(&[
-            &config.seed.to_le_bytes(),
-            b"dropout",
-            &epoch.to_le_bytes(),
-            &batch.to_le_bytes(),
-        ]);
-        let mix = Mix::draw(
-            config.mixup_alpha,
-            incept_core::stable_hash(&[
-                &config.seed.to_le_bytes(),
-                b"mixup",
-                &epoch.to_le_bytes(),
-                &batch.to_le_bytes(),
-            ]),
-            n,
-        );
+        let dropout_seed = batch_seed(config.seed, b"dropout", epoch, batch);
+        let mix = Mix::draw(config.mixup_alpha, batch_seed(config.seed, b"mixup", epoch, batch), n);
         batch += 1;
         let (stepped, batch_loss, batch_correct) =
             step(run, current, optimizer, rate, Batch { x, targets: &targets, dropout_seed, mix })?;
@@ -143,6 +129,17 @@ pub(super) fn train_epoch(
     }
     let accuracy = correct as f64 / seen.max(1) as f64;
     Ok((model, EpochEnd::Finished(EpochTraining { loss, accuracy, learning_rate: rate })))
+}
+
+/// The seed of one batch's random draws of kind `kind` (dropout masks, mixup blends): it
+/// depends on (seed, epoch, batch) only, so a resumed run draws as the uninterrupted one.
+fn batch_seed(seed: u64, kind: &[u8], epoch: usize, batch: u64) -> u64 {
+    incept_core::stable_hash(&[
+        &seed.to_le_bytes(),
+        kind,
+        &epoch.to_le_bytes(),
+        &batch.to_le_bytes(),
+    ])
 }
 
 /// One training batch and how it is drawn on.
@@ -190,11 +187,10 @@ fn step(
         .ok_or_else(|| Error::Data("a head without members".into()))?;
     let batch_loss = f64::from(loss.clone().into_scalar::<f32>()) / members as f64;
     let combined = crate::model::combine(member_logits.into_iter().map(|l| l.detach()).collect());
-    let counted: Vec<i64> = match &mix {
-        Some(mix) => (0..n).map(|row| mix.dominant_label(targets, row)).collect(),
-        None => targets.to_vec(),
-    };
-    let correct = count_correct(&combined.into_data(), &counted)?;
+    // Under mixup each row counts against its dominant label.
+    let dominant: Option<Vec<i64>> =
+        mix.as_ref().map(|mix| (0..n).map(|row| mix.dominant_label(targets, row)).collect());
+    let correct = count_correct(&combined.into_data(), dominant.as_deref().unwrap_or(targets))?;
     let gradients = GradientsParams::from_grads(loss.backward(), &model);
     Ok((optimizer.step(rate, model, gradients), batch_loss, correct))
 }
