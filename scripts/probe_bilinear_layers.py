@@ -10,8 +10,8 @@ rooted, unit L2 norm) and scores a logistic regression on the standardised vecto
 cross-validation over the photos (the folds of probe_layers.py). The principal directions come
 from 300 photos spread over all of DATA, labels unused; maps are kept as float16 between the
 two steps. `--layers mixed_6+mixed_7` pools two layers of one map size side by side (one Gram
-matrix over their joint channels). Not part of the tool or its tests; same requirements as
-probe_layers.py:
+matrix over their joint channels). Not part of the tool or its tests; the requirements of
+probe_layers.py and probe_pooling.py, whose functions it uses:
 
     /tmp/probe/bin/python scripts/probe_bilinear_layers.py ../shared/datasets/amid5 --sizes 224,299
 
@@ -27,9 +27,7 @@ import numpy as np
 import onnxruntime
 
 from probe_layers import ROOT, batches, cross_validated, multi_output_model, photos
-
-# Photos whose positions the principal directions are computed from (as the head: 300).
-PCA_PHOTOS = 300
+from probe_pooling import PCA_PHOTOS, gram, projection, upper_normalised
 
 
 def maps(session, data: Path, files: list[str], size: int, layers: list[str]) -> dict[str, np.ndarray]:
@@ -44,21 +42,14 @@ def maps(session, data: Path, files: list[str], size: int, layers: list[str]) ->
 
 
 def bilinear(positions: np.ndarray, dimensions: int) -> np.ndarray:
-    """[photos, H·W, C] → [photos, D·(D+1)/2], pooled as incept's bilinear head."""
+    """[photos, H·W, C] → [photos, D·(D+1)/2], pooled as incept's bilinear head, with
+    probe_pooling.py's functions (each photo's positions as one row of an H·W × 1 map)."""
     rows = np.linspace(0, len(positions) - 1, PCA_PHOTOS).astype(int)
-    sample = np.sqrt(np.maximum(positions[rows].astype(np.float32), 0.0)).reshape(-1, positions.shape[-1])
-    mean = sample.mean(axis=0)
-    _, vectors = np.linalg.eigh(np.cov(sample - mean, rowvar=False))
-    directions = vectors[:, ::-1][:, :dimensions].astype(np.float32)
-    upper = np.triu_indices(dimensions)
+    mean, directions = projection(positions[rows].astype(np.float32), range(len(rows)), dimensions)
     pooled = []
     for start in range(0, len(positions), 100):
-        block = np.sqrt(np.maximum(positions[start : start + 100].astype(np.float32), 0.0))
-        projected = (block - mean) @ directions
-        grams = np.einsum("npi,npj->nij", projected, projected) / block.shape[1]
-        values = grams[:, upper[0], upper[1]]
-        values = np.sign(values) * np.sqrt(np.abs(values))
-        pooled.append(values / (np.linalg.norm(values, axis=1, keepdims=True) + 1e-12))
+        block = positions[start : start + 100].astype(np.float32)[:, :, None, :]  # [n, H·W, 1, C]
+        pooled.append(upper_normalised(gram(block, mean, directions)))
     return np.concatenate(pooled)
 
 
