@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use incept_cache::{Compression, Dtype};
 use incept_extract::{Augmentation, Device, Layer};
-use incept_head::{Backend, OptimizerKind, Pooling};
+use incept_head::{Backend, OptimizerKind, Pooling, Rebalance, Select};
 
 use crate::{export, report};
 
@@ -264,6 +264,15 @@ pub(crate) struct TrainArgs {
     /// Fraction of source photos held out for validation (split by photo, stable).
     #[arg(long)]
     pub(crate) validation_split: Option<f64>,
+    /// How the loss counters skewed classes: auto (balanced from 10:1 between the largest and
+    /// smallest class, else none; the choice is announced and saved), none, balanced (each class
+    /// weighs the same), sqrt (1/√n per class) or logit-adjusted (Menon et al. 2021).
+    #[arg(long, value_enum)]
+    pub(crate) rebalance: Option<Rebalance>,
+    /// Which validation figure picks the best epoch: loss (default), balanced-accuracy or
+    /// macro-f1.
+    #[arg(long, value_enum)]
+    pub(crate) select: Option<Select>,
     /// A separate cache to validate on instead of a split.
     #[arg(long)]
     pub(crate) validation_cache: Option<PathBuf>,

@@ -146,6 +146,12 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.validation_split {
         config.validation_split = v;
     }
+    if let Some(v) = args.rebalance {
+        config.rebalance = v;
+    }
+    if let Some(v) = args.select {
+        config.select = v;
+    }
     if let Some(v) = &args.validation_cache {
         config.validation_cache = Some(v.clone());
     }
@@ -189,8 +195,8 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         eprintln!("interrupted: the last finished epoch is saved; continue with --resume");
     }
     eprintln!(
-        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}{}, macro-F1 {:.3}); \
-         {:.0} training samples/s on {}; {:.1} s",
+        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}{}, \
+         balanced accuracy {:.3}, {}, macro-F1 {:.3}); {:.0} training samples/s on {}; {:.1} s",
         report.train_samples,
         report.metrics.total(),
         if report.streaming { " (streamed from disk)" } else { "" },
@@ -200,6 +206,11 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
             .metrics
             .single_view_accuracy
             .map_or_else(String::new, |single| format!(" with TTA, {single:.3} single view")),
+        report.metrics.balanced_accuracy,
+        report.metrics.worst_class.as_ref().map_or_else(
+            || "no class with validation photos".to_owned(),
+            |worst| format!("worst class {} recall {:.3}", worst.class, worst.recall)
+        ),
         report.metrics.macro_f1,
         report.samples_per_second,
         report.backend.name(),
@@ -208,6 +219,9 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
     println!("{}", args.run_dir.display());
     Ok(())
 }
+
+/// Characters of a class name `incept runs` shows in its worst-class column.
+const WORST_CLASS_NAME_WIDTH: usize = 20;
 
 pub fn runs(args: &RunsArgs) -> Result<()> {
     let runs = incept_head::list_runs(&args.target, &args.runs_dir)?;
@@ -222,16 +236,41 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
     // One more for the `*` of a run whose cache changed.
     let name_width = runs.iter().map(|r| r.name.len() + 1).max().unwrap_or(4).max(4);
     let head_width = runs.iter().map(|r| r.head.len()).max().unwrap_or(4).max(4);
+    // The worst class's recall and its name, cut short: the table stays one line per run.
+    let worst: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            run.worst_class.as_ref().map_or_else(
+                || "-".to_owned(),
+                |worst| {
+                    format!(
+                        "{:>6} {}",
+                        format!("{:.1}%", 100.0 * worst.recall),
+                        incept_report::shorten(&worst.class, WORST_CLASS_NAME_WIDTH)
+                    )
+                },
+            )
+        })
+        .collect();
+    let worst_width = worst.iter().map(|w| w.chars().count()).max().unwrap_or(0).max(11);
     println!(
-        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:>8}",
-        "run", "head", "epochs", "accuracy", "single view", "macro-F1", "time"
+        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:worst_width$}  {:>8}  {:>8}",
+        "run",
+        "head",
+        "epochs",
+        "accuracy",
+        "single view",
+        "balanced",
+        "worst class",
+        "macro-F1",
+        "time"
     );
     let changed = runs.iter().filter(|run| run.cache_changed).count();
     let problems: Vec<(String, String)> = runs
         .iter()
         .filter_map(|run| run.problem.clone().map(|problem| (run.name.clone(), problem)))
         .collect();
-    for run in runs {
+    for (run, worst) in runs.into_iter().zip(worst) {
         let marker = if run.problem.is_some() {
             "!"
         } else if run.cache_changed {
@@ -243,12 +282,14 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
             |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
         let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
-            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:>7.0}s",
+            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:worst_width$}  {:>8}  {:>7.0}s",
             format!("{}{marker}", run.name),
             run.head,
             format!("{}/{}", run.epochs, run.planned_epochs),
             percent(run.validation_accuracy),
             percent(run.single_view_accuracy),
+            percent(run.balanced_accuracy),
+            worst,
             ratio(run.macro_f1),
             run.seconds
         );

@@ -3,6 +3,7 @@
 mod caches;
 mod confusion;
 mod predict;
+mod skew;
 mod train;
 
 /// Where the cache stores variant 0 (the photo itself) of `source`.

@@ -35,6 +35,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ones are refused from their header, before any pixel is allocated.
 pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
 
+/// Photos a class needs before its figures mean much: below it, one validation photo moves the
+/// class's recall by 25 points or more, and `extract` and `train-head` warn, naming the class.
+pub const FEW_PHOTOS: usize = 20;
+
 /// Whether `value` is 0: for serde's `skip_serializing_if` on options that are off at 0, so
 /// files written before the option existed keep matching.
 pub fn is_zero(value: &f64) -> bool {

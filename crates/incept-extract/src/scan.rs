@@ -111,7 +111,26 @@ pub fn scan(data_dir: &Path) -> Result<Scan> {
         result.classes.push(class);
     }
     result.images.sort_by(|a, b| a.relative.cmp(&b.relative));
+    warn_small_classes(data_dir, &mut result);
     Ok(result)
+}
+
+/// A warning for each class with fewer than [`incept_core::FEW_PHOTOS`] photos, naming it.
+fn warn_small_classes(data_dir: &Path, scan: &mut Scan) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for image in &scan.images {
+        *counts.entry(image.class.as_str()).or_default() += 1;
+    }
+    for class in &scan.classes {
+        let photos = counts.get(class.as_str()).copied().unwrap_or(0);
+        if photos < incept_core::FEW_PHOTOS {
+            scan.warnings.push(format!(
+                "{}: class {class:?} has only {photos} photos: its figures will be unreliable (fewer than {}); add photos of it",
+                data_dir.join(class).display(),
+                incept_core::FEW_PHOTOS
+            ));
+        }
+    }
 }
 
 /// `path` relative to `data_dir`, its components joined by `/`. Only plain, UTF-8 components are

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rebalance::{Rebalance, Select};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +89,15 @@ pub struct TrainConfig {
     pub mixup_alpha: f64,
     pub seed: u64,
     pub validation_split: f64,
+    /// Hold out `validation_split` of each class's photos (see [`crate::data::split_by_source`]);
+    /// `false` in runs from before it existed: every photo whose hash falls below the fraction.
+    pub stratified_split: bool,
     pub validation_cache: Option<PathBuf>,
+    /// How the loss counters skewed classes; `auto` is resolved when the run starts
+    /// ([`Rebalance::resolve`]) and saved resolved.
+    pub rebalance: Rebalance,
+    /// Which validation figure picks the best epoch.
+    pub select: Select,
     /// Average softmax over all variants of each validation photo.
     pub tta: bool,
     /// Caches up to this size are held in memory; larger ones are streamed in blocks.
@@ -117,7 +126,10 @@ impl TrainConfig {
             mixup_alpha: 0.0,
             seed: 0,
             validation_split: 0.2,
+            stratified_split: true,
             validation_cache: None,
+            rebalance: Rebalance::Auto,
+            select: Select::Loss,
             // Averaging each validation photo's variants: +3.2 points on amid5 (77.7 % vs 74.5 %).
             tta: true,
             memory_budget_mib: 4096,
@@ -194,14 +206,34 @@ impl TrainConfig {
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
+    /// A run folder's `config.toml`: like [`from_toml_file`](Self::from_toml_file), but the
+    /// fields that runs from before them lack take the values those runs trained with, not
+    /// today's preset's.
+    pub fn from_saved_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let parsed = toml::from_str::<toml::Table>(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())));
+        let mut table = parsed?;
+        for (key, value) in saved_before() {
+            table.entry(key).or_insert(value);
+        }
+        Self::from_table(table, None).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
     /// A TOML document of overrides: any subset of the fields, `[head]` included.
     pub fn from_toml(text: &str) -> Result<Self> {
         Self::from_toml_with_preset(text, None)
     }
 
     fn from_toml_with_preset(text: &str, preset: Option<&str>) -> Result<Self> {
-        let mut overrides: toml::Table =
+        let overrides: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(e.message().to_owned()))?;
+        Self::from_table(overrides, preset)
+    }
+
+    /// `overrides` on top of `preset` (or their own `preset` key, or the default preset).
+    fn from_table(mut overrides: toml::Table, preset: Option<&str>) -> Result<Self> {
         if let Some(name) = preset {
             overrides.insert("preset".into(), toml::Value::String(name.to_owned()));
         }
@@ -295,6 +327,15 @@ impl TrainConfig {
         )
         .to_lowercase()
     }
+}
+
+/// What a saved `config.toml` without these keys trained with.
+fn saved_before() -> [(&'static str, toml::Value); 3] {
+    [
+        ("rebalance", toml::Value::String("none".into())),
+        ("select", toml::Value::String("loss".into())),
+        ("stratified_split", toml::Value::Boolean(false)),
+    ]
 }
 
 fn diff_tables(

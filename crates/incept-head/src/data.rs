@@ -1,8 +1,7 @@
 //! Which samples train and which validate, and feeding them in batches from memory or, for
 //! caches larger than the memory budget, streamed from disk through a shuffle buffer.
 
-use std::collections::{BTreeMap, HashSet};
-
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use incept_cache::{Cache, MapShape};
@@ -14,51 +13,15 @@ use rayon::prelude::*;
 use crate::bilinear::{Projection, pooled_len};
 use crate::{Error, Result};
 
+mod split;
+
+pub use split::{
+    Split, class_photo_counts, class_sample_counts, empty_classes, split_by_source,
+    validation_samples,
+};
+
 /// Samples read per disk access when streaming (contiguous, one HDF5 hyperslab).
 const DISK_BLOCK: usize = 64;
-
-/// Whether a source photo is held out: a stable hash of its relative path, so adding photos
-/// never moves existing ones across the split.
-pub fn is_validation_source(relative_path: &str, fraction: f64) -> bool {
-    let hash = incept_core::stable_hash(&[b"incept validation split", relative_path.as_bytes()]);
-    (hash as f64 / u64::MAX as f64) < fraction
-}
-
-/// Indices into the training cache: every variant of the training photos.
-/// Indices of validation samples: variant 0 (or every variant, for test-time augmentation).
-#[derive(Clone, Debug, Default)]
-pub struct Split {
-    pub train: Vec<usize>,
-    pub validation: Vec<usize>,
-}
-
-/// Splits one cache by source photo.
-pub fn split_by_source(cache: &Cache, fraction: f64, tta: bool) -> Split {
-    let held_out: Vec<bool> =
-        cache.sources.iter().map(|s| is_validation_source(s, fraction)).collect();
-    let mut split = Split::default();
-    for index in 0..cache.len() {
-        if held_out[cache.source[index] as usize] {
-            if tta || cache.variant[index] == 0 {
-                split.validation.push(index);
-            }
-        } else {
-            split.train.push(index);
-        }
-    }
-    split
-}
-
-/// Validation samples of a separate cache.
-pub fn validation_samples(cache: &Cache, tta: bool) -> Vec<usize> {
-    (0..cache.len()).filter(|&i| tta || cache.variant[i] == 0).collect()
-}
-
-/// Classes (by index) that have no sample among `indices`.
-pub fn empty_classes(cache: &Cache, indices: &[usize], classes: usize) -> Vec<usize> {
-    let present: HashSet<i32> = indices.iter().map(|&i| cache.labels[i]).collect();
-    (0..classes).filter(|c| !present.contains(&(*c as i32))).collect()
-}
 
 /// What the store keeps of each map.
 #[derive(Clone, Debug)]
@@ -379,23 +342,5 @@ mod tests {
     #[test]
     fn argmax_picks_the_first_largest() {
         assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
-    }
-
-    #[test]
-    fn split_is_stable_and_near_the_fraction() {
-        let paths: Vec<String> = (0..2000).map(|i| format!("class/{i}.jpg")).collect();
-        let held: usize = paths.iter().filter(|p| is_validation_source(p, 0.2)).count();
-        assert!((340..=460).contains(&held), "{held} of 2000 held out");
-        // Which photos are held out depends on their path alone (not on what else is in the
-        // cache, so adding photos never moves existing ones) and never changes between versions:
-        // pinned, computed outside Rust (Python's hashlib, the same length-prefixed SHA-256).
-        let held_out: Vec<usize> =
-            (0..40).filter(|i| is_validation_source(&format!("class/{i}.jpg"), 0.2)).collect();
-        assert_eq!(held_out, [0, 12, 15, 18, 22, 31, 32, 38, 39]);
-        // A larger fraction only adds photos to the validation side.
-        assert!(
-            paths.iter().all(|p| !is_validation_source(p, 0.1) || is_validation_source(p, 0.2))
-        );
-        assert!(paths.iter().all(|p| !is_validation_source(p, 0.0)));
     }
 }

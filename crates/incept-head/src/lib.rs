@@ -4,6 +4,7 @@
 //! - [`config`]: presets, TOML, validation of the training configuration.
 //! - [`model`]: the SE + dropout + dense head.
 //! - [`bilinear`]: second-order pooling and the projection it is fitted with.
+//! - [`rebalance`]: class weights and logit adjustment for skewed collections; best-epoch choice.
 //! - [`optim`]: fused SGD/Adam/AdamW updates for the CPU backends.
 //! - [`data`]: the validation split by source photo; batches from memory or streamed from disk.
 //! - [`backend`]: which of Burn's CPU backends trains and runs a head.
@@ -20,6 +21,7 @@ mod config;
 mod data;
 mod model;
 mod optim;
+mod rebalance;
 mod resume;
 // The run folder is a documented contract (docs/FORMATS.md) that tools read: public.
 pub mod run_folder;
@@ -33,6 +35,7 @@ pub use bilinear::{
 };
 pub use config::{OptimizerKind, Pooling, TrainConfig};
 pub use model::{Head, InputShape};
+pub use rebalance::{Rebalance, SKEW_RATIO, SKEWED_DEFAULT, Select};
 pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};
 pub use train::{OptimizerImplementation, TrainReport, TrainRequest, train, training_rate};
 pub use values::{DenseValues, HeadValues, MemberValues};

@@ -11,6 +11,7 @@ use std::path::Path;
 use incept_cache::Cache;
 
 use crate::config::TrainConfig;
+use crate::rebalance::Rebalance;
 use crate::run_folder::{CONFIG_FILE, CacheStamp, RunState, load_config, write_file};
 use crate::train::learning_rate;
 use crate::{Error, Result};
@@ -24,7 +25,8 @@ fn flag_for(field: &str) -> String {
         "head.ensemble" => "--ensemble".into(),
         "tta" => "--tta/--no-tta".into(),
         "epochs" | "batch_size" | "optimizer" | "learning_rate" | "momentum" | "weight_decay"
-        | "seed" | "validation_split" | "validation_cache" | "memory_budget_mib" | "preset" => {
+        | "seed" | "validation_split" | "validation_cache" | "memory_budget_mib" | "preset"
+        | "rebalance" | "select" => {
             format!("--{}", field.replace('_', "-"))
         }
         other => match other.strip_prefix("head.") {
@@ -43,6 +45,12 @@ pub fn resume_config(
     wanted: &TrainConfig,
 ) -> Result<(TrainConfig, Option<String>)> {
     let saved = load_config(run_dir)?;
+    // `auto` was resolved when the run began: asking for it again asks for what it chose.
+    let mut wanted = wanted.clone();
+    if wanted.rebalance == Rebalance::Auto {
+        wanted.rebalance = saved.rebalance;
+    }
+    let wanted = &wanted;
     let mut changes: Vec<String> = saved
         .differences(wanted)?
         .into_iter()

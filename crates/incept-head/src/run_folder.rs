@@ -92,7 +92,7 @@ pub fn load_config(run_dir: &Path) -> Result<TrainConfig> {
             format!("{e}; restore the run's config.toml, or train it again in a new --run-dir"),
         )
     };
-    let config = TrainConfig::from_toml_file(&path).map_err(restore)?;
+    let config = TrainConfig::from_saved_toml_file(&path).map_err(restore)?;
     // A hand-edited value out of range is refused here, naming the file, not later at the weights.
     config.validate().map_err(|e| match e {
         Error::Config(message) => restore(Error::Config(format!("{}: {message}", path.display()))),
@@ -162,6 +162,8 @@ mod tests {
                     train_accuracy: 0.5,
                     validation_loss: 1.0,
                     validation_accuracy: 0.5,
+                    validation_balanced_accuracy: Some(0.5),
+                    validation_macro_f1: Some(0.5),
                     seconds: 1.0,
                 })
                 .collect(),

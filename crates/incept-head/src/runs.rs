@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use incept_cache::Cache;
-use incept_report::Metrics;
+use incept_report::{Metrics, WorstClass};
 
 use crate::backend::Backend;
 use crate::bilinear::{Projection, pooled_len};
@@ -218,6 +218,10 @@ pub struct RunSummary {
     pub validation_accuracy: Option<f64>,
     /// Each photo alone, for runs validated with test-time augmentation.
     pub single_view_accuracy: Option<f64>,
+    /// Mean recall of the validation classes with photos.
+    pub balanced_accuracy: Option<f64>,
+    /// The validation class with the lowest recall, and that recall.
+    pub worst_class: Option<WorstClass>,
     pub macro_f1: Option<f64>,
     pub seconds: f64,
     pub cache: PathBuf,
@@ -252,6 +256,8 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         best_epoch: 0,
         validation_accuracy: None,
         single_view_accuracy: None,
+        balanced_accuracy: None,
+        worst_class: None,
         macro_f1: None,
         seconds: 0.0,
         cache: PathBuf::new(),
@@ -287,6 +293,8 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
             Ok(Some(metrics)) => {
                 summary.validation_accuracy = Some(metrics.accuracy);
                 summary.single_view_accuracy = metrics.single_view_accuracy;
+                summary.balanced_accuracy = Some(metrics.balanced_accuracy);
+                summary.worst_class = metrics.worst_class;
                 summary.macro_f1 = Some(metrics.macro_f1);
             }
             Ok(None) => {}

@@ -93,18 +93,21 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         };
         let predictions =
             validation::predict_split(&run, &model.valid(), &run.validation_device())?;
+        let metrics = predictions.metrics(&run.classes, run.config.tta)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: training.loss,
             train_accuracy: training.accuracy,
             validation_loss: predictions.loss,
             validation_accuracy: predictions.accuracy(),
+            validation_balanced_accuracy: Some(metrics.balanced_accuracy),
+            validation_macro_f1: Some(metrics.macro_f1),
             seconds: epoch_started.elapsed().as_secs_f64(),
         };
         if request.verbose {
             print_epoch(&record, run.config.epochs, training.learning_rate);
         }
-        if checkpoint(&mut run, &model, &optimizer, record.clone(), &predictions)? {
+        if checkpoint(&mut run, &model, &optimizer, record.clone(), &predictions, &metrics)? {
             best_predictions = Some(predictions);
         }
         epochs.push(record);
@@ -125,23 +128,24 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     })
 }
 
-/// Commits finished epoch `record` with `model` and `optimizer` as one checkpoint; when
-/// `predictions` have the lowest validation loss so far, the best epoch's weights, predictions
-/// and metrics join it. Returns whether they did.
+/// Commits finished epoch `record` with `model` and `optimizer` as one checkpoint; when it is
+/// the best so far (by the recipe's `select`), the best epoch's weights, `predictions` and
+/// `metrics` join it. Returns whether they did.
 fn checkpoint(
     run: &mut Run,
     model: &Head,
     optimizer: &ModuleOptimizer,
     record: EpochRecord,
     predictions: &Predictions,
+    metrics: &Metrics,
 ) -> Result<bool> {
     let last_weights = run_folder::weights_bytes(model)?;
-    let improved = run.state.improves_on_best(predictions.loss);
+    let improved = run.state.improves_on_best(&record, run.config.select);
     let best = if improved {
         Some(BestEpoch {
             weights: last_weights.clone(),
             predictions_csv: predictions.to_csv(&run.classes),
-            metrics_json: predictions.metrics(&run.classes, run.config.tta)?.to_json(),
+            metrics_json: metrics.to_json(),
         })
     } else {
         None
@@ -156,13 +160,14 @@ fn checkpoint(
 /// The summary line of a finished epoch, on stderr.
 fn print_epoch(record: &EpochRecord, planned_epochs: usize, learning_rate: f64) {
     eprintln!(
-        "epoch {:>3}/{}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} | lr {:.2e} | {:.1} s",
+        "epoch {:>3}/{}: train loss {:.4} acc {:.3} | validation loss {:.4} acc {:.3} balanced {:.3} | lr {:.2e} | {:.1} s",
         record.epoch,
         planned_epochs,
         record.train_loss,
         record.train_accuracy,
         record.validation_loss,
         record.validation_accuracy,
+        record.validation_balanced_accuracy.unwrap_or(f64::NAN),
         learning_rate,
         record.seconds
     );

@@ -163,3 +163,42 @@ pub fn write(path: &Path, page: &Page) -> Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_headline_shows_balanced_accuracy_and_the_worst_class_beside_accuracy() -> Result<()> {
+        let photos =
+            tempfile::tempdir().map_err(|source| Error::Io { path: "tmp".into(), source })?;
+        // Recalls 9/10, 1/2 and none (no photo): balanced accuracy 70 %, the worst class `rare`.
+        let classes = vec!["common".to_owned(), "rare & co".to_owned(), "unseen".to_owned()];
+        let metrics =
+            Metrics::from_matrix(classes, vec![vec![9, 1, 0], vec![1, 1, 0], vec![0, 0, 0]]);
+        let data = ReportData {
+            run_name: "run".into(),
+            run_dir: "runs/run".into(),
+            recipe: Vec::new(),
+            recipe_text: None,
+            metrics,
+            predictions: Vec::new(),
+            predictions_from: "Hand-made.".into(),
+            tta: false,
+            epochs: Vec::new(),
+            best_epoch: None,
+            photos_dir: photos.path().to_path_buf(),
+        };
+        let html = build(&data, &Layout::default())?.html;
+        let figure = |value: &str, label: &str| {
+            format!("<div class=\"figure\"><b>{value}</b><span>{label}</span></div>")
+        };
+        let accuracy = figure("83.3%", "accuracy (each photo alone, single view)");
+        let balanced =
+            figure("70.0%", "balanced accuracy (mean recall of the 2 classes with photos)");
+        let worst = figure("50.0%", "recall of the worst class, rare &amp; co");
+        let expected = format!("{accuracy}\n{balanced}\n{worst}\n");
+        assert!(html.contains(&expected), "{html}");
+        Ok(())
+    }
+}

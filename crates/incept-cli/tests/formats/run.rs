@@ -56,6 +56,33 @@ fn onnx_interface(path: &Path) -> Result<(GraphEnds, Vec<String>), Error> {
     Ok((ends, metadata))
 }
 
+/// `balanced_accuracy` and `worst_class` as the document defines them from `per_class`: the mean
+/// and the lowest (first of equals) recall over the classes with photos.
+fn check_balanced_figures(problems: &mut Problems, value: &serde_json::Value, what: &str) {
+    let sampled: Vec<(&str, f64)> = value["per_class"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|class| class["support"].as_u64().unwrap_or(0) > 0)
+        .map(|class| {
+            (class["class"].as_str().unwrap_or_default(), class["recall"].as_f64().unwrap_or(-1.0))
+        })
+        .collect();
+    let mean = sampled.iter().map(|(_, recall)| recall).sum::<f64>() / sampled.len().max(1) as f64;
+    let balanced = value["balanced_accuracy"].as_f64().unwrap_or(-1.0);
+    problems.check((balanced - mean).abs() < 1e-9, || {
+        format!("{what}: balanced_accuracy is {balanced}, the mean recall of its classes {mean}")
+    });
+    let worst = sampled
+        .iter()
+        .copied()
+        .reduce(|worst, class| if class.1 < worst.1 { class } else { worst });
+    let found = (value["worst_class"]["class"].as_str(), value["worst_class"]["recall"].as_f64());
+    problems.check(worst.map(|(class, recall)| (Some(class), Some(recall))) == Some(found), || {
+        format!("{what}: worst_class is {found:?}, per_class gives {worst:?}")
+    });
+}
+
 #[test]
 fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
     let tables = contract_tables()?;
@@ -136,15 +163,19 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
     problems.columns(predictions_csv, &expected, &header, "predictions.csv");
 
     // metrics.json and `confusion --format json` share one shape.
-    let (confusion, per_class) =
-        (table(&tables, "confusion-json")?, table(&tables, "confusion-json-per-class")?);
+    let (confusion, per_class, worst_class) = (
+        table(&tables, "confusion-json")?,
+        table(&tables, "confusion-json-per-class")?,
+        table(&tables, "confusion-json-worst-class")?,
+    );
     let json_output = ok(run(&["confusion", path_str(&run_dir), "--format", "json"])?);
     for (what, value) in [
         ("metrics.json", read_json(&run_dir.join("metrics.json"))?),
         ("incept confusion --format json", serde_json::from_str(&stdout(&json_output))?),
     ] {
         check_object(&mut problems, confusion, &value, what)?;
-        for class in value["per_class"].as_array().ok_or("no per_class")? {
+        let classes = value["per_class"].as_array().ok_or("no per_class")?;
+        for class in classes {
             check_object(
                 &mut problems,
                 per_class,
@@ -152,6 +183,14 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
                 &format!("an entry of {what}'s per_class"),
             )?;
         }
+        // Every class of the tiny run has validation photos: a worst class exists.
+        check_object(
+            &mut problems,
+            worst_class,
+            &value["worst_class"],
+            &format!("{what}'s worst_class"),
+        )?;
+        check_balanced_figures(&mut problems, &value, what);
     }
     let csv_table = table(&tables, "confusion-csv")?;
     let expected: Vec<String> = csv_table
@@ -165,6 +204,28 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
     let csv = stdout(&ok(run(&["confusion", path_str(&run_dir), "--format", "csv"])?));
     let header = csv.lines().next().unwrap_or_default().to_owned();
     problems.columns(csv_table, &expected, &header, "incept confusion --format csv");
+    // Its last column is each row's recall as `per_class` gives it; empty for a class without
+    // photos.
+    let confusion_json: serde_json::Value = serde_json::from_str(&stdout(&json_output))?;
+    let recalls = confusion_json["per_class"].as_array().ok_or("no per_class")?;
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    problems.check(rows.len() == classes.len(), || {
+        format!(
+            "incept confusion --format csv has {} rows for {} classes",
+            rows.len(),
+            classes.len()
+        )
+    });
+    for (row, class) in rows.iter().zip(recalls) {
+        let last = row.rsplit(',').next().unwrap_or_default();
+        let expected = match class["support"].as_u64() {
+            Some(0) => String::new(),
+            _ => format!("{:.6}", class["recall"].as_f64().unwrap_or(-1.0)),
+        };
+        problems.check(last == expected, || {
+            format!("incept confusion --format csv row {row:?}: recall {last:?}, per_class says {expected:?}")
+        });
+    }
 
     // predict --format json: one object a line.
     let model = tiny_model();

@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 26] = [
+const CONTRACT_TABLES: [&str; 27] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -29,6 +29,7 @@ const CONTRACT_TABLES: [&str; 26] = [
     "predictions-csv",
     "confusion-json",
     "confusion-json-per-class",
+    "confusion-json-worst-class",
     "confusion-csv",
     "predict-json",
     "predict-json-top",

@@ -88,9 +88,16 @@ fn bad_caches_give_one_line_errors() -> TestResult {
     let other = dir.path().join("other.h5");
     synthetic_cache(&other, &["a", "z"], 5, shape, false)?;
     expect_error(&lonely, &["--validation-cache", path_str(&other)], "classes differ")?;
+    // However large the fraction, the stratified split keeps one photo of each class to train
+    // on (3 photos a class: 2 validate, 1 trains).
     let split_all = dir.path().join("all.h5");
     synthetic_cache(&split_all, &["a", "b"], 3, shape, false)?;
-    expect_error(&split_all, &["--validation-split", "0.99"], "has no training photo")?;
+    let run_dir = dir.path().join("all-run");
+    ok(train(&split_all, &run_dir, &config, &["--validation-split", "0.99"])?);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json"))?)?;
+    assert_eq!(metrics["per_class"][0]["support"], 2);
+    assert_eq!(metrics["per_class"][1]["support"], 2);
     Ok(())
 }
 

@@ -8,27 +8,81 @@ fn confusion_renders_and_evaluates_other_caches() -> TestResult {
     let (data, cache) = tiny_cache(dir.path(), 10)?;
     let config = small_config(dir.path(), "")?;
     let run_dir = dir.path().join("run");
-    ok(train(&cache, &run_dir, &config, &[])?);
+    let trained = ok(train(&cache, &run_dir, &config, &[])?);
+    // The summary judges the head per class too, naming the class it recognises worst.
+    let summary = stderr(&trained);
+    let worst = between(&summary, "worst class ", " recall ")
+        .ok_or_else(|| format!("no worst class in the summary: {summary}"))?;
+    assert!(["ant", "bee", "cricket"].contains(&worst.as_str()), "{summary}");
+    assert!(summary.contains(", balanced accuracy "), "{summary}");
 
     let table = stdout(&ok(run(&["confusion", path_str(&run_dir)])?));
     assert!(
         table.contains("precision") && table.contains("cricket") && table.contains("accuracy"),
         "{table}"
     );
+    assert!(
+        table.contains("balanced accuracy  ")
+            && table.contains("(mean recall of the 3 classes with samples)"),
+        "{table}"
+    );
+    assert!(table.contains(&format!(" recall ({worst})\n")), "{table}");
     let json: serde_json::Value = serde_json::from_str(&stdout(&ok(run(&[
         "confusion",
         path_str(&run_dir),
         "--format",
         "json",
     ])?)))?;
-    for key in ["classes", "matrix", "accuracy", "macro_f1", "weighted_f1", "per_class"] {
+    for key in [
+        "classes",
+        "matrix",
+        "accuracy",
+        "balanced_accuracy",
+        "worst_class",
+        "macro_f1",
+        "weighted_f1",
+        "per_class",
+    ] {
         assert!(json.get(key).is_some(), "json lacks {key}");
     }
+    assert_eq!(json["worst_class"]["class"], worst.as_str(), "{json}");
+    let balanced = json["balanced_accuracy"].as_f64().ok_or("balanced_accuracy is no number")?;
+    let worst_recall = json["worst_class"]["recall"].as_f64().ok_or("no worst recall")?;
+    assert!((0.0..=1.0).contains(&worst_recall) && worst_recall <= balanced + 1e-12, "{json}");
     for key in ["class", "precision", "recall", "f1", "support"] {
         assert!(json["per_class"][0].get(key).is_some(), "per_class lacks {key}");
     }
     let csv = stdout(&ok(run(&["confusion", path_str(&run_dir), "--format", "csv"])?));
-    assert!(csv.starts_with("true\\predicted,ant,bee,cricket\n"), "{csv}");
+    assert!(csv.starts_with("true\\predicted,ant,bee,cricket,recall\n"), "{csv}");
+
+    // `runs` shows the same figures beside accuracy, one line per run.
+    let listing = stdout(&ok(run(&["runs", path_str(&run_dir)])?));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    let header: Vec<&str> = lines[0].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        header,
+        [
+            "run",
+            "head",
+            "epochs",
+            "accuracy",
+            "single view",
+            "balanced",
+            "worst class",
+            "macro-F1",
+            "time"
+        ],
+        "{listing}"
+    );
+    let balanced_cell = format!("{:.1}%", 100.0 * balanced);
+    let worst_cell = format!("{:>6} {worst}", format!("{:.1}%", 100.0 * worst_recall));
+    assert!(lines[1].contains(&balanced_cell) && lines[1].contains(&worst_cell), "{listing}");
+    // Aligned: the cell starts where its header does (in characters: the head may not be ASCII).
+    let column = lines[0].find("worst class").ok_or("no worst class column")?;
+    let column = lines[0][..column].chars().count();
+    let cell: String = lines[1].chars().skip(column).collect();
+    assert!(cell.starts_with(&worst_cell), "{listing}");
 
     let png = dir.path().join("m.png");
     ok(run(&["confusion", path_str(&run_dir), "--plot", path_str(&png)])?);
@@ -68,6 +122,13 @@ fn confusion_renders_and_evaluates_other_caches() -> TestResult {
         stderr(&refused)
     );
     Ok(())
+}
+
+/// The text between `before` and the next `after` in `text`.
+fn between(text: &str, before: &str, after: &str) -> Option<String> {
+    let start = text.find(before)? + before.len();
+    let length = text[start..].find(after)?;
+    Some(text[start..start + length].to_owned())
 }
 
 #[test]

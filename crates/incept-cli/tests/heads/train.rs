@@ -28,7 +28,9 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds")
+        Some(
+            "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,validation_balanced_accuracy,validation_macro_f1,seconds"
+        )
     );
     assert_eq!(lines.count(), 3);
     let metrics: serde_json::Value =

@@ -62,3 +62,27 @@ fn unknown_keys_and_bad_values_are_refused() {
     }
     assert!(TrainConfig::preset("fancy").is_err());
 }
+
+#[test]
+fn a_saved_config_without_the_skew_keys_reads_as_it_trained() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+    let path = dir.path().join("config.toml");
+    // A run of an earlier version: none of the keys it lacks may take today's preset's value.
+    let mut old = TrainConfig::bilinear_preset().to_toml()?;
+    for key in ["stratified_split", "rebalance", "select"] {
+        old = old.lines().filter(|line| !line.starts_with(key)).collect::<Vec<_>>().join("\n");
+    }
+    std::fs::write(&path, &old).map_err(|e| Error::Config(e.to_string()))?;
+    let saved = TrainConfig::from_saved_toml_file(&path)?;
+    assert_eq!(
+        (saved.stratified_split, saved.rebalance, saved.select),
+        (false, Rebalance::None, Select::Loss)
+    );
+    // A new run's file keeps what it says; the preset's defaults are the new behaviour.
+    let new = TrainConfig { rebalance: Rebalance::Sqrt, ..TrainConfig::bilinear_preset() };
+    std::fs::write(&path, new.to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
+    assert_eq!(TrainConfig::from_saved_toml_file(&path)?, new);
+    let preset = TrainConfig::default_preset();
+    assert_eq!((preset.stratified_split, preset.rebalance), (true, Rebalance::Auto));
+    Ok(())
+}

@@ -234,9 +234,10 @@ pub(crate) fn write_metrics_json(run_dir: &Path, metrics: &incept_report::Metric
 /// The best epoch's committed `metrics.json`; `None` while no epoch has finished.
 pub fn read_metrics(run_dir: &Path, state: &RunState) -> Result<Option<incept_report::Metrics>> {
     match read_committed(run_dir, METRICS_JSON, state) {
-        (path, Ok(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            not_a_run(run_dir, format!("{}: {e}; the file is damaged", path.display()))
-        }),
+        // One reader for every version's file: figures it lacks are derived from its matrix.
+        (path, Ok(bytes)) => incept_report::Metrics::from_json(&bytes, &path)
+            .map(Some)
+            .map_err(|e| not_a_run(run_dir, e.to_string())),
         (_, Err(error)) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         (path, Err(source)) => Err(Error::Io { path, source }),
     }

@@ -10,8 +10,7 @@ use super::{METRICS_CSV, io, not_a_run, write_file};
 use crate::Result;
 use crate::data::argmax;
 
-pub(super) const METRICS_CSV_HEADER: &str =
-    "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n";
+pub(super) const METRICS_CSV_HEADER: &str = "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,validation_balanced_accuracy,validation_macro_f1,seconds\n";
 
 /// `metrics.csv` rows of a run from before `run.json` recorded them: the rows of finished
 /// epochs, the last one of each epoch kept.
@@ -20,15 +19,24 @@ pub fn records_from_metrics_csv(run_dir: &Path, completed: usize) -> Result<Vec<
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
     let mut records: Vec<EpochRecord> = Vec::new();
     for (line_number, line) in text.lines().enumerate().skip(1) {
-        let fields: Vec<f64> = line.split(',').filter_map(|f| f.parse().ok()).collect();
+        let fields: Vec<&str> = line.split(',').collect();
+        // Six columns in runs from before the balanced accuracy and macro-F1 were recorded;
+        // they may be empty.
+        let (numbers, later) = match fields[..] {
+            [a, b, c, d, e, balanced, f1, seconds] => ([a, b, c, d, e, seconds], [balanced, f1]),
+            [a, b, c, d, e, seconds] => ([a, b, c, d, e, seconds], ["", ""]),
+            _ => ([""; 6], ["", ""]),
+        };
+        let parsed: Vec<f64> = numbers.iter().filter_map(|f| f.parse().ok()).collect();
         let [epoch, train_loss, train_accuracy, validation_loss, validation_accuracy, seconds] =
-            fields[..]
+            parsed[..]
         else {
             return Err(not_a_run(
                 run_dir,
                 format!("{} line {}: not a metrics row: {line:?}", path.display(), line_number + 1),
             ));
         };
+        let later = |column: usize| later[column].parse::<f64>().ok();
         let epoch = epoch as usize;
         if epoch == 0 || epoch > completed {
             continue;
@@ -40,6 +48,8 @@ pub fn records_from_metrics_csv(run_dir: &Path, completed: usize) -> Result<Vec<
             train_accuracy,
             validation_loss,
             validation_accuracy,
+            validation_balanced_accuracy: later(0),
+            validation_macro_f1: later(1),
             seconds,
         });
     }
@@ -51,16 +61,23 @@ pub(super) fn write_metrics_csv(run_dir: &Path, epochs: &[EpochRecord]) -> Resul
     let mut text = String::from(METRICS_CSV_HEADER);
     for record in epochs {
         text.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            "{},{:.6},{:.6},{:.6},{:.6},{},{},{:.3}\n",
             record.epoch,
             record.train_loss,
             record.train_accuracy,
             record.validation_loss,
             record.validation_accuracy,
-            record.seconds
+            optional(record.validation_balanced_accuracy),
+            optional(record.validation_macro_f1),
+            record.seconds,
         ));
     }
     write_file(&run_dir.join(METRICS_CSV), text.as_bytes())
+}
+
+/// A figure to 6 decimals, or an empty field for one a run did not record.
+fn optional(value: Option<f64>) -> String {
+    value.map_or_else(String::new, |v| format!("{v:.6}"))
 }
 
 /// `predictions.csv`: source, label, predicted, one probability column per class; one row per

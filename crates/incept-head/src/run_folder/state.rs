@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{STATE_FILE, not_a_run, write_file};
 use crate::backend::Backend;
+use crate::rebalance::Select;
 use crate::{Error, Result};
 
 /// What `run.json` records.
@@ -55,9 +56,21 @@ impl RunState {
         }
     }
 
-    /// Whether an epoch of validation loss `validation_loss` is the best so far.
-    pub(crate) fn improves_on_best(&self, validation_loss: f64) -> bool {
-        validation_loss < self.best_validation_loss
+    /// Whether finished epoch `record` is the best so far by the figure `select` names (ties of
+    /// balanced accuracy or macro-F1 go to the lower validation loss).
+    pub(crate) fn improves_on_best(&self, record: &EpochRecord, select: Select) -> bool {
+        let lower_loss = record.validation_loss < self.best_validation_loss;
+        let figure = |r: &EpochRecord| match select {
+            Select::Loss => None,
+            Select::BalancedAccuracy => Some(r.validation_balanced_accuracy.unwrap_or(f64::NAN)),
+            Select::MacroF1 => Some(r.validation_macro_f1.unwrap_or(f64::NAN)),
+        };
+        let best = self.epochs.iter().find(|r| r.epoch == self.best_epoch);
+        match (figure(record), best.and_then(figure)) {
+            (None, _) => lower_loss,
+            (Some(_), None) => true,
+            (Some(new), Some(best)) => new > best || (new == best && lower_loss),
+        }
     }
 
     /// Counts finished epoch `record` (the best so far when `best`); the caller commits it.
@@ -108,6 +121,12 @@ pub struct EpochRecord {
     pub train_accuracy: f64,
     pub validation_loss: f64,
     pub validation_accuracy: f64,
+    /// Mean recall over the classes; absent in runs from before it was recorded.
+    #[serde(default)]
+    pub validation_balanced_accuracy: Option<f64>,
+    /// Absent in runs from before it was recorded.
+    #[serde(default)]
+    pub validation_macro_f1: Option<f64>,
     pub seconds: f64,
 }
 

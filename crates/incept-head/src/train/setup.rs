@@ -15,9 +15,13 @@ use super::{OptimizerImplementation, TrainRequest};
 use crate::backend::Backend;
 use crate::config::Pooling;
 use crate::config::{OptimizerKind, TrainConfig};
-use crate::data::{Kept, Split, Store, empty_classes, split_by_source, validation_samples};
+use crate::data::{
+    Kept, Split, Store, class_photo_counts, class_sample_counts, empty_classes, split_by_source,
+    validation_samples,
+};
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
+use crate::rebalance::{Rebalance, SKEW_RATIO, skew_ratio};
 use crate::run_folder::{self, RunState, io, load_state};
 use crate::{Error, Result};
 
@@ -38,7 +42,12 @@ pub(super) struct Run {
     pub state: RunState,
     /// The training device: the backend's, with automatic differentiation.
     pub device: Device,
+    /// The training loss: cross-entropy with label smoothing, class-weighted as `rebalance` says.
     pub loss: CrossEntropyLoss,
+    /// Under logit adjustment, what the training loss adds to the logits: [classes].
+    pub logit_offsets: Option<Tensor<1>>,
+    /// How each validation photo's loss weighs, by class (`None`: the plain mean).
+    pub validation_weights: Option<Vec<f64>>,
 }
 
 impl Run {
@@ -78,11 +87,19 @@ pub(super) fn open(
         None => (request.config.clone(), None),
     };
     config.validate()?;
+    let mut config = config;
     let backend = choose_backend(run_dir, previous.as_ref(), request.backend)?;
     // A backend this build lacks is refused before any cache is read.
     let device = backend.device()?.autodiff();
     let data = open_data(&request.cache, &config, previous.as_ref(), backend)?;
     let classes = data.new_run.classes.clone();
+    // What the loss weighs by: training samples per class (a new run's `auto` resolved here and
+    // saved resolved, so a resume trains as the run began).
+    let train_counts = class_sample_counts(&data.cache, &data.split.train, classes.len());
+    if config.rebalance == Rebalance::Auto {
+        config.rebalance = config.rebalance.resolve(&train_counts);
+        announce_skew(&data.cache, &data.split.train, &config);
+    }
     let [height, width, channels] = data.new_run.input_shape;
     let shape = InputShape { height, width, channels };
 
@@ -136,9 +153,16 @@ pub(super) fn open(
         );
     }
 
+    let as_f32 = |values: Vec<f64>| values.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
     let loss = CrossEntropyLossConfig::new()
         .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
+        .with_weights(config.rebalance.loss_weights(&train_counts).map(as_f32))
         .init(&device);
+    let logit_offsets = config.rebalance.logit_offsets(&train_counts).map(|offsets| {
+        let length = offsets.len();
+        Tensor::<1>::from_data(TensorData::new(as_f32(offsets), [length]), &device)
+    });
+    let validation_weights = config.rebalance.validation_weights(&train_counts);
     let run = Run {
         run_dir: run_dir.clone(),
         config,
@@ -151,6 +175,8 @@ pub(super) fn open(
         state,
         device,
         loss,
+        logit_offsets,
+        validation_weights,
     };
     Ok((run, model, optimizer))
 }
@@ -198,9 +224,13 @@ fn open_data(
             };
             (split, Some(other))
         }
-        None => (split_by_source(&cache, config.validation_split, config.tta), None),
+        None => (
+            split_by_source(&cache, config.validation_split, config.tta, config.stratified_split),
+            None,
+        ),
     };
     let classes = &cache.classes;
+    warn_small_classes(&cache, &split);
     if let Some(&class) = empty_classes(&cache, &split.train, classes.len()).first() {
         return Err(Error::EmptyClass { path: cache.path.clone(), class: classes[class].clone() });
     }
@@ -220,6 +250,56 @@ fn open_data(
     let canonical = std::fs::canonicalize(&cache.path).map_err(io(&cache.path))?;
     let new_run = RunState::new(&cache, canonical, backend);
     Ok(Data { split, cache, validation_cache, new_run })
+}
+
+/// A warning for each class with fewer than [`incept_core::FEW_PHOTOS`] photos, naming it.
+fn warn_small_classes(cache: &Cache, split: &Split) {
+    let classes = cache.classes.len();
+    let trained = class_photo_counts(cache, &split.train, classes);
+    let validated = class_photo_counts(cache, &split.validation, classes);
+    for (class, name) in cache.classes.iter().enumerate() {
+        let photos = trained[class] + validated[class];
+        if photos < incept_core::FEW_PHOTOS {
+            eprintln!(
+                "warning: {}: class {name:?} has only {photos} photos ({} train, {} validate): its figures are unreliable; add photos of it",
+                cache.path.display(),
+                trained[class],
+                validated[class]
+            );
+        }
+    }
+}
+
+/// One line when `auto` turned the rebalancing on: the classes behind it and what it chose.
+fn announce_skew(cache: &Cache, train: &[usize], config: &TrainConfig) {
+    if config.rebalance == Rebalance::None {
+        return;
+    }
+    let counts = class_photo_counts(cache, train, cache.classes.len());
+    let (largest, smallest) = match (
+        counts.iter().enumerate().max_by_key(|(_, n)| **n),
+        counts.iter().enumerate().min_by_key(|(_, n)| **n),
+    ) {
+        (Some(largest), Some(smallest)) => (largest, smallest),
+        _ => return,
+    };
+    eprintln!(
+        "skewed classes: {} has {} training photos, {} {} ({:.0}:1, at least {SKEW_RATIO}:1): training with rebalance = {:?} (set rebalance = \"none\" in --config or pass --rebalance none to turn it off)",
+        cache.classes[largest.0],
+        largest.1,
+        cache.classes[smallest.0],
+        smallest.1,
+        skew_ratio(&counts),
+        kebab(config.rebalance),
+    );
+}
+
+/// A choice as `config.toml` spells it.
+fn kebab(rebalance: Rebalance) -> String {
+    toml::Value::try_from(rebalance)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{rebalance:?}"))
 }
 
 /// What the stores keep of each map: global-average heads train from the averaged maps,

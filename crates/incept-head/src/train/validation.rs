@@ -18,7 +18,8 @@ pub(super) struct Predictions {
     pub probabilities: Vec<Vec<f64>>,
     /// Per photo, the probabilities of the photo alone (variant 0), when it was validated.
     pub single_view: Vec<Option<Vec<f64>>>,
-    /// Mean cross-entropy of the averaged probabilities over the photos.
+    /// Mean cross-entropy of the averaged probabilities over the photos (weighted by class
+    /// under rebalancing: `Run::validation_weights`).
     pub loss: f64,
 }
 
@@ -117,14 +118,18 @@ pub(super) fn predict_split(run: &Run, model: &Head, device: &Device) -> Result<
         single_view: Vec::new(),
         loss: 0.0,
     };
+    // The mean cross-entropy, each photo weighed by its class as the run says.
+    let mut weight_sum = 0.0;
     for photo in photos {
-        predictions.loss -= photo.probabilities[photo.label].max(1e-12).ln();
+        let weight = run.validation_weights.as_ref().map_or(1.0, |weights| weights[photo.label]);
+        predictions.loss -= weight * photo.probabilities[photo.label].max(1e-12).ln();
+        weight_sum += weight;
         predictions.sources.push(cache.sources[photo.source as usize].clone());
         predictions.labels.push(photo.label);
         predictions.probabilities.push(photo.probabilities);
         predictions.single_view.push(photo.single_view);
     }
-    predictions.loss /= predictions.labels.len().max(1) as f64;
+    predictions.loss /= if weight_sum > 0.0 { weight_sum } else { 1.0 };
     Ok(predictions)
 }
 

@@ -107,28 +107,48 @@ impl Renderer<'_> {
 
     fn figures(&mut self) {
         let metrics = &self.data.metrics;
-        let mut figures: Vec<(String, &str)> = Vec::new();
+        let mut figures: Vec<(String, String)> = Vec::new();
         if self.data.tta {
             figures.push((
                 percent(metrics.accuracy),
-                "accuracy with TTA (mean over each photo's augmented views)",
+                "accuracy with TTA (mean over each photo's augmented views)".into(),
             ));
             if let Some(single) = metrics.single_view_accuracy {
                 figures.push((
                     percent(single),
-                    "single-view accuracy (each photo alone, as incept predict classifies)",
+                    "single-view accuracy (each photo alone, as incept predict classifies)".into(),
                 ));
             }
         } else {
-            figures.push((percent(metrics.accuracy), "accuracy (each photo alone, single view)"));
+            figures.push((
+                percent(metrics.accuracy),
+                "accuracy (each photo alone, single view)".into(),
+            ));
         }
-        figures.push((format!("{:.3}", metrics.macro_f1), "macro-F1 (mean of the classes' F1)"));
-        figures.push((format!("{:.3}", metrics.weighted_f1), "weighted F1 (by support)"));
-        figures.push((metrics.total().to_string(), "photos evaluated"));
+        // Beside accuracy: on skewed classes a high accuracy can hide a class the head misses.
+        let sampled = metrics.sampled_classes();
+        let balanced = if sampled < metrics.classes.len() {
+            format!("balanced accuracy (mean recall of the {sampled} classes with photos)")
+        } else {
+            "balanced accuracy (mean of the classes' recall)".to_owned()
+        };
+        figures.push((percent(metrics.balanced_accuracy), balanced));
+        if let Some(worst) = &metrics.worst_class {
+            figures.push((
+                percent(worst.recall),
+                format!("recall of the worst class, {}", worst.class),
+            ));
+        }
+        figures.push((
+            format!("{:.3}", metrics.macro_f1),
+            "macro-F1 (mean of the classes' F1)".into(),
+        ));
+        figures.push((format!("{:.3}", metrics.weighted_f1), "weighted F1 (by support)".into()));
+        figures.push((metrics.total().to_string(), "photos evaluated".into()));
         if let Some(best) = self.data.best_epoch {
             figures.push((
                 format!("{best} / {}", self.data.epochs.len()),
-                "best epoch (its weights made these predictions)",
+                "best epoch (its weights made these predictions)".into(),
             ));
         }
         self.html.push_str("<div class=\"figures\">\n");
@@ -137,7 +157,7 @@ impl Renderer<'_> {
                 self.html,
                 "<div class=\"figure\"><b>{}</b><span>{}</span></div>",
                 escape(&value),
-                escape(label)
+                escape(&label)
             );
         }
         self.html.push_str("</div>\n");

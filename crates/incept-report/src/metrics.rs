@@ -1,0 +1,320 @@
+//! The confusion matrix and what is derived from it: per-class precision, recall and F1,
+//! accuracy, balanced accuracy, the worst class, and their renderings (table, CSV, JSON).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, csv_field};
+
+/// Precision, recall, F1 and support of one class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// The class a head recognises worst: the lowest recall among the classes with at least one
+/// sample (the first in class order among equals).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorstClass {
+    pub class: String,
+    pub recall: f64,
+}
+
+/// A confusion matrix with its derived metrics; serialises to the JSON contract of
+/// `incept confusion --format json` (and a run's `metrics.json`).
+///
+/// Deserialising keeps only `classes`, `matrix` and `single_view_accuracy` and derives the
+/// rest from the matrix again, so files written before a field existed read with its right
+/// value, never a default 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredMetrics")]
+pub struct Metrics {
+    pub classes: Vec<String>,
+    /// `matrix[true][predicted]` counts.
+    pub matrix: Vec<Vec<usize>>,
+    pub accuracy: f64,
+    /// Mean recall of the classes with at least one sample; classes without samples are left
+    /// out of the mean (not counted as 0). 0 when no class has a sample.
+    pub balanced_accuracy: f64,
+    /// The lowest recall among the classes with at least one sample; `None` when none has.
+    pub worst_class: Option<WorstClass>,
+    pub macro_f1: f64,
+    pub weighted_f1: f64,
+    pub per_class: Vec<ClassMetrics>,
+    /// When `accuracy` averages each photo's augmented views (test-time augmentation): the
+    /// accuracy of the photo itself alone, what a single prediction gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_view_accuracy: Option<f64>,
+}
+
+/// What a metrics JSON must hold: the matrix and what cannot be derived from it. Other keys
+/// are derived again (and ignored when present).
+#[derive(Deserialize)]
+struct StoredMetrics {
+    classes: Vec<String>,
+    matrix: Vec<Vec<usize>>,
+    #[serde(default)]
+    single_view_accuracy: Option<f64>,
+}
+
+impl TryFrom<StoredMetrics> for Metrics {
+    type Error = String;
+
+    fn try_from(stored: StoredMetrics) -> Result<Self, String> {
+        let n = stored.classes.len();
+        // `from_matrix` indexes the matrix by class: a square matrix of the classes' size only.
+        if stored.matrix.len() != n || stored.matrix.iter().any(|row| row.len() != n) {
+            let widths: Vec<usize> = stored.matrix.iter().map(Vec::len).collect();
+            return Err(format!(
+                "`matrix` must be {n} × {n} counts (a row and a column per class), its rows hold {widths:?}"
+            ));
+        }
+        let mut metrics = Metrics::from_matrix(stored.classes, stored.matrix);
+        metrics.single_view_accuracy = stored.single_view_accuracy;
+        Ok(metrics)
+    }
+}
+
+impl Metrics {
+    /// Builds the matrix and metrics from true and predicted class indices.
+    pub fn from_labels(classes: &[String], truth: &[usize], predicted: &[usize]) -> Result<Self> {
+        let n = classes.len();
+        let mut matrix = vec![vec![0usize; n]; n];
+        for (&t, &p) in truth.iter().zip(predicted) {
+            for label in [t, p] {
+                if label >= n {
+                    return Err(Error::Label { label, classes: n });
+                }
+            }
+            matrix[t][p] += 1;
+        }
+        Ok(Self::from_matrix(classes.to_vec(), matrix))
+    }
+
+    /// The metrics of a square matrix, [classes][classes], rows true classes. Classes without
+    /// samples get recall 0 but are left out of `balanced_accuracy` and `worst_class`.
+    pub fn from_matrix(classes: Vec<String>, matrix: Vec<Vec<usize>>) -> Self {
+        let n = classes.len();
+        let total: usize = matrix.iter().flatten().sum();
+        let correct: usize = (0..n).map(|i| matrix[i][i]).sum();
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let per_class: Vec<ClassMetrics> = (0..n)
+            .map(|i| {
+                let support: usize = matrix[i].iter().sum();
+                let predicted: usize = matrix.iter().map(|row| row[i]).sum();
+                let precision = ratio(matrix[i][i], predicted);
+                let recall = ratio(matrix[i][i], support);
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
+                ClassMetrics { class: classes[i].clone(), precision, recall, f1, support }
+            })
+            .collect();
+        let macro_f1 =
+            if n == 0 { 0.0 } else { per_class.iter().map(|c| c.f1).sum::<f64>() / n as f64 };
+        let weighted_f1 = if total == 0 {
+            0.0
+        } else {
+            per_class.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / total as f64
+        };
+        // A class without samples has no recall to speak of: counting it as 0 would punish the
+        // head for a class it was never shown.
+        let sampled: Vec<&ClassMetrics> = per_class.iter().filter(|c| c.support > 0).collect();
+        let balanced_accuracy = if sampled.is_empty() {
+            0.0
+        } else {
+            sampled.iter().map(|c| c.recall).sum::<f64>() / sampled.len() as f64
+        };
+        let worst_class = sampled
+            .iter()
+            .copied()
+            .reduce(|worst, class| if class.recall < worst.recall { class } else { worst })
+            .map(|class| WorstClass { class: class.class.clone(), recall: class.recall });
+        Metrics {
+            classes,
+            matrix,
+            accuracy: ratio(correct, total),
+            balanced_accuracy,
+            worst_class,
+            macro_f1,
+            weighted_f1,
+            per_class,
+            single_view_accuracy: None,
+        }
+    }
+
+    /// Reads metrics written by [`Self::to_json`] (a run's `metrics.json`, `path`, for errors),
+    /// those of earlier versions included: every figure is derived from the matrix again.
+    pub fn from_json(json: &[u8], path: &Path) -> Result<Self> {
+        serde_json::from_slice(json)
+            .map_err(|e| Error::MetricsJson { path: path.to_path_buf(), reason: e.to_string() })
+    }
+
+    pub fn total(&self) -> usize {
+        self.matrix.iter().flatten().sum()
+    }
+
+    /// Classes with at least one sample: those `balanced_accuracy` averages.
+    pub fn sampled_classes(&self) -> usize {
+        self.per_class.iter().filter(|c| c.support > 0).count()
+    }
+
+    /// The `count` largest off-diagonal cells: (true class, predicted class, count).
+    pub fn most_confused(&self, count: usize) -> Vec<(usize, usize, usize)> {
+        let mut cells: Vec<(usize, usize, usize)> = (0..self.classes.len())
+            .flat_map(|t| (0..self.classes.len()).map(move |p| (t, p)))
+            .filter(|(t, p)| t != p)
+            .map(|(t, p)| (t, p, self.matrix[t][p]))
+            .filter(|&(_, _, c)| c > 0)
+            .collect();
+        cells.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        cells.truncate(count);
+        cells
+    }
+
+    /// Row-normalised percentage of a cell (share of the true class).
+    pub fn row_percent(&self, truth: usize, predicted: usize) -> f64 {
+        let support: usize = self.matrix[truth].iter().sum();
+        if support == 0 {
+            0.0
+        } else {
+            100.0 * self.matrix[truth][predicted] as f64 / support as f64
+        }
+    }
+
+    /// The aligned text table of `incept confusion`.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let names: Vec<&str> = self.classes.iter().map(String::as_str).collect();
+        let label_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(10);
+        let cell_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(12, 24);
+        let _ = writeln!(
+            out,
+            "Confusion matrix (rows: true class, columns: predicted; count and row %)"
+        );
+        let _ = write!(out, "{:label_width$}", "true \\ predicted");
+        for name in &names {
+            let _ = write!(out, " {:>cell_width$}", shorten(name, cell_width));
+        }
+        let _ = writeln!(out, " {:>8}", "support");
+        for (t, name) in names.iter().enumerate() {
+            let _ = write!(out, "{:label_width$}", name);
+            for p in 0..names.len() {
+                let cell = format!("{} ({:.0}%)", self.matrix[t][p], self.row_percent(t, p));
+                let _ = write!(out, " {cell:>cell_width$}");
+            }
+            let _ = writeln!(out, " {:>8}", self.matrix[t].iter().sum::<usize>());
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:label_width$} {:>9} {:>9} {:>9} {:>8}",
+            "class", "precision", "recall", "f1", "support"
+        );
+        for metrics in &self.per_class {
+            let _ = writeln!(
+                out,
+                "{:label_width$} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+                metrics.class, metrics.precision, metrics.recall, metrics.f1, metrics.support
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{:19}{:.3} ({} samples)", "accuracy", self.accuracy, self.total());
+        if let Some(single) = self.single_view_accuracy {
+            let _ = writeln!(
+                out,
+                "{:19}(the mean over each photo's augmented views; the photo alone: {single:.3})",
+                ""
+            );
+        }
+        let sampled = self.sampled_classes();
+        let left_out = self.classes.len() - sampled;
+        let _ = writeln!(
+            out,
+            "{:19}{:.3} (mean recall of the {sampled} classes with samples{})",
+            "balanced accuracy",
+            self.balanced_accuracy,
+            if left_out > 0 { format!("; {left_out} without any left out") } else { String::new() }
+        );
+        match &self.worst_class {
+            Some(worst) => {
+                let _ = writeln!(
+                    out,
+                    "{:19}{:.3} recall ({})",
+                    "worst class", worst.recall, worst.class
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{:19}- (no class has samples)", "worst class");
+            }
+        }
+        let _ = writeln!(out, "{:19}{:.3}", "macro F1", self.macro_f1);
+        let _ = writeln!(out, "{:19}{:.3}", "weighted F1", self.weighted_f1);
+        let confused = self.most_confused(3);
+        if !confused.is_empty() {
+            let _ = writeln!(out, "most confused (true -> predicted):");
+            for (t, p, count) in confused {
+                let _ = writeln!(
+                    out,
+                    "  {} -> {}: {count} ({:.1}% of {})",
+                    names[t],
+                    names[p],
+                    self.row_percent(t, p),
+                    names[t]
+                );
+            }
+        }
+        out
+    }
+
+    /// The matrix as CSV with a header row (first column: true class), then each row's recall:
+    /// empty for a class without samples, so that the column's mean is the balanced accuracy
+    /// and its minimum the worst class.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("true\\predicted");
+        for name in &self.classes {
+            out.push(',');
+            out.push_str(&csv_field(name));
+        }
+        out.push_str(",recall\n");
+        for ((name, row), metrics) in self.classes.iter().zip(&self.matrix).zip(&self.per_class) {
+            out.push_str(&csv_field(name));
+            for count in row {
+                let _ = write!(out, ",{count}");
+            }
+            if metrics.support > 0 {
+                let _ = write!(out, ",{:.6}", metrics.recall);
+            } else {
+                out.push(',');
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        // Strings, numbers and vectors of them: serialising cannot fail.
+        serde_json::to_string_pretty(self).expect("invariant: Metrics always serialises to JSON")
+    }
+}
+
+/// `name` cut to `width` characters, the last one an ellipsis when it was longer.
+pub fn shorten(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        name.to_owned()
+    } else {
+        let kept: String = name.chars().take(width.saturating_sub(1)).collect();
+        format!("{kept}…")
+    }
+}
+
+#[cfg(test)]
+mod tests;
