@@ -49,6 +49,17 @@ pub const SKEW_RATIO: f64 = 10.0;
 pub const SKEWED_DEFAULT: Rebalance = Rebalance::Balanced;
 
 impl Rebalance {
+    /// The choice as `config.toml` and the flag spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rebalance::Auto => "auto",
+            Rebalance::None => "none",
+            Rebalance::Balanced => "balanced",
+            Rebalance::Sqrt => "sqrt",
+            Rebalance::LogitAdjusted => "logit-adjusted",
+        }
+    }
+
     /// `auto` resolved for classes of `counts` training samples (each class has at least one);
     /// any other choice as it is.
     pub fn resolve(self, counts: &[usize]) -> Rebalance {
@@ -121,6 +132,20 @@ mod tests {
         assert_eq!(Rebalance::Auto.resolve(&[400, 40]), SKEWED_DEFAULT);
         assert_eq!(Rebalance::Sqrt.resolve(&[400, 400]), Rebalance::Sqrt);
         assert_eq!(Rebalance::None.resolve(&[15_675, 38]), Rebalance::None);
+    }
+
+    #[test]
+    fn names_are_the_config_spelling() -> Result<(), toml::ser::Error> {
+        for choice in [
+            Rebalance::Auto,
+            Rebalance::None,
+            Rebalance::Balanced,
+            Rebalance::Sqrt,
+            Rebalance::LogitAdjusted,
+        ] {
+            assert_eq!(toml::Value::try_from(choice)?.as_str(), Some(choice.name()));
+        }
+        Ok(())
     }
 
     #[test]

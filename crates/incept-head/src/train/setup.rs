@@ -82,24 +82,24 @@ pub(super) fn open(
     if previous.is_none() && run_folder::holds_a_run(run_dir) {
         return Err(Error::RunExists { path: run_dir.clone() });
     }
-    let (config, extension) = match &previous {
+    let (mut config, extension) = match &previous {
         Some(state) => crate::resume::resume_config(run_dir, state, &request.config)?,
         None => (request.config.clone(), None),
     };
     config.validate()?;
-    let mut config = config;
     let backend = choose_backend(run_dir, previous.as_ref(), request.backend)?;
     // A backend this build lacks is refused before any cache is read.
     let device = backend.device()?.autodiff();
     let data = open_data(&request.cache, &config, previous.as_ref(), backend)?;
     let classes = data.new_run.classes.clone();
-    // What the loss weighs by: training samples per class (a new run's `auto` resolved here and
-    // saved resolved, so a resume trains as the run began).
-    let train_counts = class_sample_counts(&data.cache, &data.split.train, classes.len());
+    // A new run's `auto` is resolved from its training photos and saved resolved, so a resume
+    // trains as the run began; the loss weighs by training samples per class.
     if config.rebalance == Rebalance::Auto {
-        config.rebalance = config.rebalance.resolve(&train_counts);
-        announce_skew(&data.cache, &data.split.train, &config);
+        let photos = class_photo_counts(&data.cache, &data.split.train, classes.len());
+        config.rebalance = config.rebalance.resolve(&photos);
+        announce_skew(&data.cache.classes, &photos, config.rebalance);
     }
+    let train_counts = class_sample_counts(&data.cache, &data.split.train, classes.len());
     let [height, width, channels] = data.new_run.input_shape;
     let shape = InputShape { height, width, channels };
 
@@ -270,36 +270,23 @@ fn warn_small_classes(cache: &Cache, split: &Split) {
     }
 }
 
-/// One line when `auto` turned the rebalancing on: the classes behind it and what it chose.
-fn announce_skew(cache: &Cache, train: &[usize], config: &TrainConfig) {
-    if config.rebalance == Rebalance::None {
+/// One line when `auto` turned the rebalancing on for classes of `photos` training photos:
+/// the two classes behind it and what it chose.
+fn announce_skew(classes: &[String], photos: &[usize], chosen: Rebalance) {
+    let largest = photos.iter().enumerate().max_by_key(|(_, n)| **n);
+    let smallest = photos.iter().enumerate().min_by_key(|(_, n)| **n);
+    let (Some((largest, most)), Some((smallest, fewest)), false) =
+        (largest, smallest, chosen == Rebalance::None)
+    else {
         return;
-    }
-    let counts = class_photo_counts(cache, train, cache.classes.len());
-    let (largest, smallest) = match (
-        counts.iter().enumerate().max_by_key(|(_, n)| **n),
-        counts.iter().enumerate().min_by_key(|(_, n)| **n),
-    ) {
-        (Some(largest), Some(smallest)) => (largest, smallest),
-        _ => return,
     };
     eprintln!(
-        "skewed classes: {} has {} training photos, {} {} ({:.0}:1, at least {SKEW_RATIO}:1): training with rebalance = {:?} (set rebalance = \"none\" in --config or pass --rebalance none to turn it off)",
-        cache.classes[largest.0],
-        largest.1,
-        cache.classes[smallest.0],
-        smallest.1,
-        skew_ratio(&counts),
-        kebab(config.rebalance),
+        "skewed classes: {} has {most} training photos, {} {fewest} ({:.0}:1, at least {SKEW_RATIO}:1): training with rebalance = \"{}\" (pass --rebalance none, or set rebalance = \"none\" in --config, to turn it off)",
+        classes[largest],
+        classes[smallest],
+        skew_ratio(photos),
+        chosen.name(),
     );
-}
-
-/// A choice as `config.toml` spells it.
-fn kebab(rebalance: Rebalance) -> String {
-    toml::Value::try_from(rebalance)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{rebalance:?}"))
 }
 
 /// What the stores keep of each map: global-average heads train from the averaged maps,
