@@ -4,6 +4,7 @@
 //!
 //! - `setup`: the recipe, backend and data checked; the run folder started or resumed.
 //! - `epoch`: one pass over the training samples on the learning-rate schedule.
+//! - `loss`: the training loss, label smoothing and rebalancing.
 //! - `mixup`: how a batch is blended with itself when `mixup_alpha` > 0.
 //! - `validation`: per-photo predictions, their loss and metrics.
 
@@ -21,6 +22,7 @@ use crate::model::Head;
 use crate::run_folder::{self, BestEpoch, Checkpoint};
 
 mod epoch;
+mod loss;
 mod mixup;
 mod rate;
 mod setup;

@@ -175,16 +175,9 @@ fn step(
     };
     let member_logits = model.forward_train(x, run.config.head.pooling, dropout_seed);
     let members = member_logits.len();
-    let member_loss = |logits: &Tensor<2>| {
-        // Logit adjustment: the loss sees the logits plus the log priors [1, classes].
-        let logits = match &run.logit_offsets {
-            Some(offsets) => logits.clone() + offsets.clone().unsqueeze_dim(0),
-            None => logits.clone(),
-        };
-        match &blend {
-            Some(blend) => blend.loss(&run.loss, logits, y.clone()),
-            None => run.loss.forward(logits, y.clone()),
-        }
+    let member_loss = |logits: &Tensor<2>| match &blend {
+        Some(blend) => blend.loss(&run.loss, logits.clone(), y.clone()),
+        None => run.loss.forward(logits.clone(), y.clone()),
     };
     // Each member learns from its own loss: the sum keeps every member's gradient whole.
     let loss = member_logits

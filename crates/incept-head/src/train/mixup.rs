@@ -4,11 +4,12 @@
 //! features, so the blend is of features, not of photos. One `λ ~ Beta(α, α)` per batch, as the
 //! paper does; α = 0 switches it off.
 
-use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use super::loss::TrainingLoss;
 
 /// How one batch is blended.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +73,7 @@ impl Blend {
     /// `logits`: [n, classes]; `targets`: [n] → [1].
     pub fn loss(
         &self,
-        loss: &CrossEntropyLoss,
+        loss: &TrainingLoss,
         logits: Tensor<2>,
         targets: Tensor<1, Int>,
     ) -> Tensor<1> {
@@ -126,7 +127,7 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::loss::CrossEntropyLossConfig;
+    use crate::rebalance::Rebalance;
 
     /// Mean and variance of many draws.
     fn moments(alpha: f64) -> (f64, f64) {
@@ -207,7 +208,7 @@ mod tests {
         }
         // The rows' own labels weigh λ, their partners' 1 − λ, each with label smoothing.
         let logits: Vec<f32> = vec![2.0, -1.0, 0.5, 0.1, 0.3, -0.2, -1.5, 1.0, 2.5, 0.0, 0.7, 0.2];
-        let loss = CrossEntropyLossConfig::new().with_smoothing(Some(0.1)).init(&device);
+        let loss = TrainingLoss::new(0.1, Rebalance::None, &[1, 1, 1], &device);
         let logits_tensor =
             Tensor::<2>::from_data(TensorData::new(logits.clone(), [4, 3]), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::new(targets.to_vec(), [4]), &device);

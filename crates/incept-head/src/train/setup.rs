@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use burn::prelude::*;
 use incept_cache::Cache;
 
+use super::loss::TrainingLoss;
 use super::{OptimizerImplementation, TrainRequest};
 use crate::backend::Backend;
 use crate::config::Pooling;
@@ -42,10 +42,8 @@ pub(super) struct Run {
     pub state: RunState,
     /// The training device: the backend's, with automatic differentiation.
     pub device: Device,
-    /// The training loss: cross-entropy with label smoothing, class-weighted as `rebalance` says.
-    pub loss: CrossEntropyLoss,
-    /// Under logit adjustment, what the training loss adds to the logits: [classes].
-    pub logit_offsets: Option<Tensor<1>>,
+    /// The training loss, as `label_smoothing` and `rebalance` say.
+    pub loss: TrainingLoss,
     /// How each validation photo's loss weighs, by class (`None`: the plain mean).
     pub validation_weights: Option<Vec<f64>>,
 }
@@ -153,15 +151,7 @@ pub(super) fn open(
         );
     }
 
-    let as_f32 = |values: Vec<f64>| values.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
-    let loss = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing as f32))
-        .with_weights(config.rebalance.loss_weights(&train_counts).map(as_f32))
-        .init(&device);
-    let logit_offsets = config.rebalance.logit_offsets(&train_counts).map(|offsets| {
-        let length = offsets.len();
-        Tensor::<1>::from_data(TensorData::new(as_f32(offsets), [length]), &device)
-    });
+    let loss = TrainingLoss::new(config.label_smoothing, config.rebalance, &train_counts, &device);
     let validation_weights = config.rebalance.validation_weights(&train_counts);
     let run = Run {
         run_dir: run_dir.clone(),
@@ -175,7 +165,6 @@ pub(super) fn open(
         state,
         device,
         loss,
-        logit_offsets,
         validation_weights,
     };
     Ok((run, model, optimizer))
