@@ -8,7 +8,8 @@ use burn::tensor::activation::log_softmax;
 use crate::rebalance::Rebalance;
 
 /// Cross-entropy with label smoothing; under `balanced` or `sqrt` each sample's whole loss
-/// weighs by its class, under `logit-adjusted` the loss sees the logits plus the log priors.
+/// weighs by its class, under `logit-adjusted` the loss sees the logits plus the log priors
+/// (and spreads the smoothing mass by the priors).
 ///
 /// Burn's (and PyTorch's) class weights weigh each class's *column* of the smoothed targets:
 /// with weights 500 times apart, the smoothing mass on the rare classes then outweighs a common
@@ -48,26 +49,36 @@ impl TrainingLoss {
     /// # Shapes
     /// `logits`: [n, classes]; `targets`: [n] → [1].
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-        let logits = match &self.logit_offsets {
-            Some(offsets) => logits + offsets.clone().unsqueeze_dim(0),
-            None => logits,
-        };
-        let Some(class_weights) = &self.class_weights else {
+        if self.class_weights.is_none() && self.logit_offsets.is_none() {
             return self.plain.forward(logits, targets);
-        };
+        }
         let [n, classes] = logits.dims();
         let device = logits.device();
-        // Smoothed targets: 1 − α on the label, α / classes on every class. [n, classes]
         let one_hot = Tensor::<2>::zeros([n, classes], &device).scatter(
             1,
             targets.clone().reshape([n, 1]),
             Tensor::ones([n, 1], &device),
             IndexingUpdateOp::Add,
         );
-        let wanted = one_hot * (1.0 - self.smoothing) + self.smoothing / classes as f32;
+        let (logits, wanted) = match &self.logit_offsets {
+            // The smoothing mass is spread by the priors: uniform in the logits' own (balanced)
+            // space. Spread evenly, it would ask the rare classes' logits to rise by the log of
+            // the skew on every photo, and the head would call nearly every photo a rare class.
+            Some(offsets) => {
+                let priors = offsets.clone().exp().unsqueeze_dim(0); // [1, classes]
+                let adjusted = logits + offsets.clone().unsqueeze_dim(0);
+                (adjusted, one_hot * (1.0 - self.smoothing) + priors * self.smoothing)
+            }
+            None => (logits, one_hot * (1.0 - self.smoothing) + self.smoothing / classes as f32),
+        };
         let per_sample = (log_softmax(logits, 1) * wanted).sum_dim(1).reshape([n]).neg(); // [n]
-        let weights = class_weights.clone().gather(0, targets); // [n]
-        (per_sample * weights.clone()).sum() / weights.sum()
+        match &self.class_weights {
+            Some(class_weights) => {
+                let weights = class_weights.clone().gather(0, targets); // [n]
+                (per_sample * weights.clone()).sum() / weights.sum()
+            }
+            None => per_sample.mean(),
+        }
     }
 }
 
@@ -134,14 +145,22 @@ mod tests {
         let device = Device::flex();
         let (logits, targets, logits_tensor, targets_tensor) = batch(&device);
         let counts = [600, 300, 100];
-        let loss = TrainingLoss::new(0.0, Rebalance::LogitAdjusted, &counts, &device);
+        let priors: Vec<f64> = counts.iter().map(|&n| n as f64 / 1000.0).collect();
+        let loss = TrainingLoss::new(0.1, Rebalance::LogitAdjusted, &counts, &device);
         let got = value(loss.forward(logits_tensor, targets_tensor));
+        // −Σ_c ((1 − α)·[c = y] + α·π_c) · ln softmax(logits + ln π)_c, over the rows.
         let expected = (0..4)
             .map(|row| {
-                let adjusted: Vec<f32> = (0..3)
-                    .map(|class| logits[row * 3 + class] + (counts[class] as f32 / 1000.0).ln())
+                let adjusted: Vec<f64> = (0..3)
+                    .map(|class| f64::from(logits[row * 3 + class]) + priors[class].ln())
                     .collect();
-                smoothed(&adjusted, targets[row] as usize, 0.0)
+                let log_sum = adjusted.iter().map(|a| a.exp()).sum::<f64>().ln();
+                (0..3)
+                    .map(|class| {
+                        let own = if class == targets[row] as usize { 0.9 } else { 0.0 };
+                        -(own + 0.1 * priors[class]) * (adjusted[class] - log_sum)
+                    })
+                    .sum::<f64>()
             })
             .sum::<f64>()
             / 4.0;
