@@ -63,8 +63,8 @@ demo: setup
         echo "      just extract /path/to/photos -o features/mine.h5 --copies 2" >&2
         exit 1
     fi
-    # mixed_7 and 10 augmented copies; on them the bilinear preset reaches 85.7–86.4 % with TTA
-    # and 84.0–85.0 % single view, the default preset 83.0–83.5 % and 78.4–81.3 % (docs/HEADS.md).
+    # mixed_7 and 10 augmented copies; on them the bilinear preset reaches 85.5–86.3 % with TTA
+    # and 83.3–85.5 % single view on the stratified split (README, Results; docs/HEADS.md).
     {{incept}} extract "{{data}}" -o "{{cache}}" --layer mixed_7 --copies 10
     if grep -qs '"finished": true' "{{demo_run}}/run.json"; then
         echo "demo: {{demo_run}} is already trained; remove that folder to train it again" >&2
