@@ -82,25 +82,26 @@ impl TrainingLoss {
     }
 }
 
+/// Cross-entropy with label smoothing `smoothing` of one row, from its logits: what the tests
+/// of the losses compare against.
+#[cfg(test)]
+pub(super) fn smoothed_cross_entropy(logits: &[f32], target: usize, smoothing: f64) -> f64 {
+    let largest = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
+    let log_sum = largest + logits.iter().map(|&l| (l as f64 - largest).exp()).sum::<f64>().ln();
+    let classes = logits.len() as f64;
+    logits
+        .iter()
+        .enumerate()
+        .map(|(class, &logit)| {
+            let wanted = if class == target { 1.0 - smoothing } else { 0.0 };
+            -(wanted + smoothing / classes) * (logit as f64 - log_sum)
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Smoothed cross-entropy of one row, from its logits.
-    fn smoothed(logits: &[f32], target: usize, smoothing: f64) -> f64 {
-        let largest = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
-        let log_sum =
-            largest + logits.iter().map(|&l| (l as f64 - largest).exp()).sum::<f64>().ln();
-        let classes = logits.len() as f64;
-        logits
-            .iter()
-            .enumerate()
-            .map(|(class, &logit)| {
-                let wanted = if class == target { 1.0 - smoothing } else { 0.0 };
-                -(wanted + smoothing / classes) * (logit as f64 - log_sum)
-            })
-            .sum()
-    }
 
     fn batch(device: &Device) -> (Vec<f32>, Vec<i64>, Tensor<2>, Tensor<1, Int>) {
         let logits = vec![2.0, -1.0, 0.5, 0.1, 0.3, -0.2, -1.5, 1.0, 2.5, 0.0, 0.7, 0.2];
@@ -127,14 +128,17 @@ mod tests {
         let (mut sum, mut weights) = (0.0, 0.0);
         for (row, &target) in targets.iter().enumerate() {
             let target = target as usize;
-            sum += weight(target) * smoothed(&logits[row * 3..row * 3 + 3], target, 0.1);
+            sum +=
+                weight(target) * smoothed_cross_entropy(&logits[row * 3..row * 3 + 3], target, 0.1);
             weights += weight(target);
         }
         assert!((got - sum / weights).abs() < 1e-5, "{got} against {}", sum / weights);
         // Without rebalancing it is the plain mean, as Burn computes it.
         let plain = TrainingLoss::new(0.1, Rebalance::None, &counts, &device);
         let mean = (0..4)
-            .map(|row| smoothed(&logits[row * 3..row * 3 + 3], targets[row] as usize, 0.1))
+            .map(|row| {
+                smoothed_cross_entropy(&logits[row * 3..row * 3 + 3], targets[row] as usize, 0.1)
+            })
             .sum::<f64>()
             / 4.0;
         assert!((value(plain.forward(logits_tensor, targets_tensor)) - mean).abs() < 1e-5);

@@ -128,6 +128,7 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 mod tests {
     use super::*;
     use crate::rebalance::Rebalance;
+    use crate::train::loss::smoothed_cross_entropy;
 
     /// Mean and variance of many draws.
     fn moments(alpha: f64) -> (f64, f64) {
@@ -173,22 +174,6 @@ mod tests {
             (0..200u64).filter_map(|seed| Mix::draw(1e-3, seed, 2)).map(|mix| mix.share).collect();
         assert!(shares.iter().all(|share| !(0.01..=0.99).contains(share)), "{shares:?}");
         assert!(shares.iter().any(|&share| share < 0.5) && shares.iter().any(|&share| share > 0.5));
-    }
-
-    /// Cross-entropy with label smoothing `smoothing` of one row, from its logits.
-    fn smoothed_cross_entropy(logits: &[f32], target: usize, smoothing: f64) -> f64 {
-        let largest = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
-        let log_sum =
-            largest + logits.iter().map(|&l| (l as f64 - largest).exp()).sum::<f64>().ln();
-        let classes = logits.len() as f64;
-        logits
-            .iter()
-            .enumerate()
-            .map(|(class, &logit)| {
-                let wanted = if class == target { 1.0 - smoothing } else { 0.0 };
-                -(wanted + smoothing / classes) * (logit as f64 - log_sum)
-            })
-            .sum()
     }
 
     #[test]
