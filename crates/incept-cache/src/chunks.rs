@@ -9,6 +9,7 @@ use hdf5_sys::h5::{haddr_t, hsize_t};
 use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk, H5Dwrite_chunk};
 use hdf5_sys::h5p::H5P_DEFAULT;
 
+use crate::checksum::{checksum_filter_position, chunk_is_whole};
 use crate::{Dtype, Error, Result, read_feature_block, write_feature_block};
 
 /// Samples per block when chunks cannot be copied as they are (decoded, then encoded again).
@@ -37,7 +38,15 @@ pub(crate) fn copy_rows(
         for (k, chunk) in rows.chunks(DECODED_BLOCK).enumerate() {
             for (j, &row) in chunk.iter().enumerate() {
                 // [1, H, W, C]
-                let block = read_feature_block(source, dtype, row, 1, source_path)?;
+                let block =
+                    read_feature_block(source, dtype, row, 1, source_path).map_err(|_| {
+                        Error::Damaged {
+                            piece: source_path.to_path_buf(),
+                            rows: vec![row],
+                            cache: None,
+                            photos: Vec::new(),
+                        }
+                    })?;
                 let start = at + k * DECODED_BLOCK + j;
                 write_feature_block(target, dtype, start, block.view(), target_path)?;
             }
@@ -46,40 +55,21 @@ pub(crate) fn copy_rows(
     }
     let failed =
         |path: &Path, what: String| Error::Corrupt { path: path.to_path_buf(), reason: what };
+    let checksum_bit = checksum_filter_position(source);
     // The HDF5 library is not thread-safe: every call goes through the crate's lock.
     hdf5::sync::sync(|| {
         let mut buffer: Vec<u8> = Vec::new();
         for (k, &row) in rows.iter().enumerate() {
-            let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
-            let (mut mask, mut address, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
-            // SAFETY: the dataset id is live (held by `source`), `offset` has one entry per
-            // dimension of the 4-d dataset, and the out-pointers point at locals.
-            let status = unsafe {
-                H5Dget_chunk_info_by_coord(
-                    source.id(),
-                    offset.as_ptr(),
-                    &mut mask,
-                    &mut address,
-                    &mut size,
-                )
-            };
-            if status < 0 || size == 0 {
-                return Err(failed(source_path, format!("row {row} has no stored chunk")));
-            }
-            buffer.resize(size as usize, 0);
-            let mut filters: u32 = 0;
-            // SAFETY: `buffer` holds `size` bytes, the chunk's stored size just queried.
-            let status = unsafe {
-                H5Dread_chunk(
-                    source.id(),
-                    H5P_DEFAULT,
-                    offset.as_ptr(),
-                    &mut filters,
-                    buffer.as_mut_ptr().cast(),
-                )
-            };
-            if status < 0 {
-                return Err(failed(source_path, format!("row {row}: its chunk could not be read")));
+            let filters = read_stored_chunk(source, source_path, row, &mut buffer)?;
+            // A damaged chunk is refused, not copied on: its bad checksum would travel with it,
+            // but the copy would look like a new, whole cache.
+            if !stored_chunk_is_whole(&buffer, filters, checksum_bit) {
+                return Err(Error::Damaged {
+                    piece: source_path.to_path_buf(),
+                    rows: vec![row],
+                    cache: None,
+                    photos: Vec::new(),
+                });
             }
             let target_offset: [hsize_t; 4] = [(at + k) as hsize_t, 0, 0, 0];
             // SAFETY: as above; `buffer` holds the `size` bytes written.
@@ -89,7 +79,7 @@ pub(crate) fn copy_rows(
                     H5P_DEFAULT,
                     filters,
                     target_offset.as_ptr(),
-                    size as usize,
+                    buffer.len(),
                     buffer.as_ptr().cast(),
                 )
             };
@@ -102,4 +92,95 @@ pub(crate) fn copy_rows(
         }
         Ok(())
     })
+}
+
+/// Reads the chunk of `row` as stored (compressed, with its checksum if any) into `buffer`;
+/// returns its filter mask. The caller holds the HDF5 lock.
+pub(crate) fn read_stored_chunk(
+    dataset: &hdf5::Dataset,
+    path: &Path,
+    row: usize,
+    buffer: &mut Vec<u8>,
+) -> Result<u32> {
+    // A chunk the index of the piece cannot find or HDF5 cannot read is as damaged as one whose
+    // checksum fails.
+    let failed = || Error::Damaged {
+        piece: path.to_path_buf(),
+        rows: vec![row],
+        cache: None,
+        photos: Vec::new(),
+    };
+    let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
+    let (mut mask, mut address, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
+    // SAFETY: the dataset id is live (held by `dataset`), `offset` has one entry per dimension
+    // of the 4-d dataset, and the out-pointers point at locals.
+    let status = unsafe {
+        H5Dget_chunk_info_by_coord(
+            dataset.id(),
+            offset.as_ptr(),
+            &mut mask,
+            &mut address,
+            &mut size,
+        )
+    };
+    if status < 0 || size == 0 {
+        return Err(failed());
+    }
+    buffer.resize(size as usize, 0);
+    let mut filters: u32 = 0;
+    // SAFETY: `buffer` holds `size` bytes, the chunk's stored size just queried.
+    let status = unsafe {
+        H5Dread_chunk(
+            dataset.id(),
+            H5P_DEFAULT,
+            offset.as_ptr(),
+            &mut filters,
+            buffer.as_mut_ptr().cast(),
+        )
+    };
+    if status < 0 {
+        return Err(failed());
+    }
+    Ok(filters)
+}
+
+/// Whether a stored chunk passes its checksum: true for a dataset without one (`checksum_bit`
+/// `None`) or a chunk whose mask says the checksum filter was skipped.
+pub(crate) fn stored_chunk_is_whole(
+    stored: &[u8],
+    filters: u32,
+    checksum_bit: Option<usize>,
+) -> bool {
+    match checksum_bit {
+        Some(bit) if filters & (1 << bit) == 0 => chunk_is_whole(stored),
+        _ => true,
+    }
+}
+
+/// Where the stored bytes of sample `row` of the `features` dataset of the HDF5 file at `path` lie:
+/// (offset in the file, length). For tests and benchmarks that damage a cache on purpose.
+#[doc(hidden)]
+pub fn stored_chunk_extent(path: &Path, row: usize) -> Result<(u64, u64)> {
+    let file = crate::open_hdf5(path)?;
+    let dataset =
+        file.dataset(crate::FEATURES).map_err(|_| crate::missing(path, crate::FEATURES))?;
+    let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
+    let (mut mask, mut address, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
+    // SAFETY: as in `read_stored_chunk`.
+    let status = hdf5::sync::sync(|| unsafe {
+        H5Dget_chunk_info_by_coord(
+            dataset.id(),
+            offset.as_ptr(),
+            &mut mask,
+            &mut address,
+            &mut size,
+        )
+    });
+    if status < 0 || size == 0 {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("row {row} has no stored chunk"),
+        });
+    }
+    Ok((address, size))
 }

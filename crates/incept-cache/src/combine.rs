@@ -65,7 +65,13 @@ pub fn index_over(output: &Path, inputs: &[Cache]) -> Result<MergeSummary> {
         write_index(
             temporary,
             &folder,
-            Stamp { settings, created: None, compression: inputs[0].compression },
+            Stamp {
+                settings,
+                created: None,
+                compression: inputs[0].compression,
+                data_folder: inputs[0].data_folder.as_deref(),
+                content_id: None,
+            },
             shape,
             &pieces,
             &columns,
@@ -98,7 +104,14 @@ pub fn copy_into_one_file(output: &Path, inputs: &[Cache]) -> Result<MergeSummar
         }
         drop(features);
         columns.write(&file, path)?;
-        write_common_attributes(&file, Stamp { settings, created: None, compression }, path)?;
+        let stamp = Stamp {
+            settings,
+            created: None,
+            compression,
+            data_folder: inputs[0].data_folder.as_deref(),
+            content_id: None,
+        };
+        write_common_attributes(&file, stamp, path)?;
         file.flush().at(path)?;
         file.close().at(path)
     })?;

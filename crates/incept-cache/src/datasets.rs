@@ -76,6 +76,37 @@ pub(crate) fn read_feature_block(
     })
 }
 
+/// [`read_feature_block`], with a failure narrowed down: when the block cannot be read, each row
+/// is read alone, and rows that fail (a checksum that does not match, bytes that do not
+/// decompress) make an [`Error::Damaged`] naming them, rows `start..` of `path`.
+///
+/// # Shapes
+/// Returns [count, H, W, C].
+pub(crate) fn read_checked_block(
+    dataset: &hdf5::Dataset,
+    dtype: Dtype,
+    start: usize,
+    count: usize,
+    path: &Path,
+) -> Result<Array4<f32>> {
+    let error = match read_feature_block(dataset, dtype, start, count, path) {
+        Ok(block) => return Ok(block),
+        Err(error) => error,
+    };
+    let damaged: Vec<usize> = (start..start + count)
+        .filter(|&row| read_feature_block(dataset, dtype, row, 1, path).is_err())
+        .collect();
+    if damaged.is_empty() {
+        return Err(error);
+    }
+    Err(Error::Damaged {
+        piece: path.to_path_buf(),
+        rows: damaged,
+        cache: None,
+        photos: Vec::new(),
+    })
+}
+
 pub(crate) fn write_feature_block(
     dataset: &hdf5::Dataset,
     dtype: Dtype,
@@ -141,6 +172,8 @@ fn create_features_with(
             Compression::Lzf | Compression::ShuffleLzf => builder.lzf(),
             Compression::Deflate | Compression::ShuffleDeflate => builder.deflate(DEFLATE_LEVEL),
         };
+        // Last in the pipeline: the checksum covers the bytes as stored (crate::checksum).
+        builder = builder.fletcher32();
     }
     match dtype {
         Dtype::F32 => builder.empty::<f32>().shape(extents).create(FEATURES).at(path),

@@ -48,8 +48,61 @@ pub enum Error {
     Duplicate { path: PathBuf, source_path: String, variant: u32 },
     #[error("{path}: feature maps of shape {found} cannot join a cache of shape {expected}")]
     ShapeDiffers { path: PathBuf, expected: MapShape, found: MapShape },
+    /// Rows whose stored bytes fail their checksum (or cannot be read at all).
+    #[error("{}", damaged_message(piece, rows, cache.as_deref(), photos))]
+    Damaged {
+        /// The file holding the bad chunks.
+        piece: PathBuf,
+        /// Rows of the cache when `cache` is known, else rows of the piece.
+        rows: Vec<usize>,
+        /// The cache the piece was read through, once known.
+        cache: Option<PathBuf>,
+        /// `PHOTO (variant K)` of each row, once known.
+        photos: Vec<String>,
+    },
     #[error(transparent)]
     Core(#[from] incept_core::Error),
+}
+
+/// Rows named in a one-line message before "and N more".
+const ROWS_NAMED: usize = 3;
+
+fn damaged_message(
+    piece: &Path,
+    rows: &[usize],
+    cache: Option<&Path>,
+    photos: &[String],
+) -> String {
+    let named: Vec<String> = rows
+        .iter()
+        .take(ROWS_NAMED)
+        .enumerate()
+        .map(|(k, row)| match photos.get(k) {
+            Some(photo) => format!("row {row}: {photo}"),
+            None => format!("row {row}"),
+        })
+        .collect();
+    let more = rows.len().saturating_sub(ROWS_NAMED);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let samples = if rows.len() == 1 { "sample" } else { "samples" };
+    match cache {
+        Some(cache) => format!(
+            "{cache}: {count} damaged {samples} in {piece} ({list}{more}): their stored bytes \
+             fail their checksum; run `incept verify {cache} --repair` to re-extract them from \
+             their photos",
+            cache = cache.display(),
+            count = rows.len(),
+            piece = piece.display(),
+            list = named.join("; "),
+        ),
+        None => format!(
+            "{piece}: {count} damaged {samples} ({list}{more}): their stored bytes fail their \
+             checksum; run `incept verify CACHE --repair` on the cache it belongs to",
+            piece = piece.display(),
+            count = rows.len(),
+            list = named.join("; "),
+        ),
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array4, s};
 
 use crate::{
     CLASSES, Compression, Dtype, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES,
-    Settings, VARIANT, WithPath, io_error, map_shape_of, open_hdf5, read_feature_block,
+    Settings, VARIANT, WithPath, io_error, map_shape_of, open_hdf5, read_checked_block,
     write_string_attribute, write_strings,
 };
 
@@ -20,6 +20,9 @@ pub const PIECE_ROWS: &str = "piece_rows";
 /// Root attribute: 2 for an index over pieces; absent (format 1) for a self-contained file.
 pub const FORMAT_VERSION_ATTRIBUTE: &str = "format_version";
 pub const INDEX_FORMAT_VERSION: u32 = 2;
+/// Root attribute: the data folder the photos were read from, relative to the cache's folder
+/// (`/`-separated); what `incept verify --repair` re-extracts damaged rows from.
+pub(crate) const DATA_FOLDER_ATTRIBUTE: &str = "data_folder";
 
 /// One piece of an index: a file whose `features` dataset holds `rows` consecutive samples.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +106,22 @@ pub(crate) fn read_across(
 ) -> Result<Array4<f32>> {
     // The piece holding `start` (pieces are sorted by start).
     let first = pieces.partition_point(|p| p.start + p.rows <= start);
+    // Rows of a piece named in an error are made rows of the cache.
+    let in_cache = |piece: &OpenPiece| {
+        let offset = piece.start;
+        move |error: Error| match error {
+            Error::Damaged { piece, rows, cache, photos } => Error::Damaged {
+                piece,
+                rows: rows.into_iter().map(|row| row + offset).collect(),
+                cache,
+                photos,
+            },
+            other => other,
+        }
+    };
     if let Some(piece) = pieces.get(first).filter(|p| start + count <= p.start + p.rows) {
-        return read_feature_block(&piece.dataset, dtype, start - piece.start, count, &piece.path);
+        return read_checked_block(&piece.dataset, dtype, start - piece.start, count, &piece.path)
+            .map_err(in_cache(piece));
     }
     let mut out = Array4::<f32>::zeros((count, shape.height, shape.width, shape.channels));
     let mut done = 0;
@@ -114,7 +131,8 @@ pub(crate) fn read_across(
         }
         let from = start + done - piece.start;
         let take = (piece.rows - from).min(count - done);
-        let block = read_feature_block(&piece.dataset, dtype, from, take, &piece.path)?;
+        let block = read_checked_block(&piece.dataset, dtype, from, take, &piece.path)
+            .map_err(in_cache(piece))?;
         out.slice_mut(s![done..done + take, .., .., ..]).assign(&block);
         done += take;
     }
@@ -247,13 +265,17 @@ impl Columns {
     }
 }
 
-/// The root attributes of a finished cache: its settings, when it was first made (`None`: now)
-/// and the compression of its newest maps.
+/// The root attributes of a finished cache: its settings, when it was first made (`None`: now),
+/// the compression of its newest maps, where its photos are and which content it holds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Stamp<'a> {
     pub(crate) settings: &'a Settings,
     pub(crate) created: Option<&'a str>,
     pub(crate) compression: Compression,
+    /// The data folder, absolute (stored relative to the cache's folder); `None`: not known.
+    pub(crate) data_folder: Option<&'a Path>,
+    /// `Some` keeps a content id: a repair that restored the same maps bit for bit. `None`: new.
+    pub(crate) content_id: Option<&'a str>,
 }
 
 /// Root attributes every finished cache carries; see [`Stamp`].
@@ -271,12 +293,23 @@ pub(crate) fn write_common_attributes(
     let nanoseconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let content_id = incept_core::stable_hash(&[
-        &nanoseconds.to_le_bytes(),
-        &std::process::id().to_le_bytes(),
-        path.as_os_str().as_encoded_bytes(),
-    ]);
-    write_string_attribute(file, "content_id", &format!("{content_id:016x}"), path)?;
+    let content_id = match stamp.content_id {
+        Some(kept) => kept.to_owned(),
+        None => format!(
+            "{:016x}",
+            incept_core::stable_hash(&[
+                &nanoseconds.to_le_bytes(),
+                &std::process::id().to_le_bytes(),
+                path.as_os_str().as_encoded_bytes(),
+            ])
+        ),
+    };
+    write_string_attribute(file, "content_id", &content_id, path)?;
+    if let Some(data_folder) = stamp.data_folder {
+        // Relative to where the cache will be (`path` is its temporary, in the same folder).
+        let relative = relative_path(data_folder, folder_of(path))?;
+        write_string_attribute(file, DATA_FOLDER_ATTRIBUTE, &relative, path)?;
+    }
     write_string_attribute(file, "compression", compression.as_str(), path)
 }
 

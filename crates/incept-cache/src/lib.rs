@@ -35,23 +35,28 @@
 
 use std::path::{Path, PathBuf};
 
+mod checksum;
 mod chunks;
 mod combine;
 mod datasets;
 mod error;
 mod index;
 mod reader;
+mod repair;
 mod schema;
+mod verify;
 mod writer;
+pub use chunks::stored_chunk_extent;
 pub use combine::{copy_into_one_file, index_over};
 pub(crate) use datasets::{
-    create_features, create_growing_features, map_shape_of, open_hdf5, read_feature_block,
-    read_i32, read_strings, write_feature_block, write_strings,
+    create_features, create_growing_features, map_shape_of, open_hdf5, read_checked_block,
+    read_feature_block, read_i32, read_strings, write_feature_block, write_strings,
 };
 pub use error::{Error, Result};
 pub(crate) use error::{WithPath, io_error, missing};
 pub use index::{INDEX_FORMAT_VERSION, PieceRef, relative_path};
 pub use reader::Cache;
+pub use repair::{RepairSummary, repair};
 pub use schema::{
     CLASSES, Compression, Dtype, FEATURES, LABELS, MapShape, SOURCE, SOURCES, Settings, VARIANT,
 };
@@ -59,6 +64,7 @@ pub(crate) use schema::{
     DEFLATE_LEVEL, SEGMENT_CLASS_NAMES, SEGMENT_SOURCE_PATHS, read_string_attribute,
     write_string_attribute,
 };
+pub use verify::{PieceReport, RowKey, VerifyReport, verify};
 pub use writer::{CacheWriter, DEFAULT_SEGMENT_SAMPLES, MergeSummary, Sample, rows_on_disk};
 
 const PARTS_SUFFIX: &str = ".parts";
@@ -85,5 +91,7 @@ pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_checksum;
 #[cfg(test)]
 mod tests_open_segment;

@@ -8,7 +8,7 @@ use ndarray::Array4;
 use crate::index::{self, OpenPiece, PIECES, PieceRef};
 use crate::{
     CLASSES, Compression, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES, Settings,
-    VARIANT, WithPath, map_shape_of, open_hdf5, read_feature_block, read_i32,
+    VARIANT, WithPath, map_shape_of, open_hdf5, read_checked_block, read_i32,
     read_string_attribute, read_strings,
 };
 
@@ -47,6 +47,9 @@ pub struct Cache {
     /// The `compression` attribute: that of the newest pieces (each piece records its own
     /// filters); caches without a known one read as shuffle+deflate, what incept 0.1.0 wrote.
     pub compression: Compression,
+    /// The data folder its photos were read from, as recorded (made absolute against the
+    /// cache's folder); `None` for caches made before incept recorded it.
+    pub data_folder: Option<PathBuf>,
     storage: Storage,
     _file: hdf5::File,
 }
@@ -118,6 +121,9 @@ impl Cache {
             .ok()
             .and_then(|c| Compression::parse(&c))
             .unwrap_or(Compression::ShuffleDeflate);
+        let data_folder = read_string_attribute(&file, index::DATA_FOLDER_ATTRIBUTE, path)
+            .ok()
+            .map(|relative| index::folder_of(path).join(relative));
         let storage = if file.link_exists(PIECES) {
             Storage::Pieces(index::open_pieces(&file, path, shape, settings.dtype)?)
         } else {
@@ -135,6 +141,7 @@ impl Cache {
             created,
             content_id,
             compression,
+            data_folder,
             storage,
             _file: file,
         })
@@ -172,11 +179,31 @@ impl Cache {
         }
         match &self.storage {
             Storage::Single(features) => {
-                read_feature_block(features, self.settings.dtype, start, count, &self.path)
+                read_checked_block(features, self.settings.dtype, start, count, &self.path)
             }
             Storage::Pieces(pieces) => {
                 index::read_across(pieces, self.settings.dtype, self.shape, start, count)
             }
+        }
+        .map_err(|error| self.name_damage(error))
+    }
+
+    /// A damage error completed with this cache's path and the photo of each row.
+    pub(crate) fn name_damage(&self, error: Error) -> Error {
+        match error {
+            Error::Damaged { piece, rows, cache: None, .. } => {
+                let photos = rows
+                    .iter()
+                    .map(|&row| match self.source.get(row) {
+                        Some(_) => {
+                            format!("{} (variant {})", self.source_path(row), self.variant[row])
+                        }
+                        None => String::from("?"),
+                    })
+                    .collect();
+                Error::Damaged { piece, rows, cache: Some(self.path.clone()), photos }
+            }
+            other => other,
         }
     }
 

@@ -20,7 +20,7 @@ pub use segments::rows_on_disk;
 pub const DEFAULT_SEGMENT_SAMPLES: usize = 256;
 
 /// Segment attribute: the `content_id` of the index the segment was written on top of.
-const BASE_ATTRIBUTE: &str = "base_content_id";
+pub(crate) const BASE_ATTRIBUTE: &str = "base_content_id";
 
 /// One extracted sample on its way into the cache.
 #[derive(Clone, Debug)]
@@ -62,6 +62,8 @@ pub struct CacheWriter {
     /// Whether the current index could be read (its piece list is known).
     index_readable: bool,
     compression: Compression,
+    /// Where the photos are (absolute), recorded in the index for `incept verify --repair`.
+    data_folder: Option<PathBuf>,
     next_segment: u64,
     /// The segment [`Self::append`] is filling, if any.
     open: Option<open_segment::OpenSegment>,
@@ -103,6 +105,7 @@ impl CacheWriter {
             base: String::new(),
             index_readable: !path.exists(),
             compression: Compression::default(),
+            data_folder: None,
             next_segment: 0,
             open: None,
             segment_samples: DEFAULT_SEGMENT_SAMPLES,
@@ -186,6 +189,12 @@ impl CacheWriter {
     }
 
     /// The sources of the samples in the cache and pending segments.
+    /// Records the data folder the samples' photos are in (paths are relative to it).
+    pub fn set_data_folder(&mut self, folder: &Path) -> Result<()> {
+        self.data_folder = Some(std::path::absolute(folder).map_err(io_error(folder))?);
+        Ok(())
+    }
+
     pub fn done_sources(&self) -> impl Iterator<Item = &str> {
         self.done.iter().map(|(source, _)| source.as_str())
     }

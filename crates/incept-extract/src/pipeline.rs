@@ -129,6 +129,7 @@ pub fn extract(config: &ExtractConfig, interrupted: &AtomicBool) -> Result<Extra
     let mut writer =
         CacheWriter::open(&config.output, settings_for(config, model_sha256), config.overwrite)?;
     writer.set_compression(config.compression);
+    writer.set_data_folder(&config.data_dir)?;
     let found = scan(&config.data_dir)?;
     for warning in &found.warnings {
         eprintln!("warning: {warning}");

@@ -189,6 +189,7 @@ pub fn run_shard(
     let settings = plan.settings()?;
     let mut writer = CacheWriter::open(&files.cache, settings, false)?;
     writer.set_compression(config.compression);
+    writer.set_data_folder(&config.data_dir)?;
     let images = plan.shard_images(index);
     // What is on disk must be this shard's work (left by another plan, it is not).
     let planned: std::collections::HashSet<&str> =

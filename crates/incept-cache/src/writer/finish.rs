@@ -115,6 +115,11 @@ impl CacheWriter {
                     settings: &self.settings,
                     created: created.as_deref(),
                     compression: self.compression,
+                    data_folder: self
+                        .data_folder
+                        .as_deref()
+                        .or(old.as_ref().and_then(|c| c.data_folder.as_deref())),
+                    content_id: None,
                 },
                 shape,
                 &pieces,
