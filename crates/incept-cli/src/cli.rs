@@ -41,6 +41,41 @@ pub(crate) enum Command {
     Merge(MergeArgs),
     /// Write a run's backbone and head as one ONNX classifier: pixels in, probabilities out.
     Export(export::ExportArgs),
+    /// Check every stored byte of a cache against its checksum; with --repair, make the damaged
+    /// rows again from their photos.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The feature cache to check.
+    pub(crate) cache: PathBuf,
+    /// Make the damaged rows again from their photos (with the cache's model and settings) and
+    /// replace the damaged pieces; the old cache stays whole until the repaired one is in place.
+    #[arg(long)]
+    pub(crate) repair: bool,
+    /// The data folder of the photos [default: the one the cache records].
+    #[arg(long, requires = "repair")]
+    pub(crate) data: Option<PathBuf>,
+    /// The ONNX backbone the cache was made with [default: the converted model whose sha256 the
+    /// cache records].
+    #[arg(long, requires = "repair")]
+    pub(crate) model: Option<PathBuf>,
+    /// Drop the rows of photos that are gone instead of refusing to repair.
+    #[arg(long, requires = "repair")]
+    pub(crate) drop_missing: bool,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch_size: usize,
+    /// cpu, cuda, cuda:N, or auto (CUDA if it registers, else CPU).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub(crate) device: Device,
+    /// ONNX Runtime threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// Decode truncated JPEGs as far as they go (as extraction did, if it was given this).
+    #[arg(long)]
+    pub(crate) allow_truncated: bool,
 }
 
 #[derive(Debug, Args)]

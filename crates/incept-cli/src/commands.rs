@@ -347,15 +347,24 @@ fn records_sha256(model: &Path, sha256: &str) -> bool {
 /// The backbone the head's cache was made with: `chosen` if it is that one, else the converted
 /// model under `models/` whose sha256 the run recorded.
 pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<PathBuf> {
-    let wanted = &head.state.cache_model_sha256;
+    backbone_with_sha256(&head.state.cache_model_sha256, chosen, "this head was trained with")
+}
+
+/// The backbone whose sha256 is `wanted`: `chosen` if given (checked), else the first converted
+/// model that is it. `whose` ends "not the backbone …" in messages.
+pub(crate) fn backbone_with_sha256(
+    wanted: &str,
+    chosen: Option<&Path>,
+    whose: &str,
+) -> Result<PathBuf> {
     if let Some(path) = chosen {
         if !path.is_file() {
             return Err(incept_extract::Error::ModelMissing { path: path.to_path_buf() }.into());
         }
-        if incept_core::sha256_file(path)? != *wanted {
+        if incept_core::sha256_file(path)? != wanted {
             bail!(
-                "{}: not the backbone this head was trained with (its cache used model sha256 \
-                 {wanted}); pass that model with --model",
+                "{}: not the backbone {whose} (model sha256 {wanted}); pass that model with \
+                 --model",
                 path.display()
             );
         }
@@ -387,7 +396,7 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
     for candidate in candidates {
         if !candidate.is_file() {
             missing.push(candidate.display().to_string());
-        } else if incept_core::sha256_file(&candidate)? == *wanted {
+        } else if incept_core::sha256_file(&candidate)? == wanted {
             return Ok(candidate);
         } else {
             present.push(candidate.display().to_string());
@@ -401,8 +410,8 @@ pub(crate) fn backbone_of(head: &TrainedHead, chosen: Option<&Path>) -> Result<P
         found.push(format!("not found: {}", missing.join("; ")));
     }
     bail!(
-        "no converted model is the backbone this head was trained with (model sha256 {wanted}): \
-         {}; pass that model with --model, or make the missing ones in incept's folder",
+        "no converted model is the backbone {whose} (model sha256 {wanted}): {}; pass that model \
+         with --model, or make the missing ones in incept's folder",
         found.join("; ")
     )
 }

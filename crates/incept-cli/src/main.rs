@@ -13,6 +13,7 @@ mod export;
 mod predict;
 mod report;
 mod sharding;
+mod verify;
 
 use cli::{
     Cli, Command, ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, MergeArgs, PlanArgs,
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Status(args) => sharding::status(&args),
         Command::Merge(args) => sharding::merge(&args),
         Command::Export(args) => export::export(&args),
+        Command::Verify(args) => verify::verify(&args),
     };
     match result {
         Ok(()) if interrupted.load(Ordering::SeqCst) => ExitCode::from(EXIT_INTERRUPTED),

@@ -10,7 +10,12 @@ use crate::common::*;
 use incept_cache::Cache;
 
 /// `incept plan` of `data` into `plan` with the tiny model.
-fn plan(data: &Path, plan: &Path, shards: usize, extra: &[&str]) -> std::io::Result<Output> {
+pub(crate) fn plan(
+    data: &Path,
+    plan: &Path,
+    shards: usize,
+    extra: &[&str],
+) -> std::io::Result<Output> {
     let model = tiny_model();
     let shards = shards.to_string();
     let mut args = vec!["plan", path_str(data), "-o", path_str(plan), "--shards", &shards];
@@ -26,7 +31,7 @@ fn plan(data: &Path, plan: &Path, shards: usize, extra: &[&str]) -> std::io::Res
 }
 
 /// `incept extract --plan PLAN --shard SHARD` on one thread with small segments.
-fn shard_command(plan: &Path, shard: &str) -> Command {
+pub(crate) fn shard_command(plan: &Path, shard: &str) -> Command {
     let mut command = incept();
     command.args(["extract", "--plan", path_str(plan), "--shard", shard]);
     command.args(["--batch-size", "4", "--segment-samples", "8", "--threads", "1"]);

@@ -10,6 +10,7 @@ mod export;
 mod extract;
 mod formats;
 mod heads;
+mod integrity;
 mod report;
 mod resume;
 mod scan;

@@ -18,6 +18,7 @@ mod classify;
 mod image_io;
 mod pipeline;
 mod plan;
+mod remake;
 mod scan;
 mod shard;
 
@@ -30,6 +31,7 @@ pub use image_io::{
 };
 pub use pipeline::{ExtractConfig, ExtractReport, extract};
 pub use plan::{PLAN_FILE, Plan, PlanOutcome, array_syntax};
+pub use remake::{Remade, RemakeConfig, remake_rows};
 pub use scan::scan;
 pub use shard::{
     ShardIndex, ShardOutcome, ShardState, merge as merge_shards, run_shard, status as shard_status,
@@ -82,6 +84,8 @@ pub enum Error {
         "nothing could be extracted from {path}: all {skipped} images were skipped (see warnings above)"
     )]
     NothingExtracted { path: PathBuf, skipped: usize },
+    #[error("cannot make the damaged rows again: {reason}")]
+    CannotRemake { reason: String },
     #[error("internal pipeline error: {0}")]
     Pipeline(String),
     #[error("augmentation: {0}; pass ranges of at least 0, each LOW,HIGH with LOW <= HIGH")]
