@@ -5,6 +5,22 @@
 
 use hdf5::filters::Filter;
 
+#[cfg(test)]
+thread_local! {
+    /// Tests only: write `features` as incept did before checksums (this thread's writes).
+    pub(crate) static WITHOUT_CHECKSUMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether new `features` datasets get the checksum filter: always, except in tests that make
+/// a piece as earlier versions wrote it.
+pub(crate) fn write_checksums() -> bool {
+    #[cfg(test)]
+    if WITHOUT_CHECKSUMS.with(std::cell::Cell::get) {
+        return false;
+    }
+    true
+}
+
 /// Bytes the Fletcher-32 filter appends to each chunk.
 pub(crate) const CHECKSUM_BYTES: usize = 4;
 

@@ -10,7 +10,7 @@ use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk, H5Dwrite_chunk};
 use hdf5_sys::h5p::H5P_DEFAULT;
 
 use crate::checksum::{checksum_filter_position, chunk_is_whole};
-use crate::{Dtype, Error, Result, read_feature_block, write_feature_block};
+use crate::{Dtype, Error, Result, WithPath, read_feature_block, write_feature_block};
 
 /// Samples per block when chunks cannot be copied as they are (decoded, then encoded again).
 const DECODED_BLOCK: usize = 64;
@@ -84,10 +84,12 @@ pub(crate) fn copy_rows(
                 )
             };
             if status < 0 {
-                return Err(failed(
-                    target_path,
-                    format!("row {}: chunk could not be written", at + k),
-                ));
+                // HDF5's own error (a full disk among them) says why.
+                let error = hdf5::h5check(status).at(target_path);
+                return Err(match error {
+                    Err(Error::DiskFull { path }) => Error::DiskFull { path },
+                    _ => failed(target_path, format!("row {}: chunk could not be written", at + k)),
+                });
             }
         }
         Ok(())

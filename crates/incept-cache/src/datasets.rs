@@ -173,7 +173,9 @@ fn create_features_with(
             Compression::Deflate | Compression::ShuffleDeflate => builder.deflate(DEFLATE_LEVEL),
         };
         // Last in the pipeline: the checksum covers the bytes as stored (crate::checksum).
-        builder = builder.fletcher32();
+        if crate::checksum::write_checksums() {
+            builder = builder.fletcher32();
+        }
     }
     match dtype {
         Dtype::F32 => builder.empty::<f32>().shape(extents).create(FEATURES).at(path),

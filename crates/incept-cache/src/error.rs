@@ -60,8 +60,24 @@ pub enum Error {
         /// `PHOTO (variant K)` of each row, once known.
         photos: Vec<String>,
     },
+    #[error(
+        "no space left on device writing {path}; what was written before is kept: free space and \
+         run the same command again"
+    )]
+    DiskFull { path: PathBuf },
     #[error(transparent)]
-    Core(#[from] incept_core::Error),
+    Core(incept_core::Error),
+}
+
+impl From<incept_core::Error> for Error {
+    fn from(error: incept_core::Error) -> Self {
+        match error {
+            incept_core::Error::Io { path, source } if incept_core::is_disk_full(&source) => {
+                Error::DiskFull { path }
+            }
+            other => Error::Core(other),
+        }
+    }
 }
 
 /// Rows named in a one-line message before "and N more".
@@ -114,12 +130,25 @@ pub(crate) trait WithPath<T> {
 
 impl<T> WithPath<T> for hdf5::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Hdf5 { path: path.to_path_buf(), source })
+        self.map_err(|source| {
+            // HDF5 reports a full disk inside a many-line error stack: one line instead.
+            if incept_core::mentions_disk_full(&source.to_string()) {
+                Error::DiskFull { path: path.to_path_buf() }
+            } else {
+                Error::Hdf5 { path: path.to_path_buf(), source }
+            }
+        })
     }
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| {
+        if incept_core::is_disk_full(&source) {
+            Error::DiskFull { path: path.to_path_buf() }
+        } else {
+            Error::Io { path: path.to_path_buf(), source }
+        }
+    }
 }
 
 /// A cache lacking dataset or attribute `what`.

@@ -153,3 +153,29 @@ fn missing_pieces_and_stray_files_are_reported_and_rows_can_be_dropped() -> Resu
     assert!(verify(&path, &|_| {})?.is_clean());
     Ok(())
 }
+
+#[test]
+fn pieces_without_checksums_still_read_and_verify_says_so() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    crate::checksum::WITHOUT_CHECKSUMS.with(|off| off.set(true));
+    let old = cache_of(&path, 3);
+    crate::checksum::WITHOUT_CHECKSUMS.with(|off| off.set(false));
+    old?;
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("new.jpg", "a", 0, 7.0)], SHAPE)?;
+    writer.finish()?;
+    let report = verify(&path, &|_| {})?;
+    let checksummed: Vec<bool> = report.pieces.iter().map(|p| p.checksummed).collect();
+    assert_eq!(checksummed, [false, true]);
+    assert_eq!(report.unchecked_rows(), 3);
+    assert!(report.is_clean());
+    assert_eq!(Cache::open(&path)?.read_block(3, 1)?[[0, 0, 0, 0]], 7.0);
+    // A copy gives every row a checksum (the old piece's rows are decoded and encoded again).
+    let copy = dir.path().join("copy.h5");
+    copy_into_one_file(&copy, &[Cache::open(&path)?])?;
+    let report = verify(&copy, &|_| {})?;
+    assert_eq!((report.unchecked_rows(), report.pieces[0].checksummed), (0, true));
+    assert_eq!(Cache::open(&copy)?.read_block(0, 4)?, Cache::open(&path)?.read_block(0, 4)?);
+    Ok(())
+}

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_images;
 mod concurrency;
+mod disk_full;
 mod export;
 mod extract;
 mod formats;

@@ -31,6 +31,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// ENOSPC: no space left on the device being written.
+const NO_SPACE: i32 = 28;
+
+/// Whether an I/O error says the disk (or quota) is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    error.raw_os_error() == Some(NO_SPACE) || error.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// Whether an error's text says the disk is full: for libraries (HDF5) whose errors carry the
+/// system error only in their message.
+pub fn mentions_disk_full(text: &str) -> bool {
+    text.contains("No space left on device") || text.contains("errno = 28,")
+}
+
 /// Largest width or height of a photo incept decodes (extraction, report thumbnails): bigger
 /// ones are refused from their header, before any pixel is allocated.
 pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
@@ -65,7 +79,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(io)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(lowercase_hex(&hasher.finalize()))
+}
+
+/// SHA-256 of bytes in memory, as lowercase hex (as [`sha256_file`] gives for a file of them).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    lowercase_hex(&Sha256::digest(bytes))
+}
+
+fn lowercase_hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The current UTC time as RFC 3339 with seconds, e.g. `2026-11-29T02:40:00Z`.
@@ -98,6 +121,15 @@ mod tests {
     const PINNED_PHOTO: u64 = 0xa313_bcee_218e_091f;
     const PINNED_SPLIT: u64 = 0x7e2b_60d3_f415_495d;
     const PINNED_AB_C: u64 = 0xca01_de79_5565_ee43;
+
+    #[test]
+    fn sha256_of_bytes_is_the_standard_digest_in_lowercase_hex() {
+        // FIPS 180-2's example: run.json's checkpoint checksums must match `sha256sum`.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn now_is_rfc3339_utc_and_now() {

@@ -84,6 +84,11 @@ pub enum Error {
         "nothing could be extracted from {path}: all {skipped} images were skipped (see warnings above)"
     )]
     NothingExtracted { path: PathBuf, skipped: usize },
+    #[error(
+        "no space left on device writing {path}: {kept} samples kept; free space and run the same \
+         command again to continue"
+    )]
+    DiskFull { path: PathBuf, kept: usize },
     #[error("cannot make the damaged rows again: {reason}")]
     CannotRemake { reason: String },
     #[error("internal pipeline error: {0}")]

@@ -154,6 +154,23 @@ pub(crate) fn model_sha256(config: &ExtractConfig) -> Result<String> {
 /// shard of a plan (images from the plan).
 pub(crate) fn extract_listed(
     config: &ExtractConfig,
+    writer: CacheWriter,
+    images: &[ImageFile],
+    started: Instant,
+    interrupted: &AtomicBool,
+    model: ModelLoad,
+) -> Result<ExtractReport> {
+    extract_into(config, writer, images, started, interrupted, model).map_err(|error| match error {
+        // What a full disk leaves: the committed segments, counted for the message.
+        Error::Cache(incept_cache::Error::DiskFull { path }) => {
+            Error::DiskFull { path, kept: incept_cache::rows_on_disk(&config.output) }
+        }
+        other => other,
+    })
+}
+
+fn extract_into(
+    config: &ExtractConfig,
     mut writer: CacheWriter,
     images: &[ImageFile],
     started: Instant,
