@@ -53,8 +53,10 @@ fn a_fresh_cache_and_its_pieces_are_as_documented() -> TestResult {
             format!("{piece}: `features` is chunked {:?}, not one chunk a sample", features.chunk())
         });
         let filters = features.filters();
-        problems.check(filters == [hdf5::filters::Filter::LZF], || {
-            format!("{piece}: filters {filters:?}, not LZF alone")
+        // The compressor, then the checksum of the compressed bytes ("Checksums").
+        let documented = [hdf5::filters::Filter::LZF, hdf5::filters::Filter::Fletcher32];
+        problems.check(filters == documented, || {
+            format!("{piece}: filters {filters:?}, not LZF then Fletcher-32")
         });
     }
     // Beside the cache: the index, its pieces' folder and the writer lock; nothing else is left.
