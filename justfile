@@ -139,7 +139,7 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Extraction throughput against bare ONNX Runtime inference, side by side (200 photos; 1 copy,
-# then 10 copies).
+# then 10 copies), and with checksums against without.
 bench-extract: setup
     cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 1 3
     cargo run --release --locked -p incept-extract --example bench_extract -- "{{data}}" 200 16 10 3
@@ -147,6 +147,11 @@ bench-extract: setup
 # Adding 20 photos (1 %, 10 copies) to the demo's cache against the same photos into an empty one.
 bench-grow: setup
     scripts/bench_grow.sh
+
+# What checksums cost: writing and reading 1,000 real mixed_7 maps of the demo's cache with and
+# without them, and `verify` against a plain read, side by side (after `just demo`).
+bench-checksums: setup
+    cargo run --release --locked -p incept-cache --example bench_checksum -- features/amid5-mixed_7.h5 1000 5
 
 # Merging 1,000 small shards (index and --copy) and reading every map back, side by side.
 bench-merge: setup

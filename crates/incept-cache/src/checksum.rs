@@ -11,14 +11,26 @@ thread_local! {
     pub(crate) static WITHOUT_CHECKSUMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether new `features` datasets get the checksum filter: always, except in tests that make
-/// a piece as earlier versions wrote it.
+/// Benchmarks only ([`benchmark_without_checksums`]): this process writes no checksums.
+static BENCHMARK_WITHOUT_CHECKSUMS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// For benchmarks that measure what checksums cost (`just bench-checksums`, `bench-extract`):
+/// from now on this process writes `features` without them, as incept did before. Nothing else
+/// calls it.
+#[doc(hidden)]
+pub fn benchmark_without_checksums(without: bool) {
+    BENCHMARK_WITHOUT_CHECKSUMS.store(without, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether new `features` datasets get the checksum filter: always, except in benchmarks and in
+/// tests that make a piece as earlier versions wrote it.
 pub(crate) fn write_checksums() -> bool {
     #[cfg(test)]
     if WITHOUT_CHECKSUMS.with(std::cell::Cell::get) {
         return false;
     }
-    true
+    !BENCHMARK_WITHOUT_CHECKSUMS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Bytes the Fletcher-32 filter appends to each chunk.

@@ -46,6 +46,7 @@ mod repair;
 mod schema;
 mod verify;
 mod writer;
+pub use checksum::benchmark_without_checksums;
 pub use chunks::stored_chunk_extent;
 pub use combine::{copy_into_one_file, index_over};
 pub(crate) use datasets::{

@@ -61,32 +61,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, usize::from)
     );
     let mut ratios = Vec::new();
+    let mut checksum_ratios = Vec::new();
     let mut last = None;
     for round in 1..=rounds.max(1) {
         let bare = bare_inference(&model, batch_size, samples)?;
+        // The same extraction without checksums (as incept wrote before them), then with them:
+        // the cost of the checksums, side by side.
+        incept_cache::benchmark_without_checksums(true);
+        let plain = incept_extract::extract(&config, &AtomicBool::new(false))?;
+        incept_cache::benchmark_without_checksums(false);
         let report = incept_extract::extract(&config, &AtomicBool::new(false))?;
         let end_to_end = report.samples_per_second();
         println!(
             "round {round}: bare ONNX Runtime {bare:6.1} samples/s, incept extract end to end \
-             {end_to_end:6.1} samples/s, ratio {:.3}",
-            end_to_end / bare
+             {end_to_end:6.1} samples/s, ratio {:.3}; without checksums {:6.1} samples/s \
+             (with/without {:.3})",
+            end_to_end / bare,
+            plain.samples_per_second(),
+            end_to_end / plain.samples_per_second()
         );
         ratios.push(end_to_end / bare);
+        checksum_ratios.push(end_to_end / plain.samples_per_second());
         last = Some(report);
     }
     std::fs::remove_dir_all(&scratch)?;
-    ratios.sort_by(f64::total_cmp);
-    let middle = ratios.len() / 2;
-    let median = if ratios.len() % 2 == 0 {
-        (ratios[middle - 1] + ratios[middle]) / 2.0
-    } else {
-        ratios[middle]
-    };
-    println!("ratio (median of {} rounds)   : {median:.3}", ratios.len());
+    println!("ratio (median of {} rounds)   : {:.3}", ratios.len(), median(ratios));
+    println!(
+        "speed with checksums / without (median of {} rounds): {:.3}",
+        checksum_ratios.len(),
+        median(checksum_ratios)
+    );
     if let Some(report) = last {
         describe(&report, &config);
     }
     Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 0 { (values[middle - 1] + values[middle]) / 2.0 } else { values[middle] }
 }
 
 /// Samples a second of the model alone on ready-made tensors: the same batch size, all cores,
