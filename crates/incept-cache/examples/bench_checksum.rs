@@ -39,7 +39,8 @@ fn main() -> Result<(), Error> {
         })
         .collect();
     drop(maps);
-    let scratch = std::env::temp_dir().join(format!("incept-bench-checksum-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("incept-bench-checksum-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     println!(
         "{rows} maps of {} ({} bytes each as float32) from {}, {rounds} rounds",

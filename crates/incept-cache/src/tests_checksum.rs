@@ -179,3 +179,35 @@ fn pieces_without_checksums_still_read_and_verify_says_so() -> Result<()> {
     assert_eq!(Cache::open(&copy)?.read_block(0, 4)?, Cache::open(&path)?.read_block(0, 4)?);
     Ok(())
 }
+
+#[test]
+fn packed_segments_keep_their_checksums_and_a_damaged_one_is_not_packed() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.set_segment_samples(2);
+    let samples: Vec<Sample> =
+        (0..5).map(|i| sample(&format!("p{i}.jpg"), "a", 0, i as f32)).collect();
+    writer.append(&samples, SHAPE)?;
+    writer.finish()?;
+    let report = verify(&path, &|_| {})?;
+    assert_eq!(report.pieces.len(), 1, "three segments packed into one piece");
+    assert!(report.pieces[0].checksummed && report.is_clean());
+
+    // A pending segment damaged before the finish that would pack it: refused, nothing replaced.
+    let mut writer = CacheWriter::open(&path, settings(Dtype::F32), false)?;
+    writer.write_segment(&[sample("q0.jpg", "a", 0, 7.0)], SHAPE)?;
+    writer.write_segment(&[sample("q1.jpg", "a", 0, 8.0)], SHAPE)?;
+    let pending = dir.path().join("c.h5.parts").join("segment-00000004.h5");
+    flip(&pending, 0)?;
+    let refused = writer.finish();
+    assert!(matches!(refused, Err(Error::Damaged { .. })), "{refused:?}");
+    assert_eq!(Cache::open(&path)?.len(), 5, "the cache is as it was");
+    // verify calls it stray (not pending work), and --repair deletes it.
+    let report = verify(&path, &|_| {})?;
+    assert_eq!(report.stray, [pending.clone()]);
+    assert_eq!(report.pending.len(), 1);
+    repair(&report, &HashMap::new(), &HashSet::new())?;
+    assert!(!pending.exists());
+    Ok(())
+}

@@ -343,10 +343,10 @@ fn unnamed_files(
             .ok()
             .and_then(|file| read_string_attribute(&file, BASE_ATTRIBUTE, &entry).ok());
         // Segments of incept 0.1.0 record no base: the writer takes them up as pending work.
-        let opened = hdf5::File::open(&entry).is_ok();
+        // A damaged one is stray: its samples are extracted again, not taken up.
         if name.starts_with(SEGMENT_PREFIX)
-            && opened
             && (base.is_none() || base.as_deref() == content_id)
+            && chunks_whole(&entry)
         {
             pending.push(entry);
         } else {
@@ -354,4 +354,20 @@ fn unnamed_files(
         }
     }
     Ok((stray, pending))
+}
+
+/// Whether every stored chunk of the `features` of the file at `path` opens and passes its
+/// checksum (a file without checksums passes if it opens).
+fn chunks_whole(path: &Path) -> bool {
+    let Ok(file) = hdf5::File::open(path) else { return false };
+    let Ok(dataset) = file.dataset(FEATURES) else { return false };
+    let Ok((rows, _)) = map_shape_of(&dataset, path) else { return false };
+    let checksum_bit = checksum_filter_position(&dataset);
+    hdf5::sync::sync(|| {
+        let mut buffer = Vec::new();
+        (0..rows).all(|row| {
+            read_stored_chunk(&dataset, path, row, &mut buffer)
+                .is_ok_and(|filters| stored_chunk_is_whole(&buffer, filters, checksum_bit))
+        })
+    })
 }

@@ -65,12 +65,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut last = None;
     for round in 1..=rounds.max(1) {
         let bare = bare_inference(&model, batch_size, samples)?;
-        // The same extraction without checksums (as incept wrote before them), then with them:
-        // the cost of the checksums, side by side.
-        incept_cache::benchmark_without_checksums(true);
-        let plain = incept_extract::extract(&config, &AtomicBool::new(false))?;
-        incept_cache::benchmark_without_checksums(false);
-        let report = incept_extract::extract(&config, &AtomicBool::new(false))?;
+        // The same extraction with checksums and without (as incept wrote before them), in
+        // alternating order so that drift on a shared machine favours neither.
+        let timed = |without: bool| {
+            incept_cache::benchmark_without_checksums(without);
+            let report = incept_extract::extract(&config, &AtomicBool::new(false));
+            incept_cache::benchmark_without_checksums(false);
+            report
+        };
+        let (report, plain) = if round % 2 == 1 {
+            let plain = timed(true)?;
+            (timed(false)?, plain)
+        } else {
+            let report = timed(false)?;
+            (report, timed(true)?)
+        };
         let end_to_end = report.samples_per_second();
         println!(
             "round {round}: bare ONNX Runtime {bare:6.1} samples/s, incept extract end to end \
