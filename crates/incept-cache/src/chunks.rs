@@ -125,7 +125,12 @@ pub(crate) fn read_stored_chunk(
             &mut size,
         )
     };
-    if status < 0 || size == 0 {
+    // A chunk's recorded size comes from the piece's chunk index, which has no checksum: a
+    // damaged one must not make this allocate terabytes. Compressed bytes exceed the raw map by
+    // little (LZF and deflate add a few percent to incompressible data).
+    let raw =
+        dataset.shape().iter().skip(1).product::<usize>() * dataset.dtype().map_or(4, |t| t.size());
+    if status < 0 || size == 0 || size as usize > 2 * raw + 4096 {
         return Err(failed());
     }
     buffer.resize(size as usize, 0);

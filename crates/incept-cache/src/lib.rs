@@ -44,6 +44,7 @@ mod index;
 mod reader;
 mod repair;
 mod schema;
+mod segment_columns;
 mod verify;
 mod writer;
 pub use checksum::benchmark_without_checksums;

@@ -8,17 +8,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, ArrayView4};
+use ndarray::ArrayView4;
 
 use crate::chunks::copy_rows;
 use crate::index::{Columns, PieceRef, Stamp, folder_of, write_common_attributes, write_index};
 use crate::verify::{PieceReport, VerifyReport};
 use crate::writer::BASE_ATTRIBUTE;
 use crate::{
-    Compression, Error, FEATURES, LOCK_SUFFIX, PARTS_SUFFIX, Result, SEGMENT_CLASS_NAMES,
-    SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, VARIANT, WithPath, canonical, create_features, io_error,
-    open_hdf5, read_string_attribute, with_suffix, write_feature_block, write_string_attribute,
-    write_strings,
+    Compression, Error, FEATURES, LOCK_SUFFIX, PARTS_SUFFIX, Result, SEGMENT_PREFIX, WithPath,
+    canonical, create_features, io_error, open_hdf5, read_string_attribute, with_suffix,
+    write_feature_block, write_string_attribute,
 };
 
 /// What a repair did.
@@ -172,9 +171,7 @@ impl Repair<'_> {
         let sources: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
         let classes: Vec<String> = keys.iter().map(|k| k.1.clone()).collect();
         let variants: Vec<i32> = keys.iter().map(|k| k.2 as i32).collect();
-        write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, path)?;
-        write_strings(&file, SEGMENT_CLASS_NAMES, &classes, path)?;
-        file.new_dataset_builder().with_data(&Array1::from(variants)).create(VARIANT).at(path)?;
+        crate::segment_columns::write_segment_columns(&file, &sources, &classes, &variants, path)?;
         file.flush().at(path)?;
         file.close().at(path)
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::common::*;
 
+mod checksums;
 mod damaged;
 
 /// Every file of a folder and its bytes: to show that a refused command changed nothing.

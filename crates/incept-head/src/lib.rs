@@ -75,6 +75,11 @@ pub enum Error {
     NotARun { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Weights { path: PathBuf, reason: String },
+    /// A checkpoint file whose bytes are not the ones `run.json` recorded the SHA-256 of.
+    #[error(
+        "{path}: damaged (its SHA-256 differs from the one run.json recorded when it was written); {fix}"
+    )]
+    Damaged { path: PathBuf, fix: &'static str },
     #[error(
         "{path}: these weights do not fit the head that config.toml describes ({reason}); restore the run's config.toml if it was edited; a run made by an earlier version of incept must be trained again"
     )]

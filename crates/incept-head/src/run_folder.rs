@@ -17,7 +17,8 @@
 //! 1. the epoch's new `last.bpk` and `optimizer.bin` (and, when it is the best epoch so far,
 //!    `best.bpk`, `predictions.csv` and `metrics.json`) are written whole under pending names
 //!    `NAME.epoch-N`;
-//! 2. `run.json` records epoch N (its metrics included): from here on the epoch counts;
+//! 2. `run.json` records epoch N (its metrics included) and the SHA-256 of the checkpoint files
+//!    of step 1, which their readers check: from here on the epoch counts;
 //! 3. the pending files are renamed onto their names and `metrics.csv` is rewritten.
 //!
 //! A kill before step 2 leaves the previous checkpoint whole (its pending files are stale and
@@ -136,7 +137,7 @@ pub(crate) fn lock(run_dir: &Path) -> Result<incept_core::lock::WriterLock> {
 
 #[cfg(test)]
 mod tests {
-    use super::checkpoint::pending_path;
+    use super::checkpoint::{pending_path, read_verified};
     use super::csv::METRICS_CSV_HEADER;
     use super::*;
     use crate::backend::Backend;
@@ -167,6 +168,7 @@ mod tests {
                     seconds: 1.0,
                 })
                 .collect(),
+            sha256: Default::default(),
         }
     }
 
@@ -202,6 +204,82 @@ mod tests {
         let csv = read(&run.join(METRICS_CSV));
         assert_eq!(csv.lines().count(), 3, "{csv}");
         assert!(csv.lines().nth(2).is_some_and(|l| l.starts_with("2,2.000000,")), "{csv}");
+        Ok(())
+    }
+
+    /// Flips the lowest bit of the middle byte: the length kept, so only a checksum tells.
+    fn flip_middle_byte(path: &Path) -> Result<()> {
+        let mut bytes = std::fs::read(path).map_err(io(path))?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        write_file(path, &bytes)
+    }
+
+    #[test]
+    fn commits_record_the_checksums_that_readers_check() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io(Path::new("tmp")))?;
+        let run = dir.path();
+        let mut state = state(1, 1);
+        let best = BestEpoch {
+            weights: b"best 1".to_vec(),
+            predictions_csv: String::new(),
+            metrics_json: "{}".into(),
+        };
+        let first = Checkpoint {
+            last_weights: b"last 1".to_vec(),
+            optimizer: b"optimizer 1".to_vec(),
+            best: Some(best),
+        };
+        commit(run, &mut state, first)?;
+        // Epoch 2 is no better: best.bpk keeps epoch 1's bytes and checksum.
+        state.completed_epochs = 2;
+        let second = Checkpoint {
+            last_weights: b"last 2".to_vec(),
+            optimizer: b"optimizer 2".to_vec(),
+            best: None,
+        };
+        commit(run, &mut state, second)?;
+        let recorded = load_state(run)?.sha256;
+        let expected: Vec<(&str, String)> =
+            [(BEST_WEIGHTS, "best 1"), (LAST_WEIGHTS, "last 2"), (OPTIMIZER_FILE, "optimizer 2")]
+                .map(|(name, text)| (name, incept_core::sha256_hex(text.as_bytes())))
+                .into();
+        let found: Vec<(&str, String)> =
+            recorded.iter().map(|(name, sum)| (name.as_str(), sum.clone())).collect();
+        assert_eq!(found, expected);
+        for name in [BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER_FILE] {
+            read_verified(run, name, &state, "test")?;
+        }
+
+        for (name, fix) in [
+            (BEST_WEIGHTS, "; restore it from a backup"),
+            (LAST_WEIGHTS, "no earlier epoch to resume from"),
+            (OPTIMIZER_FILE, "no earlier epoch to resume from"),
+        ] {
+            let path = run.join(name);
+            flip_middle_byte(&path)?;
+            let damaged = std::fs::read(&path).map_err(io(&path))?;
+            match read_verified(run, name, &state, "test") {
+                Err(error @ Error::Damaged { .. }) => {
+                    let message = error.to_string();
+                    assert!(message.starts_with(&path.display().to_string()), "{message}");
+                    assert!(message.contains("SHA-256") && message.contains(fix), "{message}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            // Refused, not repaired nor removed.
+            assert_eq!(std::fs::read(&path).map_err(io(&path))?, damaged);
+        }
+
+        // A run.json of an earlier version has no checksums: its files are read as they are.
+        let mut old = serde_json::to_value(&state).map_err(|e| Error::Data(e.to_string()))?;
+        old.as_object_mut().and_then(|fields| fields.remove("sha256"));
+        write_file(&run.join(STATE_FILE), old.to_string().as_bytes())?;
+        let old = load_state(run)?;
+        assert!(old.sha256.is_empty());
+        for name in [BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER_FILE] {
+            read_verified(run, name, &old, "test")?;
+        }
         Ok(())
     }
 

@@ -155,7 +155,7 @@ fn checkpoint(
     run.state.record_epoch(record, improved);
     let checkpoint =
         Checkpoint { last_weights, optimizer: run_folder::optimizer_bytes(optimizer)?, best };
-    run_folder::commit(&run.run_dir, &run.state, checkpoint)?;
+    run_folder::commit(&run.run_dir, &mut run.state, checkpoint)?;
     Ok(improved)
 }
 

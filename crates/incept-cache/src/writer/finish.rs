@@ -3,8 +3,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array1;
-
 use super::{BASE_ATTRIBUTE, CacheWriter, MergeSummary, remove_if_exists};
 use crate::canonical;
 use crate::chunks::copy_rows;
@@ -12,7 +10,7 @@ use crate::index::{Columns, PieceRef, Stamp, folder_of, write_index};
 use crate::{
     Cache, Error, FEATURES, LEGACY_LINK_PREFIX, MapShape, Result, SEGMENT_CLASS_NAMES,
     SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS, VARIANT, WithPath, create_features, io_error,
-    map_shape_of, open_hdf5, read_i32, read_strings, write_string_attribute, write_strings,
+    map_shape_of, open_hdf5, read_i32, read_strings, write_string_attribute,
 };
 
 /// The rows of one pending segment that a finish adds.
@@ -164,9 +162,7 @@ impl CacheWriter {
         let sources: Vec<String> = samples.iter().map(|s| s.0.clone()).collect();
         let classes: Vec<String> = samples.iter().map(|s| s.1.clone()).collect();
         let variants: Vec<i32> = samples.iter().map(|s| s.2 as i32).collect();
-        write_strings(&file, SEGMENT_SOURCE_PATHS, &sources, path)?;
-        write_strings(&file, SEGMENT_CLASS_NAMES, &classes, path)?;
-        file.new_dataset_builder().with_data(&Array1::from(variants)).create(VARIANT).at(path)?;
+        crate::segment_columns::write_segment_columns(&file, &sources, &classes, &variants, path)?;
         drop(features);
         file.flush().at(path)?;
         file.close().at(path)

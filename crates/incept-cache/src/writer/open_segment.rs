@@ -5,13 +5,12 @@
 use std::path::Path;
 
 use incept_core::atomic::Temporary;
-use ndarray::{Array1, Array4};
+use ndarray::Array4;
 
 use super::{BASE_ATTRIBUTE, CacheWriter, DEFAULT_SEGMENT_SAMPLES, Sample};
 use crate::{
-    Dtype, Error, MapShape, Result, SEGMENT_CLASS_NAMES, SEGMENT_PREFIX, SEGMENT_SOURCE_PATHS,
-    VARIANT, WithPath, create_growing_features, io_error, write_feature_block,
-    write_string_attribute, write_strings,
+    Dtype, Error, MapShape, Result, SEGMENT_PREFIX, WithPath, create_growing_features, io_error,
+    write_feature_block, write_string_attribute,
 };
 
 /// A segment being written: a temporary file that [`CacheWriter::commit_segment`] renames into
@@ -101,12 +100,7 @@ fn close_segment(
     variants: &[i32],
     path: &Path,
 ) -> Result<()> {
-    write_strings(&file, SEGMENT_SOURCE_PATHS, sources, path)?;
-    write_strings(&file, SEGMENT_CLASS_NAMES, classes, path)?;
-    file.new_dataset_builder()
-        .with_data(&Array1::from(variants.to_vec()))
-        .create(VARIANT)
-        .at(path)?;
+    crate::segment_columns::write_segment_columns(&file, sources, classes, variants, path)?;
     drop(features);
     file.flush().at(path)?;
     // Closing (not just dropping) reports a failed final write.

@@ -117,6 +117,18 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
         &state["cache_stamp"],
         "run.json's cache_stamp",
     )?;
+    check_object(
+        &mut problems,
+        table(&tables, "run-json-sha256")?,
+        &state["sha256"],
+        "run.json's sha256",
+    )?;
+    for (name, digest) in state["sha256"].as_object().into_iter().flatten() {
+        let actual = incept_core::sha256_file(&run_dir.join(name))?;
+        problems.check(digest.as_str() == Some(actual.as_str()), || {
+            format!("run.json's sha256 of {name} is {digest}, the file's is {actual}")
+        });
+    }
     let epochs = state["epochs"].as_array().ok_or("run.json: no epochs")?;
     problems
         .check(epochs.len() == 2, || format!("run.json records {} epochs, not 2", epochs.len()));

@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 27] = [
+const CONTRACT_TABLES: [&str; 28] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -24,6 +24,7 @@ const CONTRACT_TABLES: [&str; 27] = [
     "config-toml-head",
     "run-json",
     "run-json-cache-stamp",
+    "run-json-sha256",
     "run-json-epoch",
     "metrics-csv",
     "predictions-csv",

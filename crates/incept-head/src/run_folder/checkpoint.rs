@@ -23,6 +23,9 @@ const PENDING_MARK: &str = ".epoch-";
 const LAST_EPOCH_FILES: [&str; 2] = [LAST_WEIGHTS, OPTIMIZER_FILE];
 /// Files committed with the best epoch.
 const BEST_EPOCH_FILES: [&str; 3] = [BEST_WEIGHTS, PREDICTIONS_CSV, METRICS_JSON];
+/// Files whose SHA-256 `run.json` records: the weights and optimizer state, in which a changed
+/// byte still reads as a number, so that nothing else would notice it.
+const CHECKSUMMED_FILES: [&str; 3] = [BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER_FILE];
 
 /// Test-only: pause this many milliseconds before each step of a checkpoint, naming the step on
 /// stderr, so that a test can kill training inside a checkpoint and know where it landed.
@@ -70,8 +73,9 @@ pub(crate) struct BestEpoch {
     pub metrics_json: String,
 }
 
-/// Commits the checkpoint of epoch `state.completed_epochs` (`state` already describes it).
-pub(crate) fn commit(run_dir: &Path, state: &RunState, checkpoint: Checkpoint) -> Result<()> {
+/// Commits the checkpoint of epoch `state.completed_epochs` (`state` already describes it; the
+/// SHA-256 of its checkpoint files is recorded in it here).
+pub(crate) fn commit(run_dir: &Path, state: &mut RunState, checkpoint: Checkpoint) -> Result<()> {
     let epoch = state.completed_epochs;
     let mut files = vec![
         (LAST_WEIGHTS, checkpoint.last_weights.as_slice()),
@@ -83,6 +87,10 @@ pub(crate) fn commit(run_dir: &Path, state: &RunState, checkpoint: Checkpoint) -
         files.push((METRICS_JSON, best.metrics_json.as_bytes()));
     }
     for (name, bytes) in files {
+        // Hashed from the bytes in memory: what was meant to be written, not what was read back.
+        if CHECKSUMMED_FILES.contains(&name) {
+            state.sha256.insert(name.to_owned(), incept_core::sha256_hex(bytes));
+        }
         pause_for_tests(&format!("writing {name}{PENDING_MARK}{epoch}"));
         write_file(&pending_path(run_dir, name, epoch), bytes)?;
     }
@@ -152,6 +160,7 @@ fn read_committed(
 }
 
 /// [`read_committed`] for a file the run cannot go on without (`what` names it in the error).
+/// Its SHA-256 is left to the caller to check ([`verify_sha256`]).
 fn read_required(
     run_dir: &Path,
     name: &str,
@@ -170,6 +179,36 @@ fn read_required(
     }
 }
 
+/// Refuses `bytes`, read from `path` as run-folder file `name`, when they differ from the SHA-256
+/// that `run.json` recorded for the file; a file it recorded none for (a run of an earlier
+/// version) is taken as it is.
+fn verify_sha256(path: &Path, name: &str, bytes: &[u8], state: &RunState) -> Result<()> {
+    let Some(recorded) = state.sha256.get(name) else { return Ok(()) };
+    if incept_core::sha256_hex(bytes) == *recorded {
+        return Ok(());
+    }
+    // A run folder keeps one last epoch only: there is none before it for --resume to go back to.
+    let fix = if LAST_EPOCH_FILES.contains(&name) {
+        "the run folder keeps no earlier epoch to resume from; restore it from a backup, or train \
+         the run again in a new --run-dir"
+    } else {
+        "restore it from a backup, or train the run again in a new --run-dir"
+    };
+    Err(Error::Damaged { path: path.to_path_buf(), fix })
+}
+
+/// [`read_required`], refused at once when the file differs from its recorded SHA-256.
+pub(super) fn read_verified(
+    run_dir: &Path,
+    name: &str,
+    state: &RunState,
+    what: &str,
+) -> Result<(PathBuf, Bytes)> {
+    let (path, bytes) = read_required(run_dir, name, state, what)?;
+    verify_sha256(&path, name, &bytes, state)?;
+    Ok((path, bytes))
+}
+
 fn damaged(path: &Path, what: &str, reason: impl std::fmt::Display) -> Error {
     Error::Weights {
         path: path.to_path_buf(),
@@ -183,11 +222,15 @@ fn damaged(path: &Path, what: &str, reason: impl std::fmt::Display) -> Error {
 /// damaged file from one of another head.
 fn load_weights(model: Head, run_dir: &Path, name: &str, state: &RunState) -> Result<Head> {
     let (path, bytes) = read_required(run_dir, name, state, "weights")?;
+    // The checksum's verdict is given last: a file that does not parse or does not fit this head
+    // gets the more precise message and fix; one that loads yet is not the file written, this one.
+    let checksum = verify_sha256(&path, name, &bytes, state);
     let record =
         burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| damaged(&path, "weights", e))?;
-    model
+    let model = model
         .try_load_record(record)
-        .map_err(|e| Error::WeightsDoNotFit { path, reason: e.to_string() })
+        .map_err(|e| Error::WeightsDoNotFit { path, reason: e.to_string() })?;
+    checksum.map(|()| model)
 }
 
 /// Loads the best epoch's committed weights (`best.bpk`) into `model`.
@@ -202,7 +245,11 @@ fn load_optimizer(
     state: &RunState,
 ) -> Result<ModuleOptimizer> {
     let (path, bytes) = read_required(run_dir, OPTIMIZER_FILE, state, "optimizer state")?;
-    optimizer.from_bytes(bytes).map_err(|e| damaged(&path, "optimizer state", e))
+    // Given last, as for the weights.
+    let checksum = verify_sha256(&path, OPTIMIZER_FILE, &bytes, state);
+    let optimizer =
+        optimizer.from_bytes(bytes).map_err(|e| damaged(&path, "optimizer state", e))?;
+    checksum.map(|()| optimizer)
 }
 
 /// Where a resumed run continues from: the last finished epoch's weights and optimizer state
@@ -220,6 +267,12 @@ pub(crate) fn load_last_checkpoint(
     }
     let model = load_weights(model, run_dir, LAST_WEIGHTS, state)?;
     let optimizer = load_optimizer(optimizer, run_dir, state)?;
+    // A damaged best.bpk is refused too, before any training: a later epoch replaces it only by
+    // beating the validation figure run.json recorded for it, which may never happen, so the
+    // run would finish with weights that no command can load, hours of training later.
+    if state.best_epoch > 0 && state.sha256.contains_key(BEST_WEIGHTS) {
+        read_verified(run_dir, BEST_WEIGHTS, state, "weights")?;
+    }
     if state.epochs.is_empty() {
         state.epochs = records_from_metrics_csv(run_dir, state.completed_epochs)?;
     }

@@ -1,5 +1,6 @@
 //! `run.json`: what the run is and how far it got; its commit point (see [`super`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use incept_cache::Cache;
@@ -34,6 +35,12 @@ pub struct RunState {
     /// it was recorded read their rows from `metrics.csv`.
     #[serde(default)]
     pub epochs: Vec<EpochRecord>,
+    /// The SHA-256 (lowercase hex) of each committed checkpoint file (`best.bpk`, `last.bpk`,
+    /// `optimizer.bin`) by name, recorded in the commit that wrote it: a file damaged since is
+    /// refused by its readers. Empty in runs from before it was recorded, whose files are read
+    /// as they are.
+    #[serde(default)]
+    pub sha256: BTreeMap<String, String>,
 }
 
 impl RunState {
@@ -53,6 +60,7 @@ impl RunState {
             train_seconds: 0.0,
             finished: false,
             epochs: Vec::new(),
+            sha256: BTreeMap::new(),
         }
     }
 
