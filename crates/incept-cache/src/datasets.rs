@@ -88,14 +88,30 @@ pub(crate) fn read_checked_block(
     start: usize,
     count: usize,
     path: &Path,
+    extents: Option<&[crate::extents::Extent]>,
 ) -> Result<Array4<f32>> {
+    // Rows whose chunk is not where it was written (see `extents`): another row's bytes.
+    let misplaced =
+        extents.map(|e| crate::extents::misplaced(dataset, e, start, count)).unwrap_or_default();
     let error = match read_feature_block(dataset, dtype, start, count, path) {
-        Ok(block) => return Ok(block),
+        Ok(block) if misplaced.is_empty() => return Ok(block),
+        Ok(_) => {
+            let damaged = misplaced;
+            return Err(Error::Damaged {
+                piece: path.to_path_buf(),
+                rows: damaged,
+                cache: None,
+                photos: Vec::new(),
+            });
+        }
         Err(error) => error,
     };
-    let damaged: Vec<usize> = (start..start + count)
+    let mut damaged: Vec<usize> = (start..start + count)
         .filter(|&row| read_feature_block(dataset, dtype, row, 1, path).is_err())
+        .chain(misplaced)
         .collect();
+    damaged.sort_unstable();
+    damaged.dedup();
     if damaged.is_empty() {
         return Err(error);
     }

@@ -40,6 +40,7 @@ mod chunks;
 mod combine;
 mod datasets;
 mod error;
+mod extents;
 mod index;
 mod reader;
 mod repair;

@@ -231,6 +231,6 @@ impl Repair<'_> {
             }
             flush(&mut run, &mut at)?;
         }
-        Ok(())
+        crate::extents::record(file, &target, path)
     }
 }
