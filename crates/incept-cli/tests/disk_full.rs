@@ -130,3 +130,22 @@ fn grown_size(path: &Path) -> std::io::Result<u64> {
     }
     Ok(total.div_ceil(1024))
 }
+
+#[test]
+fn a_full_disk_stops_training_in_one_line_and_resume_finishes_the_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 4)?;
+    let config = small_config_with(dir.path(), 3, "")?;
+    let Some(disk) = SmallDisk::mount(dir.path(), 12) else { return Ok(()) };
+    let run_dir = disk.path.join("run");
+    let full = train(&cache, &run_dir, &config, &[])?;
+    assert_disk_full_line(&full, "--resume");
+    assert_eq!(temporaries(&disk.path)?, Vec::<PathBuf>::new());
+    disk.grow(262_144)?;
+    ok(train(&cache, &run_dir, &config, &["--resume"])?);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json"))?)?;
+    assert_eq!(state["completed_epochs"], 3);
+    ok(run(&["confusion", path_str(&run_dir)])?);
+    Ok(())
+}

@@ -49,6 +49,11 @@ pub enum Error {
     Report(#[from] incept_report::Error),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "no space left on device writing {path}: the run keeps its last finished epoch; free \
+         space and continue it with `incept train-head … --resume`"
+    )]
+    DiskFull { path: PathBuf },
     #[error("configuration: {0}")]
     Config(String),
     #[error(

@@ -26,7 +26,7 @@
 //! committed file through [`committed_file`]). So a resumed run never trains an epoch twice nor
 //! writes a row twice.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::TrainConfig;
 use crate::{Error, Result};
@@ -55,7 +55,16 @@ pub const METRICS_JSON: &str = "metrics.json";
 pub const PREDICTIONS_CSV: &str = "predictions.csv";
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| disk_full_or_io(path.to_path_buf(), source)
+}
+
+/// An I/O error, or the one line a full disk deserves (the run folder keeps its last epoch).
+fn disk_full_or_io(path: PathBuf, source: std::io::Error) -> Error {
+    if incept_core::is_disk_full(&source) {
+        Error::DiskFull { path }
+    } else {
+        Error::Io { path, source }
+    }
 }
 
 fn not_a_run(run_dir: &Path, reason: String) -> Error {
@@ -68,7 +77,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn core_error(error: incept_core::Error) -> Error {
     match error {
-        incept_core::Error::Io { path, source } => Error::Io { path, source },
+        incept_core::Error::Io { path, source } => disk_full_or_io(path, source),
         other => Error::Data(other.to_string()),
     }
 }
