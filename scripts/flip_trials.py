@@ -139,7 +139,7 @@ def main():
             if result.returncode not in (0, 1):
                 line += f": {(result.stderr.strip().splitlines() or ['(no message)'])[-1]}"
             keep = os.environ.get("KEEP_FAILED")
-            if keep and (missed_here or result.returncode not in (0, 1)):
+            if keep and (missed_here or listed - truth or result.returncode not in (0, 1)):
                 shutil.copytree(folder, os.path.join(keep, f"trial-{trial}"))
             if repair and (truth or listed or result.returncode == 1):
                 command = [INCEPT, "verify", copy, "--repair"] + (["--model", model] if model else [])

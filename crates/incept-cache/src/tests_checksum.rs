@@ -83,7 +83,7 @@ fn a_flipped_byte_is_refused_by_reads_found_by_verify_and_repaired() -> Result<(
     let maps: HashMap<usize, Vec<f32>> = [(3, samples[3].features.clone())].into();
     let summary = repair(&report, &maps, &HashSet::new())?;
     assert_eq!(summary.repaired, 1);
-    assert_eq!(summary.removed, [piece.clone()]);
+    assert_eq!(summary.removed, std::slice::from_ref(&piece));
     assert!(!piece.exists(), "the damaged piece is deleted once no index names it");
     let repaired = Cache::open(&path)?;
     assert_eq!(repaired.read_block(0, 5)?, clean);
@@ -133,7 +133,7 @@ fn missing_pieces_and_stray_files_are_reported_and_rows_can_be_dropped() -> Resu
     let stray = parts.join("segment-00000099.h5");
     std::fs::copy(piece_of(&path)?, &stray).map_err(io_error(&stray))?;
     let report = verify(&path, &|_| {})?;
-    assert_eq!(report.stray, [stray.clone()], "an old segment no index names");
+    assert_eq!(report.stray, std::slice::from_ref(&stray), "an old segment no index names");
     assert!(report.bad_rows().is_empty() && !report.is_clean());
 
     std::fs::remove_file(piece_of(&path)?).map_err(io_error(&parts))?;
@@ -205,7 +205,7 @@ fn packed_segments_keep_their_checksums_and_a_damaged_one_is_not_packed() -> Res
     assert_eq!(Cache::open(&path)?.len(), 5, "the cache is as it was");
     // verify calls it stray (not pending work), and --repair deletes it.
     let report = verify(&path, &|_| {})?;
-    assert_eq!(report.stray, [pending.clone()]);
+    assert_eq!(report.stray, std::slice::from_ref(&pending));
     assert_eq!(report.pending.len(), 1);
     repair(&report, &HashMap::new(), &HashSet::new())?;
     assert!(!pending.exists());

@@ -62,12 +62,15 @@ fn checked(cache: &Path) -> Result<VerifyReport> {
     Ok(report)
 }
 
+/// New maps ([H × W × C]) by row of the cache.
+type Maps = std::collections::HashMap<usize, Vec<f32>>;
+
 /// The new maps of the bad rows and the rows to drop (photos gone, with `--drop-missing`).
 fn remake(
     args: &VerifyArgs,
     report: &VerifyReport,
     bad: &[usize],
-) -> Result<(std::collections::HashMap<usize, Vec<f32>>, HashSet<usize>)> {
+) -> Result<(Maps, HashSet<usize>)> {
     let data_dir: PathBuf = match (&args.data, &report.data_folder) {
         (Some(data), _) => data.clone(),
         (None, Some(recorded)) => recorded.clone(),
