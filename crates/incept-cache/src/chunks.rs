@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use hdf5_sys::h5::{haddr_t, hsize_t};
-use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk, H5Dwrite_chunk};
+use hdf5_sys::h5::hsize_t;
+use hdf5_sys::h5d::{H5Dread_chunk, H5Dwrite_chunk};
 use hdf5_sys::h5p::H5P_DEFAULT;
 
 use crate::checksum::{checksum_filter_position, chunk_is_whole};
@@ -117,27 +117,18 @@ pub(crate) fn read_stored_chunk(
         cache: None,
         photos: Vec::new(),
     };
-    let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
-    let (mut mask, mut address, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
-    // SAFETY: the dataset id is live (held by `dataset`), `offset` has one entry per dimension
-    // of the 4-d dataset, and the out-pointers point at locals.
-    let status = unsafe {
-        H5Dget_chunk_info_by_coord(
-            dataset.id(),
-            offset.as_ptr(),
-            &mut mask,
-            &mut address,
-            &mut size,
-        )
+    let Some((_, size)) = crate::extents::locate(dataset, row) else {
+        return Err(failed());
     };
     // A chunk's recorded size comes from the piece's chunk index, which has no checksum: a
     // damaged one must not make this allocate terabytes. Compressed bytes exceed the raw map by
     // little (LZF and deflate add a few percent to incompressible data).
     let raw =
         dataset.shape().iter().skip(1).product::<usize>() * dataset.dtype().map_or(4, |t| t.size());
-    if status < 0 || size == 0 || size as usize > 2 * raw + 4096 {
+    if size as usize > 2 * raw + 4096 {
         return Err(failed());
     }
+    let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
     buffer.resize(size as usize, 0);
     let mut filters: u32 = 0;
     // SAFETY: `buffer` holds `size` bytes, the chunk's stored size just queried.
@@ -176,23 +167,8 @@ pub fn stored_chunk_extent(path: &Path, row: usize) -> Result<(u64, u64)> {
     let file = crate::open_hdf5(path)?;
     let dataset =
         file.dataset(crate::FEATURES).map_err(|_| crate::missing(path, crate::FEATURES))?;
-    let offset: [hsize_t; 4] = [row as hsize_t, 0, 0, 0];
-    let (mut mask, mut address, mut size): (u32, haddr_t, hsize_t) = (0, 0, 0);
-    // SAFETY: as in `read_stored_chunk`.
-    let status = hdf5::sync::sync(|| unsafe {
-        H5Dget_chunk_info_by_coord(
-            dataset.id(),
-            offset.as_ptr(),
-            &mut mask,
-            &mut address,
-            &mut size,
-        )
-    });
-    if status < 0 || size == 0 {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("row {row} has no stored chunk"),
-        });
-    }
-    Ok((address, size))
+    crate::extents::locate(&dataset, row).ok_or_else(|| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("row {row} has no stored chunk"),
+    })
 }

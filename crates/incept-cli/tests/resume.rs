@@ -12,6 +12,18 @@ use crate::common::*;
 mod checksums;
 mod damaged;
 
+/// Copies the files of a run folder (not its sub-folders) into `to`.
+fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, to.join(name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Every file of a folder and its bytes: to show that a refused command changed nothing.
 fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut files = BTreeMap::new();

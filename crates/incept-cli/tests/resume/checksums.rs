@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{assert_one_line_error, snapshot};
+use super::{assert_one_line_error, copy_run, snapshot};
 use crate::common::*;
 
 /// What the refusal of a damaged checkpoint file says to do.
@@ -20,17 +20,6 @@ fn flip_middle_byte(path: &Path) -> std::io::Result<()> {
         *byte ^= 1;
     }
     std::fs::write(path, bytes)
-}
-
-fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, to.join(name))?;
-        }
-    }
-    Ok(())
 }
 
 /// A finished two-epoch run, with its data folder and cache.

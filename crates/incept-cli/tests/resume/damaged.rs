@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{assert_one_line_error, snapshot};
+use super::{assert_one_line_error, copy_run, snapshot};
 use crate::common::*;
 
 /// A finished two-epoch run to damage, and the command that resumes it.
@@ -15,17 +15,6 @@ fn damaged_run_fixture(
     let good = dir.join("good");
     ok(train(&cache, &good, &config, &[])?);
     Ok((cache, config, good))
-}
-
-fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let path = entry?.path();
-        if let Some(name) = path.file_name() {
-            std::fs::copy(&path, to.join(name))?;
-        }
-    }
-    Ok(())
 }
 
 #[test]
