@@ -48,6 +48,12 @@ pub enum Error {
     Duplicate { path: PathBuf, source_path: String, variant: u32 },
     #[error("{path}: feature maps of shape {found} cannot join a cache of shape {expected}")]
     ShapeDiffers { path: PathBuf, expected: MapShape, found: MapShape },
+    #[error(
+        "{path}: its columns (each row's photo, class and variant) are damaged: they do not match \
+         the hash written with them; `incept verify {path} --repair` rebuilds an index's columns \
+         from its pieces (a self-contained file must be made again)"
+    )]
+    ColumnsDamaged { path: PathBuf },
     /// Rows whose stored bytes fail their checksum (or cannot be read at all).
     #[error("{}", damaged_message(piece, rows, cache.as_deref(), photos))]
     Damaged {

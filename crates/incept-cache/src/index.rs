@@ -7,6 +7,8 @@ use std::path::{Component, Path, PathBuf};
 
 use ndarray::{Array1, Array4, s};
 
+use crate::segment_columns::columns_hash;
+
 use crate::{
     CLASSES, Compression, Dtype, Error, FEATURES, LABELS, MapShape, Result, SOURCE, SOURCES,
     Settings, VARIANT, WithPath, io_error, map_shape_of, open_hdf5, read_checked_block,
@@ -272,7 +274,18 @@ impl Columns {
             file.new_dataset_builder().with_data(&Array1::from(values)).create(name).at(path)?;
         }
         write_strings(file, CLASSES, &classes, path)?;
-        write_strings(file, SOURCES, &self.sources, path)
+        write_strings(file, SOURCES, &self.sources, path)?;
+        // What every reader checks the columns against (a flipped label would train silently).
+        let rows = self.row_source.iter().zip(&self.row_class).zip(&self.row_variant).map(
+            |((&source, &class), &variant)| {
+                (
+                    self.sources[source as usize].as_str(),
+                    self.class_names[class].as_str(),
+                    variant as u32,
+                )
+            },
+        );
+        crate::segment_columns::write_columns_hash(file, columns_hash(rows), path)
     }
 }
 

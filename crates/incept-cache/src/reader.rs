@@ -116,6 +116,12 @@ impl Cache {
                 sources.len()
             )));
         }
+        let rows = labels.iter().zip(&source).zip(&variant).map(|((&label, &photo), &variant)| {
+            (sources[photo as usize].as_str(), classes[label as usize].as_str(), variant as u32)
+        });
+        if !crate::segment_columns::matches_recorded(&file, rows) {
+            return Err(Error::ColumnsDamaged { path: path.to_path_buf() });
+        }
         let created = read_string_attribute(&file, "created", path).ok();
         let content_id = read_string_attribute(&file, "content_id", path).ok();
         let compression = read_string_attribute(&file, "compression", path)

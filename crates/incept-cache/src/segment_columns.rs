@@ -1,7 +1,8 @@
 //! A segment's own record of its rows (`source_paths`, `class_names`, `variant`) and the hash of
-//! it, `columns_hash`: a fixed-size attribute that `incept verify` compares with the index's rows
-//! without reading the variable-length strings, whose heap HDF5 trusts blindly (a damaged string
-//! length there can crash the library).
+//! rows, `columns_hash`: a fixed-size attribute. On a segment, `incept verify` compares it with the
+//! index's rows without reading the variable-length strings, whose heap HDF5 trusts blindly (a
+//! damaged string length there can crash the library). On a cache (index or self-contained), every
+//! open checks its columns against it: a flipped label or photo index is refused, not trained on.
 
 use std::path::Path;
 
@@ -43,9 +44,23 @@ pub(crate) fn write_segment_columns(
         .zip(classes)
         .zip(variants)
         .map(|((source, class), &variant)| (source.as_str(), class.as_str(), variant as u32));
-    file.new_attr::<u64>()
-        .create(COLUMNS_HASH_ATTRIBUTE)
-        .at(path)?
-        .write_scalar(&columns_hash(rows))
-        .at(path)
+    write_columns_hash(file, columns_hash(rows), path)
+}
+
+/// Writes the `columns_hash` attribute.
+pub(crate) fn write_columns_hash(file: &hdf5::File, hash: u64, path: &Path) -> crate::Result<()> {
+    file.new_attr::<u64>().create(COLUMNS_HASH_ATTRIBUTE).at(path)?.write_scalar(&hash).at(path)
+}
+
+/// The recorded `columns_hash` of a file, if it has one.
+pub(crate) fn recorded_columns_hash(file: &hdf5::File) -> Option<u64> {
+    file.attr(COLUMNS_HASH_ATTRIBUTE).and_then(|attribute| attribute.read_scalar::<u64>()).ok()
+}
+
+/// Whether rows (photo, class, variant) match a file's recorded hash (true without one).
+pub(crate) fn matches_recorded<'a>(
+    file: &hdf5::File,
+    rows: impl Iterator<Item = (&'a str, &'a str, u32)>,
+) -> bool {
+    recorded_columns_hash(file).is_none_or(|hash| hash == columns_hash(rows))
 }

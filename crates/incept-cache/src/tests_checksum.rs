@@ -211,3 +211,36 @@ fn packed_segments_keep_their_checksums_and_a_damaged_one_is_not_packed() -> Res
     assert!(!pending.exists());
     Ok(())
 }
+
+/// Rewrites row `row`'s label in the cache file at `path` (a flip no checksum of the maps sees).
+fn relabel(path: &Path, row: usize) -> Result<()> {
+    let file = hdf5::File::open_rw(path).at(path)?;
+    let dataset = file.dataset(LABELS).at(path)?;
+    let mut labels: Vec<i32> = dataset.read_raw().at(path)?;
+    labels[row] = 1 - labels[row];
+    dataset.write_raw(&labels).at(path)
+}
+
+#[test]
+fn damaged_columns_are_refused_and_an_index_rebuilds_them_from_its_pieces() -> Result<()> {
+    let dir = tempdir();
+    let path = dir.path().join("c.h5");
+    cache_of(&path, 4)?;
+    let labels = Cache::open(&path)?.labels.clone();
+    relabel(&path, 2)?;
+    assert!(matches!(Cache::open(&path), Err(Error::ColumnsDamaged { .. })));
+    let report = verify(&path, &|_| {})?;
+    assert!(report.columns_damaged && !report.is_clean() && report.bad_rows().is_empty());
+    repair(&report, &HashMap::new(), &HashSet::new())?;
+    assert_eq!(Cache::open(&path)?.labels, labels);
+    assert!(verify(&path, &|_| {})?.is_clean());
+
+    // A self-contained file has no other record: refused, by open and by verify.
+    let copy = dir.path().join("copy.h5");
+    copy_into_one_file(&copy, &[Cache::open(&path)?])?;
+    relabel(&copy, 0)?;
+    assert!(matches!(Cache::open(&copy), Err(Error::ColumnsDamaged { .. })));
+    let refused = verify(&copy, &|_| {}).map(drop).map_err(|e| e.to_string());
+    assert!(refused.expect_err("no record to rebuild from").contains("make it again"));
+    Ok(())
+}

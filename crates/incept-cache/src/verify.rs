@@ -73,6 +73,9 @@ pub struct VerifyReport {
     pub pending: Vec<PathBuf>,
     /// The recorded data folder (absolute), if any.
     pub data_folder: Option<PathBuf>,
+    /// The index's columns did not match their hash; `keys` were rebuilt from the pieces' own
+    /// records (each checked against its piece's hash), and a repair writes them into the index.
+    pub columns_damaged: bool,
 }
 
 impl VerifyReport {
@@ -86,9 +89,11 @@ impl VerifyReport {
         self.pieces.iter().filter(|p| !p.checksummed && p.problem.is_none()).map(|p| p.rows).sum()
     }
 
-    /// No bad row and no stray file.
+    /// No bad row, no damaged column and no stray file.
     pub fn is_clean(&self) -> bool {
-        self.pieces.iter().all(|p| p.bad_rows().is_empty()) && self.stray.is_empty()
+        self.pieces.iter().all(|p| p.bad_rows().is_empty())
+            && self.stray.is_empty()
+            && !self.columns_damaged
     }
 }
 
@@ -99,7 +104,10 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
     let settings = Settings::read_attributes(&file, path)?;
     let features = file.dataset(FEATURES).map_err(|_| crate::missing(path, FEATURES))?;
     let (total, shape) = map_shape_of(&features, path)?;
-    let keys = index_keys(&file, path, total)?;
+    // The index's own columns, if they are whole (they match the hash written with them).
+    let whole_keys = index_keys(&file, path, total)
+        .ok()
+        .filter(|keys| crate::segment_columns::matches_recorded(&file, key_refs(keys)));
     let content_id = read_string_attribute(&file, "content_id", path).ok();
     let data_folder = read_string_attribute(&file, index::DATA_FOLDER_ATTRIBUTE, path)
         .ok()
@@ -133,6 +141,20 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
     };
     drop(features);
     drop(file);
+    let columns_damaged = whole_keys.is_none();
+    let keys = match whole_keys {
+        Some(keys) => keys,
+        None if self_contained => {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                reason: "its columns (each row's photo, class and variant) are damaged, and a \
+                         self-contained file holds no other record of them; make it again (`incept \
+                         merge --copy` from the shards, or `incept extract`)"
+                    .into(),
+            });
+        }
+        None => keys_from_pieces(path, &listed)?,
+    };
     let mut pieces = Vec::with_capacity(listed.len());
     let mut start = 0;
     for (piece, rows) in listed {
@@ -146,6 +168,7 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
         unnamed_files(path, &pieces, content_id.as_deref())?
     };
     Ok(VerifyReport {
+        columns_damaged,
         cache: path.to_path_buf(),
         settings,
         shape,
@@ -157,6 +180,36 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
         pending,
         data_folder,
     })
+}
+
+/// Rows as the `(photo, class, variant)` references [`crate::segment_columns`] hashes.
+fn key_refs(keys: &[RowKey]) -> impl Iterator<Item = (&str, &str, u32)> {
+    keys.iter().map(|(photo, class, variant)| (photo.as_str(), class.as_str(), *variant))
+}
+
+/// The rows of an index whose own columns are damaged, from its pieces' records: each piece must
+/// have a `columns_hash` its record matches, or nothing can be trusted.
+fn keys_from_pieces(path: &Path, listed: &[(PathBuf, usize)]) -> Result<Vec<RowKey>> {
+    let cannot = |piece: &Path, why: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!(
+            "its columns (each row's photo, class and variant) are damaged, and piece {} {why}, \
+             so they cannot be rebuilt; make the cache again",
+            piece.display()
+        ),
+    };
+    let mut keys = Vec::new();
+    for (piece, rows) in listed {
+        let file = open_hdf5(piece).map_err(|_| cannot(piece, "cannot be read"))?;
+        let found = piece_keys(&file, piece, *rows)
+            .map_err(|_| cannot(piece, "has no whole record of its rows"))?;
+        let hashed = crate::segment_columns::recorded_columns_hash(&file).is_some();
+        if !hashed || !crate::segment_columns::matches_recorded(&file, key_refs(&found)) {
+            return Err(cannot(piece, "has no record of its rows that its hash confirms"));
+        }
+        keys.extend(found);
+    }
+    Ok(keys)
 }
 
 /// The index's rows as (photo, class, variant), its columns checked against each other.
@@ -298,8 +351,7 @@ fn check_piece_inner(
     // The hash first: it needs no variable-length string of the piece (see segment_columns).
     let recorded =
         file.attr(COLUMNS_HASH_ATTRIBUTE).and_then(|attribute| attribute.read_scalar::<u64>()).ok();
-    let expected_hash =
-        columns_hash(expected.keys.iter().map(|(p, c, v)| (p.as_str(), c.as_str(), *v)));
+    let expected_hash = columns_hash(key_refs(expected.keys));
     match recorded {
         Some(hash) if hash == expected_hash => return Ok(()),
         Some(_) => {

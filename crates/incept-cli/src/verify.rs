@@ -20,6 +20,14 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
     }
     let bad = report.bad_rows();
     if !args.repair {
+        if report.columns_damaged {
+            bail!(
+                "{}: the index's columns are damaged (its pieces' own records are whole); run \
+                 `incept verify {} --repair` to rebuild them",
+                args.cache.display(),
+                args.cache.display()
+            );
+        }
         bail!(
             "{}: {} damaged {}{}; run `incept verify {} --repair` to make them again from their \
              photos",
@@ -153,6 +161,13 @@ fn describe(report: &VerifyReport) {
         report.cache.display(),
         if pieces == 1 { "piece" } else { "pieces" }
     );
+    if report.columns_damaged {
+        eprintln!(
+            "damaged: the index's columns (each row's photo, class and variant) do not match their \
+             hash; its pieces' own records, which match theirs, are whole, and `--repair` writes \
+             them back into the index"
+        );
+    }
     let unchecked = report.unchecked_rows();
     if unchecked > 0 {
         eprintln!(
