@@ -51,6 +51,12 @@ pub fn repair(
                 .into(),
         });
     }
+    if report.self_contained && report.columns_damaged {
+        return Err(Error::Corrupt {
+            path: path.clone(),
+            reason: crate::verify::SELF_CONTAINED_COLUMNS.into(),
+        });
+    }
     let created = read_string_attribute(&file, "created", path).ok();
     let compression = read_string_attribute(&file, "compression", path)
         .ok()

@@ -240,7 +240,9 @@ fn damaged_columns_are_refused_and_an_index_rebuilds_them_from_its_pieces() -> R
     copy_into_one_file(&copy, &[Cache::open(&path)?])?;
     relabel(&copy, 0)?;
     assert!(matches!(Cache::open(&copy), Err(Error::ColumnsDamaged { .. })));
-    let refused = verify(&copy, &|_| {}).map(drop).map_err(|e| e.to_string());
+    let report = verify(&copy, &|_| {})?;
+    assert_eq!(report.bad_rows().len(), 4, "every row is reported");
+    let refused = repair(&report, &HashMap::new(), &HashSet::new()).map_err(|e| e.to_string());
     assert!(refused.expect_err("no record to rebuild from").contains("make it again"));
     Ok(())
 }

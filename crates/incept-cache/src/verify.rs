@@ -18,6 +18,11 @@ use crate::{
     read_string_attribute, read_strings, with_suffix,
 };
 
+/// The problem of a self-contained file whose columns are damaged.
+pub(crate) const SELF_CONTAINED_COLUMNS: &str = "its columns (each row's photo, class and variant) \
+     are damaged, and a self-contained file holds no other record of them: make it again (`incept \
+     merge --copy` from the shards, or `incept extract`)";
+
 /// Rows read at a time from a piece without checksums (decompressed to find damage).
 const DECODED_ROWS: usize = 64;
 
@@ -144,13 +149,32 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
     let columns_damaged = whole_keys.is_none();
     let keys = match whole_keys {
         Some(keys) => keys,
+        // No other record: every row is reported, as far as the columns still read.
         None if self_contained => {
-            return Err(Error::Corrupt {
+            let keys = index_keys_unchecked(path, total);
+            let mut pieces = Vec::new();
+            pieces.push(PieceReport {
                 path: path.to_path_buf(),
-                reason: "its columns (each row's photo, class and variant) are damaged, and a \
-                         self-contained file holds no other record of them; make it again (`incept \
-                         merge --copy` from the shards, or `incept extract`)"
-                    .into(),
+                start: 0,
+                rows: total,
+                checksummed: false,
+                problem: Some(SELF_CONTAINED_COLUMNS.into()),
+                damaged: Vec::new(),
+                disagreeing: Vec::new(),
+            });
+            progress(total as u64);
+            return Ok(VerifyReport {
+                columns_damaged,
+                cache: path.to_path_buf(),
+                settings,
+                shape,
+                content_id,
+                self_contained,
+                keys,
+                pieces,
+                stray: Vec::new(),
+                pending: Vec::new(),
+                data_folder,
             });
         }
         None => keys_from_pieces(path, &listed)?,
@@ -180,6 +204,35 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
         pending,
         data_folder,
     })
+}
+
+/// The rows as the damaged columns still say (for the table of a file that must be made again),
+/// `?` where they say nothing.
+fn index_keys_unchecked(path: &Path, total: usize) -> Vec<RowKey> {
+    let unknown = || (String::from("?"), String::from("?"), 0);
+    let Ok(file) = open_hdf5(path) else { return vec![unknown(); total] };
+    let read = || -> Result<Vec<RowKey>> {
+        let classes = read_strings(&file, CLASSES, path)?;
+        let sources = read_strings(&file, SOURCES, path)?;
+        let (labels, source, variant) = (
+            read_i32(&file, LABELS, path)?,
+            read_i32(&file, SOURCE, path)?,
+            read_i32(&file, VARIANT, path)?,
+        );
+        Ok((0..total)
+            .map(|row| {
+                let photo = source.get(row).and_then(|&s| sources.get(usize::try_from(s).ok()?));
+                let class = labels.get(row).and_then(|&c| classes.get(usize::try_from(c).ok()?));
+                let variant = variant.get(row).and_then(|&v| u32::try_from(v).ok()).unwrap_or(0);
+                (
+                    photo.cloned().unwrap_or_else(|| "?".into()),
+                    class.cloned().unwrap_or_else(|| "?".into()),
+                    variant,
+                )
+            })
+            .collect())
+    };
+    read().unwrap_or_else(|_| vec![unknown(); total])
 }
 
 /// Rows as the `(photo, class, variant)` references [`crate::segment_columns`] hashes.

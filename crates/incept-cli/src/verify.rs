@@ -42,6 +42,9 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
             args.cache.display()
         );
     }
+    if report.self_contained && report.columns_damaged {
+        bail!("{}: nothing was changed", args.cache.display());
+    }
     let (maps, dropped) =
         if bad.is_empty() { Default::default() } else { remake(args, &report, &bad)? };
     let summary = repair(&report, &maps, &dropped)?;
