@@ -184,3 +184,39 @@ fn merged_indexes_and_copies_are_verified_and_repaired() -> TestResult {
     assert_same_maps(&copy, &clean)?;
     Ok(())
 }
+
+#[test]
+fn a_repair_killed_at_any_moment_leaves_the_old_cache_or_the_repaired_one() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = tiny_cache(dir.path(), 6)?;
+    let clean = dir.path().join("clean.h5");
+    ok(extract(&data, &clean, &["--copies", "1"])?);
+    let damaged = [3, 17, 30];
+    flip_in(&pieces_of(&cache)?[0], &damaged, 9)?;
+    let model = tiny_model();
+    // Kills land anywhere from before the first row is made again to after the new index.
+    for delay_ms in [0, 10, 25, 50, 100, 200, 400] {
+        let mut child = incept()
+            .args(["verify", path_str(&cache), "--repair", "--model", path_str(&model)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill()?;
+        child.wait()?;
+        let after = verify(&cache, &[])?;
+        let listed = listed_rows(&after);
+        assert!(
+            listed == damaged || listed.is_empty(),
+            "killed after {delay_ms} ms: {listed:?} listed\n{}",
+            stderr(&after)
+        );
+        if listed.is_empty() {
+            assert_same_maps(&cache, &clean)?;
+            break;
+        }
+    }
+    ok(verify(&cache, &["--repair"])?);
+    assert_same_maps(&cache, &clean)?;
+    Ok(())
+}
