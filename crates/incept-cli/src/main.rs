@@ -10,6 +10,7 @@ mod allocator;
 mod cli;
 mod commands;
 mod export;
+mod pipes;
 mod predict;
 mod report;
 mod sharding;
@@ -28,6 +29,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 const EXIT_PERMANENT: u8 = 2;
 
 fn main() -> ExitCode {
+    pipes::end_quietly_on_broken_pipe();
     let cli = Cli::parse();
     incept_core::limits::raise_open_file_limit();
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -27,6 +27,16 @@ fn confusion_renders_and_evaluates_other_caches() -> TestResult {
         "{table}"
     );
     assert!(table.contains(&format!(" recall ({worst})\n")), "{table}");
+    // Into a pipe whose reader has gone (`| head -0`): a quiet end, as Unix tools end, no panic.
+    let mut piped = incept()
+        .args(["confusion", path_str(&run_dir)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(piped.stdout.take());
+    let ended = piped.wait_with_output()?;
+    assert!(!stderr(&ended).contains("panicked"), "{}", stderr(&ended));
+    assert_ne!(ended.status.code(), Some(101), "{}", stderr(&ended));
     let json: serde_json::Value = serde_json::from_str(&stdout(&ok(run(&[
         "confusion",
         path_str(&run_dir),
