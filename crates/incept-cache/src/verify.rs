@@ -152,8 +152,7 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
         // No other record: every row is reported, as far as the columns still read.
         None if self_contained => {
             let keys = index_keys_unchecked(path, total);
-            let mut pieces = Vec::new();
-            pieces.push(PieceReport {
+            let pieces = vec![PieceReport {
                 path: path.to_path_buf(),
                 start: 0,
                 rows: total,
@@ -161,7 +160,7 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
                 problem: Some(SELF_CONTAINED_COLUMNS.into()),
                 damaged: Vec::new(),
                 disagreeing: Vec::new(),
-            });
+            }];
             progress(total as u64);
             return Ok(VerifyReport {
                 columns_damaged,
