@@ -124,7 +124,8 @@ def main():
             open(piece, "wb").write(bytes(content))
             truth = truly_damaged(cache, copy)
             maps_truth = truly_damaged(cache, copy, columns=False)
-            result = subprocess.run([INCEPT, "verify", copy], capture_output=True, text=True)
+            result = subprocess.run([INCEPT, "verify", copy], capture_output=True, text=True,
+                                    errors="replace")
             listed = {int(line.split("\t")[0]) for line in result.stdout.splitlines()[1:] if line}
             if result.returncode not in (0, 1):
                 unreadable += 1
@@ -144,7 +145,7 @@ def main():
             if repair and (truth or listed or result.returncode == 1):
                 command = [INCEPT, "verify", copy, "--repair"] + (["--model", model] if model else [])
                 command += ["--data", data] if data else []
-                fixed = subprocess.run(command, capture_output=True, text=True)
+                fixed = subprocess.run(command, capture_output=True, text=True, errors="replace")
                 same = fixed.returncode == 0 and not truly_damaged(cache, copy) and \
                     rows_of(copy) == rows_of(cache)
                 repaired_equal += same

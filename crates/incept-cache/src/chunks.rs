@@ -56,19 +56,15 @@ pub(crate) fn copy_rows(
     let failed =
         |path: &Path, what: String| Error::Corrupt { path: path.to_path_buf(), reason: what };
     let checksum_bit = checksum_filter_position(source);
-    let rows_stored = source.shape().first().copied().unwrap_or(0);
-    let extents = source.file().ok().and_then(|file| crate::extents::recorded(&file, rows_stored));
+
     // The HDF5 library is not thread-safe: every call goes through the crate's lock.
     hdf5::sync::sync(|| {
         let mut buffer: Vec<u8> = Vec::new();
         for (k, &row) in rows.iter().enumerate() {
-            let misplaced = extents
-                .as_deref()
-                .is_some_and(|e| !crate::extents::misplaced(source, e, row, 1).is_empty());
             let filters = read_stored_chunk(source, source_path, row, &mut buffer)?;
             // A damaged chunk is refused, not copied on: its bad checksum would travel with it,
-            // but the copy would look like a new, whole cache. So is another row's chunk.
-            if misplaced || !stored_chunk_is_whole(&buffer, filters, checksum_bit) {
+            // but the copy would look like a new, whole cache.
+            if !stored_chunk_is_whole(&buffer, filters, checksum_bit) {
                 return Err(Error::Damaged {
                     piece: source_path.to_path_buf(),
                     rows: vec![row],
@@ -117,7 +113,7 @@ pub(crate) fn read_stored_chunk(
         cache: None,
         photos: Vec::new(),
     };
-    let Some((_, size)) = crate::extents::locate(dataset, row) else {
+    let Some(size) = crate::extents::stored_size(dataset, row) else {
         return Err(failed());
     };
     // A chunk's recorded size comes from the piece's chunk index, which has no checksum: a

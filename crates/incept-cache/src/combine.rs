@@ -102,7 +102,6 @@ pub fn copy_into_one_file(output: &Path, inputs: &[Cache]) -> Result<MergeSummar
                 written += piece.rows;
             }
         }
-        crate::extents::record(&file, &features, path)?;
         drop(features);
         columns.write(&file, path)?;
         let stamp = Stamp {

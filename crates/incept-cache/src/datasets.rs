@@ -14,7 +14,9 @@ use crate::{
 pub(crate) fn read_strings(file: &hdf5::File, name: &str, path: &Path) -> Result<Vec<String>> {
     let dataset = file.dataset(name).map_err(|_| missing(path, name))?;
     let values: Vec<VarLenUnicode> = dataset.read_raw().at(path)?;
-    Ok(values.iter().map(|v| v.as_str().to_owned()).collect())
+    // HDF5 does not check that a "UTF-8" string is UTF-8, and neither does `as_str`: damaged
+    // bytes must not become an invalid `str` (their rows then fail the columns' hash instead).
+    Ok(values.iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect())
 }
 
 pub(crate) fn write_strings(
@@ -88,30 +90,14 @@ pub(crate) fn read_checked_block(
     start: usize,
     count: usize,
     path: &Path,
-    extents: Option<&[crate::extents::Extent]>,
 ) -> Result<Array4<f32>> {
-    // Rows whose chunk is not where it was written (see `extents`): another row's bytes.
-    let misplaced =
-        extents.map(|e| crate::extents::misplaced(dataset, e, start, count)).unwrap_or_default();
     let error = match read_feature_block(dataset, dtype, start, count, path) {
-        Ok(block) if misplaced.is_empty() => return Ok(block),
-        Ok(_) => {
-            let damaged = misplaced;
-            return Err(Error::Damaged {
-                piece: path.to_path_buf(),
-                rows: damaged,
-                cache: None,
-                photos: Vec::new(),
-            });
-        }
+        Ok(block) => return Ok(block),
         Err(error) => error,
     };
-    let mut damaged: Vec<usize> = (start..start + count)
+    let damaged: Vec<usize> = (start..start + count)
         .filter(|&row| read_feature_block(dataset, dtype, row, 1, path).is_err())
-        .chain(misplaced)
         .collect();
-    damaged.sort_unstable();
-    damaged.dedup();
     if damaged.is_empty() {
         return Err(error);
     }

@@ -41,8 +41,6 @@ pub(crate) struct OpenPiece {
     pub(crate) start: usize,
     pub(crate) rows: usize,
     pub(crate) dataset: hdf5::Dataset,
-    /// Where each row's chunk was written, if recorded (`crate::extents`).
-    pub(crate) extents: Option<Vec<crate::extents::Extent>>,
     _file: hdf5::File,
 }
 
@@ -91,8 +89,7 @@ pub(crate) fn open_pieces(
         if dataset.dtype().at(&path)?.size() != dtype.size() {
             return Err(corrupt(format!("piece {} is not {}", path.display(), dtype.as_str())));
         }
-        let extents = crate::extents::recorded(&file, rows as usize);
-        pieces.push(OpenPiece { path, start, rows: rows as usize, dataset, extents, _file: file });
+        pieces.push(OpenPiece { path, start, rows: rows as usize, dataset, _file: file });
         start += rows as usize;
     }
     Ok(pieces)
@@ -125,15 +122,8 @@ pub(crate) fn read_across(
         }
     };
     if let Some(piece) = pieces.get(first).filter(|p| start + count <= p.start + p.rows) {
-        return read_checked_block(
-            &piece.dataset,
-            dtype,
-            start - piece.start,
-            count,
-            &piece.path,
-            piece.extents.as_deref(),
-        )
-        .map_err(in_cache(piece));
+        return read_checked_block(&piece.dataset, dtype, start - piece.start, count, &piece.path)
+            .map_err(in_cache(piece));
     }
     let mut out = Array4::<f32>::zeros((count, shape.height, shape.width, shape.channels));
     let mut done = 0;
@@ -143,8 +133,7 @@ pub(crate) fn read_across(
         }
         let from = start + done - piece.start;
         let take = (piece.rows - from).min(count - done);
-        let extents = piece.extents.as_deref();
-        let block = read_checked_block(&piece.dataset, dtype, from, take, &piece.path, extents)
+        let block = read_checked_block(&piece.dataset, dtype, from, take, &piece.path)
             .map_err(in_cache(piece))?;
         out.slice_mut(s![done..done + take, .., .., ..]).assign(&block);
         done += take;

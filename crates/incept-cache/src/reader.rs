@@ -15,9 +15,8 @@ use crate::{
 /// Where the feature maps live.
 #[derive(Debug)]
 enum Storage {
-    /// Format 1 (and `incept merge --copy`): a real `features` dataset in the file itself, and
-    /// where each row's chunk was written, if recorded.
-    Single(hdf5::Dataset, Option<Vec<crate::extents::Extent>>),
+    /// Format 1 (and `incept merge --copy`): a real `features` dataset in the file itself.
+    Single(hdf5::Dataset),
     /// Format 2: pieces behind the index's virtual dataset, opened by incept directly.
     Pieces(Vec<OpenPiece>),
 }
@@ -134,7 +133,7 @@ impl Cache {
         let storage = if file.link_exists(PIECES) {
             Storage::Pieces(index::open_pieces(&file, path, shape, settings.dtype)?)
         } else {
-            Storage::Single(features, crate::extents::recorded(&file, n))
+            Storage::Single(features)
         };
         Ok(Cache {
             path: path.to_path_buf(),
@@ -185,14 +184,9 @@ impl Cache {
             });
         }
         match &self.storage {
-            Storage::Single(features, extents) => read_checked_block(
-                features,
-                self.settings.dtype,
-                start,
-                count,
-                &self.path,
-                extents.as_deref(),
-            ),
+            Storage::Single(features) => {
+                read_checked_block(features, self.settings.dtype, start, count, &self.path)
+            }
             Storage::Pieces(pieces) => {
                 index::read_across(pieces, self.settings.dtype, self.shape, start, count)
             }
@@ -222,7 +216,7 @@ impl Cache {
     /// Compressed bytes of the feature maps on disk (of every piece, for an index).
     pub fn stored_feature_bytes(&self) -> u64 {
         match &self.storage {
-            Storage::Single(features, _) => features.storage_size(),
+            Storage::Single(features) => features.storage_size(),
             Storage::Pieces(pieces) => pieces.iter().map(|p| p.dataset.storage_size()).sum(),
         }
     }

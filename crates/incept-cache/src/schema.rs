@@ -249,7 +249,7 @@ fn write_scalar_attribute<T: hdf5::H5Type>(
 pub(crate) fn read_string_attribute(file: &hdf5::File, name: &str, path: &Path) -> Result<String> {
     let attribute = file.attr(name).map_err(|_| missing(path, &format!("attribute {name}")))?;
     let value: VarLenUnicode = attribute.read_scalar().at(path)?;
-    Ok(value.as_str().to_owned())
+    Ok(String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
 fn read_scalar_attribute<T: hdf5::H5Type>(file: &hdf5::File, name: &str, path: &Path) -> Result<T> {

@@ -361,19 +361,13 @@ fn check_piece_inner(
     }
     let checksum_bit = checksum_filter_position(&dataset);
     report.checksummed = checksum_bit.is_some();
-    let extents = crate::extents::recorded(&file, rows);
     let start = report.start;
     if report.checksummed {
         hdf5::sync::sync(|| {
             let mut buffer = Vec::new();
             for row in 0..rows {
-                // Its own chunk (where it was written), and whole.
-                let placed = extents
-                    .as_deref()
-                    .is_none_or(|e| crate::extents::misplaced(&dataset, e, row, 1).is_empty());
-                let whole = placed
-                    && read_stored_chunk(&dataset, &path, row, &mut buffer)
-                        .is_ok_and(|filters| stored_chunk_is_whole(&buffer, filters, checksum_bit));
+                let whole = read_stored_chunk(&dataset, &path, row, &mut buffer)
+                    .is_ok_and(|filters| stored_chunk_is_whole(&buffer, filters, checksum_bit));
                 if !whole {
                     report.damaged.push(start + row);
                 }
@@ -383,14 +377,7 @@ fn check_piece_inner(
     } else {
         for from in (0..rows).step_by(DECODED_ROWS) {
             let count = DECODED_ROWS.min(rows - from);
-            match read_checked_block(
-                &dataset,
-                expected.dtype,
-                from,
-                count,
-                &path,
-                extents.as_deref(),
-            ) {
+            match read_checked_block(&dataset, expected.dtype, from, count, &path) {
                 Ok(_) => {}
                 Err(Error::Damaged { rows, .. }) => {
                     report.damaged.extend(rows.into_iter().map(|row| start + row));

@@ -163,7 +163,6 @@ impl CacheWriter {
         let classes: Vec<String> = samples.iter().map(|s| s.1.clone()).collect();
         let variants: Vec<i32> = samples.iter().map(|s| s.2 as i32).collect();
         crate::segment_columns::write_segment_columns(&file, &sources, &classes, &variants, path)?;
-        crate::extents::record(&file, &features, path)?;
         drop(features);
         file.flush().at(path)?;
         file.close().at(path)

@@ -101,7 +101,6 @@ fn close_segment(
     path: &Path,
 ) -> Result<()> {
     crate::segment_columns::write_segment_columns(&file, sources, classes, variants, path)?;
-    crate::extents::record(&file, &features, path)?;
     drop(features);
     file.flush().at(path)?;
     // Closing (not just dropping) reports a failed final write.
