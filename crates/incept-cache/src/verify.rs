@@ -147,12 +147,11 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
     drop(features);
     drop(file);
     let columns_damaged = whole_keys.is_none();
-    let keys = match whole_keys {
-        Some(keys) => keys,
+    let (keys, pieces) = match whole_keys {
         // No other record: every row is reported, as far as the columns still read.
         None if self_contained => {
-            let keys = index_keys_unchecked(path, total);
-            let pieces = vec![PieceReport {
+            progress(total as u64);
+            let whole_file = PieceReport {
                 path: path.to_path_buf(),
                 start: 0,
                 rows: total,
@@ -160,31 +159,25 @@ pub fn verify(path: &Path, progress: &dyn Fn(u64)) -> Result<VerifyReport> {
                 problem: Some(SELF_CONTAINED_COLUMNS.into()),
                 damaged: Vec::new(),
                 disagreeing: Vec::new(),
-            }];
-            progress(total as u64);
-            return Ok(VerifyReport {
-                columns_damaged,
-                cache: path.to_path_buf(),
-                settings,
-                shape,
-                content_id,
-                self_contained,
-                keys,
-                pieces,
-                stray: Vec::new(),
-                pending: Vec::new(),
-                data_folder,
-            });
+            };
+            (index_keys_unchecked(path, total), vec![whole_file])
         }
-        None => keys_from_pieces(path, &listed)?,
+        whole_keys => {
+            let keys = match whole_keys {
+                Some(keys) => keys,
+                None => keys_from_pieces(path, &listed)?,
+            };
+            let mut pieces = Vec::with_capacity(listed.len());
+            let mut start = 0;
+            for (piece, rows) in listed {
+                let rows_keys = &keys[start..start + rows];
+                let expected = Expected { shape, dtype: settings.dtype, keys: rows_keys };
+                pieces.push(check_piece(&piece, start, rows, &expected, progress));
+                start += rows;
+            }
+            (keys, pieces)
+        }
     };
-    let mut pieces = Vec::with_capacity(listed.len());
-    let mut start = 0;
-    for (piece, rows) in listed {
-        let expected = Expected { shape, dtype: settings.dtype, keys: &keys[start..start + rows] };
-        pieces.push(check_piece(&piece, start, rows, &expected, progress));
-        start += rows;
-    }
     let (stray, pending) = if self_contained {
         (Vec::new(), Vec::new())
     } else {
