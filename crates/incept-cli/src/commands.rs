@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use incept_extract::{Augmentation, ExtractConfig};
 use incept_head::{Backend, TrainConfig, TrainRequest, TrainedHead};
+use incept_report::Interval;
 
 use crate::{
     ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, PresetArg, RunsArgs, SettingsArgs,
@@ -194,24 +195,34 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
     if report.interrupted {
         eprintln!("interrupted: the last finished epoch is saved; continue with --resume");
     }
+    let metrics = &report.metrics;
     eprintln!(
-        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3}{}, \
-         balanced accuracy {:.3}, {}, macro-F1 {:.3}); {:.0} training samples/s on {}; {:.1} s",
+        "trained on {} samples, validated on {} photos{}: best epoch {} (validation accuracy {:.3} \
+         {}{}, balanced accuracy {:.3} {}, {}, macro-F1 {:.3} {}; 95 % intervals); {:.0} training \
+         samples/s on {}; {:.1} s",
         report.train_samples,
-        report.metrics.total(),
+        metrics.total(),
         if report.streaming { " (streamed from disk)" } else { "" },
         report.best_epoch,
-        report.metrics.accuracy,
-        report
-            .metrics
-            .single_view_accuracy
-            .map_or_else(String::new, |single| format!(" with TTA, {single:.3} single view")),
-        report.metrics.balanced_accuracy,
-        report.metrics.worst_class.as_ref().map_or_else(
-            || "no class with validation photos".to_owned(),
-            |worst| format!("worst class {} recall {:.3}", worst.class, worst.recall)
+        metrics.accuracy,
+        metrics.accuracy_interval.ratio(),
+        metrics.single_view_accuracy.zip(metrics.single_view_accuracy_interval).map_or_else(
+            String::new,
+            |(single, interval)| format!(" with TTA, {single:.3} {} single view", interval.ratio())
         ),
-        report.metrics.macro_f1,
+        metrics.balanced_accuracy,
+        metrics.balanced_accuracy_interval.ratio(),
+        metrics.worst_class.as_ref().map_or_else(
+            || "no class with validation photos".to_owned(),
+            |worst| format!(
+                "worst class {} recall {:.3} {}",
+                worst.class,
+                worst.recall,
+                worst.recall_interval.ratio()
+            )
+        ),
+        metrics.macro_f1,
+        metrics.macro_f1_interval.ratio(),
         report.samples_per_second,
         report.backend.name(),
         report.seconds,
@@ -236,25 +247,52 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
     // One more for the `*` of a run whose cache changed.
     let name_width = runs.iter().map(|r| r.name.len() + 1).max().unwrap_or(4).max(4);
     let head_width = runs.iter().map(|r| r.head.len()).max().unwrap_or(4).max(4);
-    // The worst class's recall and its name, cut short: the table stays one line per run.
-    let worst: Vec<String> = runs
+    // A figure with the half-width of its 95 % interval, one line per run.
+    let percent = |value: f64, interval: Interval| {
+        format!("{:.1}% ±{:.1}", 100.0 * value, 100.0 * interval.half_width())
+    };
+    let cells: Vec<[String; 5]> = runs
         .iter()
         .map(|run| {
-            run.worst_class.as_ref().map_or_else(
-                || "-".to_owned(),
-                |worst| {
-                    format!(
-                        "{:>6} {}",
-                        format!("{:.1}%", 100.0 * worst.recall),
-                        incept_report::shorten(&worst.class, WORST_CLASS_NAME_WIDTH)
-                    )
-                },
-            )
+            let Some(metrics) = &run.metrics else {
+                return std::array::from_fn(|_| "-".to_owned());
+            };
+            [
+                percent(metrics.accuracy, metrics.accuracy_interval),
+                metrics
+                    .single_view_accuracy
+                    .zip(metrics.single_view_accuracy_interval)
+                    .map_or_else(|| "-".to_owned(), |(v, i)| percent(v, i)),
+                percent(metrics.balanced_accuracy, metrics.balanced_accuracy_interval),
+                // The worst class's name, cut short: the table stays one line per run.
+                metrics.worst_class.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |worst| {
+                        format!(
+                            "{:>11} {}",
+                            percent(worst.recall, worst.recall_interval),
+                            incept_report::shorten(&worst.class, WORST_CLASS_NAME_WIDTH)
+                        )
+                    },
+                ),
+                format!("{:.3} ±{:.3}", metrics.macro_f1, metrics.macro_f1_interval.half_width()),
+            ]
         })
         .collect();
-    let worst_width = worst.iter().map(|w| w.chars().count()).max().unwrap_or(0).max(11);
+    let width = |column: usize, header: &str| {
+        cells.iter().map(|c| c[column].chars().count()).chain([header.len()]).max().unwrap_or(0)
+    };
+    let widths = [
+        width(0, "accuracy"),
+        width(1, "single view"),
+        width(2, "balanced"),
+        width(3, "worst class"),
+        width(4, "macro-F1"),
+    ];
+    let [accuracy_width, single_width, balanced_width, worst_width, f1_width] = widths;
     println!(
-        "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:worst_width$}  {:>8}  {:>8}",
+        "{:name_width$}  {:head_width$}  {:>7}  {:>accuracy_width$}  {:>single_width$}  \
+         {:>balanced_width$}  {:worst_width$}  {:>f1_width$}  {:>8}",
         "run",
         "head",
         "epochs",
@@ -270,7 +308,7 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
         .iter()
         .filter_map(|run| run.problem.clone().map(|problem| (run.name.clone(), problem)))
         .collect();
-    for (run, worst) in runs.into_iter().zip(worst) {
+    for (run, [accuracy, single, balanced, worst, f1]) in runs.into_iter().zip(cells) {
         let marker = if run.problem.is_some() {
             "!"
         } else if run.cache_changed {
@@ -278,22 +316,19 @@ pub fn runs(args: &RunsArgs) -> Result<()> {
         } else {
             ""
         };
-        let percent =
-            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
-        let ratio = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
         println!(
-            "{:name_width$}  {:head_width$}  {:>7}  {:>9}  {:>11}  {:>8}  {:worst_width$}  {:>8}  {:>7.0}s",
+            "{:name_width$}  {:head_width$}  {:>7}  {accuracy:>accuracy_width$}  \
+             {single:>single_width$}  {balanced:>balanced_width$}  {worst:worst_width$}  \
+             {f1:>f1_width$}  {:>7.0}s",
             format!("{}{marker}", run.name),
             run.head,
             format!("{}/{}", run.epochs, run.planned_epochs),
-            percent(run.validation_accuracy),
-            percent(run.single_view_accuracy),
-            percent(run.balanced_accuracy),
-            worst,
-            ratio(run.macro_f1),
             run.seconds
         );
     }
+    eprintln!(
+        "(± half the width of a 95 % interval: Wilson for accuracies, a bootstrap over photos for balanced accuracy and macro-F1)"
+    );
     for (name, problem) in problems {
         eprintln!("! {name}: cannot be read whole: {problem}");
     }

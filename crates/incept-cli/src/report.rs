@@ -78,7 +78,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
             // metrics.json holds what predictions.csv cannot: each photo's single-view result.
             if let Some(recorded) = run_folder::read_metrics(run_dir, &state)? {
                 if recorded.matrix == metrics.matrix {
-                    metrics.single_view_accuracy = recorded.single_view_accuracy;
+                    metrics.set_single_view_accuracy(recorded.single_view_accuracy);
                 } else {
                     // Two evaluations: show one, whole, and no figure of the other.
                     eprintln!(

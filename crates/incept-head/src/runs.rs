@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use incept_cache::Cache;
-use incept_report::{Metrics, WorstClass};
+use incept_report::Metrics;
 
 use crate::backend::Backend;
 use crate::bilinear::{Projection, pooled_len};
@@ -214,15 +214,10 @@ pub struct RunSummary {
     pub epochs: usize,
     pub planned_epochs: usize,
     pub best_epoch: usize,
-    /// With test-time augmentation, the mean over each photo's views.
-    pub validation_accuracy: Option<f64>,
-    /// Each photo alone, for runs validated with test-time augmentation.
-    pub single_view_accuracy: Option<f64>,
-    /// Mean recall of the validation classes with photos.
-    pub balanced_accuracy: Option<f64>,
-    /// The validation class with the lowest recall, and that recall.
-    pub worst_class: Option<WorstClass>,
-    pub macro_f1: Option<f64>,
+    /// The best epoch's validation figures with their intervals (`None` before an epoch has
+    /// finished): accuracy (with test-time augmentation, the mean over each photo's views),
+    /// single view, balanced accuracy, the worst class, macro-F1.
+    pub metrics: Option<Metrics>,
     pub seconds: f64,
     pub cache: PathBuf,
     pub cache_stamp: Option<CacheStamp>,
@@ -254,11 +249,7 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
         epochs: 0,
         planned_epochs: 0,
         best_epoch: 0,
-        validation_accuracy: None,
-        single_view_accuracy: None,
-        balanced_accuracy: None,
-        worst_class: None,
-        macro_f1: None,
+        metrics: None,
         seconds: 0.0,
         cache: PathBuf::new(),
         cache_stamp: None,
@@ -290,13 +281,7 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
     // No metrics yet: a run in progress, listed without figures.
     if let Some(state) = &state {
         match crate::run_folder::read_metrics(dir, state) {
-            Ok(Some(metrics)) => {
-                summary.validation_accuracy = Some(metrics.accuracy);
-                summary.single_view_accuracy = metrics.single_view_accuracy;
-                summary.balanced_accuracy = Some(metrics.balanced_accuracy);
-                summary.worst_class = metrics.worst_class;
-                summary.macro_f1 = Some(metrics.macro_f1);
-            }
+            Ok(Some(metrics)) => summary.metrics = Some(metrics),
             Ok(None) => {}
             Err(error) => problems.push(error.to_string()),
         }
@@ -344,11 +329,7 @@ pub fn list_runs(target: &Path, runs_dir: &Path) -> Result<Vec<RunSummary>> {
             }
         }
     }
-    runs.sort_by(|a, b| {
-        b.validation_accuracy
-            .unwrap_or(-1.0)
-            .total_cmp(&a.validation_accuracy.unwrap_or(-1.0))
-            .then(a.name.cmp(&b.name))
-    });
+    let accuracy = |run: &RunSummary| run.metrics.as_ref().map_or(-1.0, |m| m.accuracy);
+    runs.sort_by(|a, b| accuracy(b).total_cmp(&accuracy(a)).then(a.name.cmp(&b.name)));
     Ok(runs)
 }

@@ -189,14 +189,23 @@ mod tests {
             best_epoch: None,
             photos_dir: photos.path().to_path_buf(),
         };
+        let balanced_interval = data.metrics.balanced_accuracy_interval;
         let html = build(&data, &Layout::default())?.html;
-        let figure = |value: &str, label: &str| {
-            format!("<div class=\"figure\"><b>{value}</b><span>{label}</span></div>")
+        let figure = |value: &str, interval: crate::Interval, label: &str| {
+            format!(
+                "<div class=\"figure\"><b>{value}</b><small>95 % interval {:.1}–{:.1} %</small><span>{label}</span></div>",
+                100.0 * interval.low,
+                100.0 * interval.high
+            )
         };
-        let accuracy = figure("83.3%", "accuracy (each photo alone, single view)");
-        let balanced =
-            figure("70.0%", "balanced accuracy (mean recall of the 2 classes with photos)");
-        let worst = figure("50.0%", "recall of the worst class, rare &amp; co");
+        let wilson = crate::interval::wilson;
+        let accuracy = figure("83.3%", wilson(10, 12), "accuracy (each photo alone, single view)");
+        let balanced = figure(
+            "70.0%",
+            balanced_interval,
+            "balanced accuracy (mean recall of the 2 classes with photos)",
+        );
+        let worst = figure("50.0%", wilson(1, 2), "recall of the worst class, rare &amp; co");
         let expected = format!("{accuracy}\n{balanced}\n{worst}\n");
         assert!(html.contains(&expected), "{html}");
         Ok(())

@@ -13,12 +13,14 @@ use std::path::PathBuf;
 
 mod chart;
 mod html;
+pub mod interval;
 mod metrics;
 mod plot;
 mod predictions;
 mod thumbnail;
 
 pub use html::{Layout, ReportData, build as build_html, write as write_html};
+pub use interval::Interval;
 pub use metrics::{ClassMetrics, Metrics, WorstClass, shorten};
 pub use plot::heatmap;
 pub use predictions::{EpochCurve, PhotoPrediction, metrics_of, read_predictions_csv, top_losses};

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::interval::{Interval, bootstrap, wilson};
 use crate::{Error, Result, csv_field};
 
 /// Precision, recall, F1 and support of one class.
@@ -14,6 +15,8 @@ pub struct ClassMetrics {
     pub class: String,
     pub precision: f64,
     pub recall: f64,
+    /// Wilson's 95 % interval of `recall` over the class's `support` photos.
+    pub recall_interval: Interval,
     pub f1: f64,
     pub support: usize,
 }
@@ -24,6 +27,8 @@ pub struct ClassMetrics {
 pub struct WorstClass {
     pub class: String,
     pub recall: f64,
+    /// Wilson's 95 % interval of `recall`.
+    pub recall_interval: Interval,
 }
 
 /// A confusion matrix with its derived metrics; serialises to the JSON contract of
@@ -39,18 +44,29 @@ pub struct Metrics {
     /// `matrix[true][predicted]` counts.
     pub matrix: Vec<Vec<usize>>,
     pub accuracy: f64,
+    /// Wilson's 95 % interval of `accuracy`.
+    pub accuracy_interval: Interval,
     /// Mean recall of the classes with at least one sample; classes without samples are left
     /// out of the mean (not counted as 0). 0 when no class has a sample.
     pub balanced_accuracy: f64,
+    /// The 95 % percentile bootstrap interval of `balanced_accuracy` over photos
+    /// ([`crate::interval::bootstrap`]).
+    pub balanced_accuracy_interval: Interval,
     /// The lowest recall among the classes with at least one sample; `None` when none has.
     pub worst_class: Option<WorstClass>,
     pub macro_f1: f64,
+    /// The 95 % percentile bootstrap interval of `macro_f1` over photos.
+    pub macro_f1_interval: Interval,
     pub weighted_f1: f64,
     pub per_class: Vec<ClassMetrics>,
     /// When `accuracy` averages each photo's augmented views (test-time augmentation): the
-    /// accuracy of the photo itself alone, what a single prediction gets.
+    /// accuracy of the photo itself alone, what a single prediction gets. Set with
+    /// [`Metrics::set_single_view_accuracy`], which sets its interval too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub single_view_accuracy: Option<f64>,
+    /// Wilson's 95 % interval of `single_view_accuracy`, over the same photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_view_accuracy_interval: Option<Interval>,
 }
 
 /// What a metrics JSON must hold: the matrix and what cannot be derived from it. Other keys
@@ -76,7 +92,7 @@ impl TryFrom<StoredMetrics> for Metrics {
             ));
         }
         let mut metrics = Metrics::from_matrix(stored.classes, stored.matrix);
-        metrics.single_view_accuracy = stored.single_view_accuracy;
+        metrics.set_single_view_accuracy(stored.single_view_accuracy);
         Ok(metrics)
     }
 }
@@ -103,52 +119,60 @@ impl Metrics {
         let n = classes.len();
         let total: usize = matrix.iter().flatten().sum();
         let correct: usize = (0..n).map(|i| matrix[i][i]).sum();
-        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let per_class: Vec<ClassMetrics> = (0..n)
-            .map(|i| {
-                let support: usize = matrix[i].iter().sum();
-                let predicted: usize = matrix.iter().map(|row| row[i]).sum();
-                let precision = ratio(matrix[i][i], predicted);
-                let recall = ratio(matrix[i][i], support);
-                let f1 = if precision + recall == 0.0 {
-                    0.0
-                } else {
-                    2.0 * precision * recall / (precision + recall)
-                };
-                ClassMetrics { class: classes[i].clone(), precision, recall, f1, support }
+        let counts = class_counts(&matrix);
+        let per_class: Vec<ClassMetrics> = counts
+            .iter()
+            .zip(&classes)
+            .map(|(c, class)| ClassMetrics {
+                class: class.clone(),
+                precision: c.precision(),
+                recall: c.recall(),
+                recall_interval: wilson(c.correct, c.support),
+                f1: c.f1(),
+                support: c.support,
             })
             .collect();
-        let macro_f1 =
-            if n == 0 { 0.0 } else { per_class.iter().map(|c| c.f1).sum::<f64>() / n as f64 };
         let weighted_f1 = if total == 0 {
             0.0
         } else {
             per_class.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / total as f64
         };
-        // A class without samples has no recall to speak of: counting it as 0 would punish the
-        // head for a class it was never shown.
-        let sampled: Vec<&ClassMetrics> = per_class.iter().filter(|c| c.support > 0).collect();
-        let balanced_accuracy = if sampled.is_empty() {
-            0.0
-        } else {
-            sampled.iter().map(|c| c.recall).sum::<f64>() / sampled.len() as f64
-        };
-        let worst_class = sampled
+        let [balanced_accuracy, macro_f1] = balanced_accuracy_and_macro_f1(&matrix);
+        let [balanced_accuracy_interval, macro_f1_interval] =
+            bootstrap(&matrix, balanced_accuracy_and_macro_f1);
+        let worst_class = per_class
             .iter()
-            .copied()
+            .filter(|c| c.support > 0)
             .reduce(|worst, class| if class.recall < worst.recall { class } else { worst })
-            .map(|class| WorstClass { class: class.class.clone(), recall: class.recall });
+            .map(|class| WorstClass {
+                class: class.class.clone(),
+                recall: class.recall,
+                recall_interval: class.recall_interval,
+            });
         Metrics {
             classes,
             matrix,
             accuracy: ratio(correct, total),
+            accuracy_interval: wilson(correct, total),
             balanced_accuracy,
+            balanced_accuracy_interval,
             worst_class,
             macro_f1,
+            macro_f1_interval,
             weighted_f1,
             per_class,
             single_view_accuracy: None,
+            single_view_accuracy_interval: None,
         }
+    }
+
+    /// Sets the single-view accuracy (of the same photos as the matrix) and its interval.
+    pub fn set_single_view_accuracy(&mut self, accuracy: Option<f64>) {
+        let total = self.total();
+        self.single_view_accuracy = accuracy;
+        // Stored as a fraction of the matrix's photos: the count it was made of is exact.
+        self.single_view_accuracy_interval =
+            accuracy.map(|a| wilson((a * total as f64).round() as usize, total));
     }
 
     /// Reads metrics written by [`Self::to_json`] (a run's `metrics.json`, `path`, for errors),
@@ -216,47 +240,72 @@ impl Metrics {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:label_width$} {:>9} {:>9} {:>9} {:>8}",
-            "class", "precision", "recall", "f1", "support"
+            "{:label_width$} {:>9} {:>9} {:>16} {:>9} {:>8}",
+            "class", "precision", "recall", "recall 95 %", "f1", "support"
         );
         for metrics in &self.per_class {
             let _ = writeln!(
                 out,
-                "{:label_width$} {:>9.3} {:>9.3} {:>9.3} {:>8}",
-                metrics.class, metrics.precision, metrics.recall, metrics.f1, metrics.support
+                "{:label_width$} {:>9.3} {:>9.3} {:>16} {:>9.3} {:>8}",
+                metrics.class,
+                metrics.precision,
+                metrics.recall,
+                metrics.recall_interval.ratio(),
+                metrics.f1,
+                metrics.support
             );
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "{:19}{:.3} ({} samples)", "accuracy", self.accuracy, self.total());
-        if let Some(single) = self.single_view_accuracy {
+        let _ = writeln!(
+            out,
+            "{:19}{:.3} {} ({} photos; 95 % intervals: Wilson for proportions, a bootstrap over photos otherwise)",
+            "accuracy",
+            self.accuracy,
+            self.accuracy_interval.ratio(),
+            self.total()
+        );
+        if let (Some(single), Some(interval)) =
+            (self.single_view_accuracy, self.single_view_accuracy_interval)
+        {
             let _ = writeln!(
                 out,
-                "{:19}(the mean over each photo's augmented views; the photo alone: {single:.3})",
-                ""
+                "{:19}(the mean over each photo's augmented views; the photo alone: {single:.3} {})",
+                "",
+                interval.ratio()
             );
         }
         let sampled = self.sampled_classes();
         let left_out = self.classes.len() - sampled;
         let _ = writeln!(
             out,
-            "{:19}{:.3} (mean recall of the {sampled} classes with samples{})",
+            "{:19}{:.3} {} (mean recall of the {sampled} classes with samples{})",
             "balanced accuracy",
             self.balanced_accuracy,
+            self.balanced_accuracy_interval.ratio(),
             if left_out > 0 { format!("; {left_out} without any left out") } else { String::new() }
         );
         match &self.worst_class {
             Some(worst) => {
                 let _ = writeln!(
                     out,
-                    "{:19}{:.3} recall ({})",
-                    "worst class", worst.recall, worst.class
+                    "{:19}{:.3} {} recall ({})",
+                    "worst class",
+                    worst.recall,
+                    worst.recall_interval.ratio(),
+                    worst.class
                 );
             }
             None => {
                 let _ = writeln!(out, "{:19}- (no class has samples)", "worst class");
             }
         }
-        let _ = writeln!(out, "{:19}{:.3}", "macro F1", self.macro_f1);
+        let _ = writeln!(
+            out,
+            "{:19}{:.3} {}",
+            "macro F1",
+            self.macro_f1,
+            self.macro_f1_interval.ratio()
+        );
         let _ = writeln!(out, "{:19}{:.3}", "weighted F1", self.weighted_f1);
         let confused = self.most_confused(3);
         if !confused.is_empty() {
@@ -275,25 +324,27 @@ impl Metrics {
         out
     }
 
-    /// The matrix as CSV with a header row (first column: true class), then each row's recall:
-    /// empty for a class without samples, so that the column's mean is the balanced accuracy
-    /// and its minimum the worst class.
+    /// The matrix as CSV with a header row (first column: true class), then each row's recall
+    /// and the ends of its 95 % interval: empty for a class without samples, so that the recall
+    /// column's mean is the balanced accuracy and its minimum the worst class.
     pub fn to_csv(&self) -> String {
         let mut out = String::from("true\\predicted");
         for name in &self.classes {
             out.push(',');
             out.push_str(&csv_field(name));
         }
-        out.push_str(",recall\n");
+        out.push_str(",recall,recall_low,recall_high\n");
         for ((name, row), metrics) in self.classes.iter().zip(&self.matrix).zip(&self.per_class) {
             out.push_str(&csv_field(name));
             for count in row {
                 let _ = write!(out, ",{count}");
             }
             if metrics.support > 0 {
-                let _ = write!(out, ",{:.6}", metrics.recall);
+                let interval = metrics.recall_interval;
+                let _ =
+                    write!(out, ",{:.6},{:.6},{:.6}", metrics.recall, interval.low, interval.high);
             } else {
-                out.push(',');
+                out.push_str(",,,");
             }
             out.push('\n');
         }
@@ -304,6 +355,70 @@ impl Metrics {
         // Strings, numbers and vectors of them: serialising cannot fail.
         serde_json::to_string_pretty(self).expect("invariant: Metrics always serialises to JSON")
     }
+}
+
+/// `a / b`, 0 when `b` is 0.
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// One class's counts in a matrix.
+struct ClassCounts {
+    /// Photos of the class called the class.
+    correct: usize,
+    /// Photos of the class.
+    support: usize,
+    /// Photos called the class.
+    predicted: usize,
+}
+
+impl ClassCounts {
+    fn precision(&self) -> f64 {
+        ratio(self.correct, self.predicted)
+    }
+
+    fn recall(&self) -> f64 {
+        ratio(self.correct, self.support)
+    }
+
+    fn f1(&self) -> f64 {
+        let (precision, recall) = (self.precision(), self.recall());
+        if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        }
+    }
+}
+
+fn class_counts(matrix: &[Vec<usize>]) -> Vec<ClassCounts> {
+    (0..matrix.len())
+        .map(|i| ClassCounts {
+            correct: matrix[i][i],
+            support: matrix[i].iter().sum(),
+            predicted: matrix.iter().map(|row| row[i]).sum(),
+        })
+        .collect()
+}
+
+/// Balanced accuracy (mean recall of the classes with samples: a class without any has no
+/// recall to speak of, and counting it as 0 would punish the head for a class it was never
+/// shown) and macro-F1 (mean F1 of all classes) of a matrix; what the bootstrap recomputes on
+/// each resample.
+fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>]) -> [f64; 2] {
+    let counts = class_counts(matrix);
+    let sampled: Vec<&ClassCounts> = counts.iter().filter(|c| c.support > 0).collect();
+    let balanced = if sampled.is_empty() {
+        0.0
+    } else {
+        sampled.iter().map(|c| c.recall()).sum::<f64>() / sampled.len() as f64
+    };
+    let macro_f1 = if counts.is_empty() {
+        0.0
+    } else {
+        counts.iter().map(ClassCounts::f1).sum::<f64>() / counts.len() as f64
+    };
+    [balanced, macro_f1]
 }
 
 /// `name` cut to `width` characters, the last one an ellipsis when it was longer.

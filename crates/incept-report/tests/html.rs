@@ -35,7 +35,7 @@ fn predictions(dir: &Path) -> Result<Vec<PhotoPrediction>, Box<dyn std::error::E
 fn data(dir: &Path) -> Result<ReportData, Box<dyn std::error::Error>> {
     let predictions = predictions(dir)?;
     let mut metrics = metrics_of(&classes(), &predictions)?;
-    metrics.single_view_accuracy = Some(0.5);
+    metrics.set_single_view_accuracy(Some(0.5));
     Ok(ReportData {
         run_name: "run <1>".into(),
         run_dir: "runs/run <1>".into(),

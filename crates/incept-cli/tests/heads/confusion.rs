@@ -59,11 +59,32 @@ fn confusion_renders_and_evaluates_other_caches() -> TestResult {
     let balanced = json["balanced_accuracy"].as_f64().ok_or("balanced_accuracy is no number")?;
     let worst_recall = json["worst_class"]["recall"].as_f64().ok_or("no worst recall")?;
     assert!((0.0..=1.0).contains(&worst_recall) && worst_recall <= balanced + 1e-12, "{json}");
-    for key in ["class", "precision", "recall", "f1", "support"] {
+    for key in ["class", "precision", "recall", "recall_interval", "f1", "support"] {
         assert!(json["per_class"][0].get(key).is_some(), "per_class lacks {key}");
     }
+    // Every figure with its 95 % interval, around it.
+    let interval = |value: &serde_json::Value| -> Option<(f64, f64)> {
+        Some((value.get(0)?.as_f64()?, value.get(1)?.as_f64()?))
+    };
+    let (balanced_low, balanced_high) =
+        interval(&json["balanced_accuracy_interval"]).ok_or("no balanced accuracy interval")?;
+    assert!(balanced_low <= balanced && balanced <= balanced_high, "{json}");
+    let (worst_low, worst_high) =
+        interval(&json["worst_class"]["recall_interval"]).ok_or("no worst class interval")?;
+    assert!(worst_low <= worst_recall && worst_recall <= worst_high, "{json}");
+    for key in ["accuracy_interval", "macro_f1_interval"] {
+        let (low, high) = interval(&json[key]).ok_or(format!("no {key}"))?;
+        assert!(0.0 <= low && low <= high && high <= 1.0, "{key}: {json}");
+    }
+    assert!(
+        table.contains(&format!("{balanced:.3} [{balanced_low:.3}, {balanced_high:.3}]")),
+        "{table}"
+    );
     let csv = stdout(&ok(run(&["confusion", path_str(&run_dir), "--format", "csv"])?));
-    assert!(csv.starts_with("true\\predicted,ant,bee,cricket,recall\n"), "{csv}");
+    assert!(
+        csv.starts_with("true\\predicted,ant,bee,cricket,recall,recall_low,recall_high\n"),
+        "{csv}"
+    );
 
     // `runs` shows the same figures beside accuracy, one line per run.
     let listing = stdout(&ok(run(&["runs", path_str(&run_dir)])?));
@@ -85,8 +106,12 @@ fn confusion_renders_and_evaluates_other_caches() -> TestResult {
         ],
         "{listing}"
     );
-    let balanced_cell = format!("{:.1}%", 100.0 * balanced);
-    let worst_cell = format!("{:>6} {worst}", format!("{:.1}%", 100.0 * worst_recall));
+    // Each figure with the half-width of its interval.
+    let plus_minus = |value: f64, (low, high): (f64, f64)| {
+        format!("{:.1}% ±{:.1}", 100.0 * value, 100.0 * (high - low) / 2.0)
+    };
+    let balanced_cell = plus_minus(balanced, (balanced_low, balanced_high));
+    let worst_cell = format!("{:>11} {worst}", plus_minus(worst_recall, (worst_low, worst_high)));
     assert!(lines[1].contains(&balanced_cell) && lines[1].contains(&worst_cell), "{listing}");
     // Aligned: the cell starts where its header does (in characters: the head may not be ASCII).
     let column = lines[0].find("worst class").ok_or("no worst class column")?;

@@ -65,7 +65,7 @@ pub(crate) fn photo_metrics<'a>(
     let predicted: Vec<usize> = probabilities.map(|p| argmax(p)).collect();
     let mut metrics = Metrics::from_labels(classes, labels, &predicted)?;
     if tta {
-        metrics.single_view_accuracy = single_view_accuracy(single_view, labels);
+        metrics.set_single_view_accuracy(single_view_accuracy(single_view, labels));
     }
     Ok(metrics)
 }

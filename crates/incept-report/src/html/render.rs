@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::{ConfusedPair, Layout, ReportData, breakable, escape, percent, shade};
 use crate::chart::{Chart, Series, line_chart};
+use crate::interval::Interval;
 use crate::predictions::{EpochCurve, PhotoPrediction};
 use crate::thumbnail::{Thumbnails, photo_path};
 
@@ -15,7 +16,7 @@ h1{margin-bottom:4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bot
 .note{color:#555;font-size:14px}
 .figures{display:flex;flex-wrap:wrap;gap:12px}
 .figure{border:1px solid #ddd;border-radius:6px;padding:10px 14px;min-width:150px}
-.figure b{display:block;font-size:26px}.figure span{font-size:13px;color:#555}
+.figure b{display:block;font-size:26px}.figure small{display:block;font-size:12px;color:#333}.figure span{font-size:13px;color:#555}
 table{border-collapse:collapse;font-size:14px}td,th{padding:4px 8px;border:1px solid #ddd}
 th{background:#f6f6f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.matrix td{min-width:84px;height:56px;text-align:center;border:1px solid #ccc}
@@ -107,21 +108,25 @@ impl Renderer<'_> {
 
     fn figures(&mut self) {
         let metrics = &self.data.metrics;
-        let mut figures: Vec<(String, String)> = Vec::new();
+        // (figure, its 95 % interval, what it is)
+        let mut figures: Vec<(String, Option<Interval>, String)> = Vec::new();
         if self.data.tta {
             figures.push((
                 percent(metrics.accuracy),
+                Some(metrics.accuracy_interval),
                 "accuracy with TTA (mean over each photo's augmented views)".into(),
             ));
             if let Some(single) = metrics.single_view_accuracy {
                 figures.push((
                     percent(single),
+                    metrics.single_view_accuracy_interval,
                     "single-view accuracy (each photo alone, as incept predict classifies)".into(),
                 ));
             }
         } else {
             figures.push((
                 percent(metrics.accuracy),
+                Some(metrics.accuracy_interval),
                 "accuracy (each photo alone, single view)".into(),
             ));
         }
@@ -132,35 +137,56 @@ impl Renderer<'_> {
         } else {
             "balanced accuracy (mean of the classes' recall)".to_owned()
         };
-        figures.push((percent(metrics.balanced_accuracy), balanced));
+        figures.push((
+            percent(metrics.balanced_accuracy),
+            Some(metrics.balanced_accuracy_interval),
+            balanced,
+        ));
         if let Some(worst) = &metrics.worst_class {
             figures.push((
                 percent(worst.recall),
+                Some(worst.recall_interval),
                 format!("recall of the worst class, {}", worst.class),
             ));
         }
         figures.push((
             format!("{:.3}", metrics.macro_f1),
+            Some(metrics.macro_f1_interval),
             "macro-F1 (mean of the classes' F1)".into(),
         ));
-        figures.push((format!("{:.3}", metrics.weighted_f1), "weighted F1 (by support)".into()));
-        figures.push((metrics.total().to_string(), "photos evaluated".into()));
+        figures.push((
+            format!("{:.3}", metrics.weighted_f1),
+            None,
+            "weighted F1 (by support)".into(),
+        ));
+        figures.push((metrics.total().to_string(), None, "photos evaluated".into()));
         if let Some(best) = self.data.best_epoch {
             figures.push((
                 format!("{best} / {}", self.data.epochs.len()),
+                None,
                 "best epoch (its weights made these predictions)".into(),
             ));
         }
         self.html.push_str("<div class=\"figures\">\n");
-        for (value, label) in figures {
+        for (value, interval, label) in figures {
+            // Accuracies read as percentages, F1 as a ratio: the interval as its figure.
+            let interval = interval.map_or_else(String::new, |interval| {
+                let ends = if value.ends_with('%') {
+                    format!("{:.1}–{:.1} %", 100.0 * interval.low, 100.0 * interval.high)
+                } else {
+                    format!("{:.3}–{:.3}", interval.low, interval.high)
+                };
+                format!("<small>95 % interval {ends}</small>")
+            });
             let _ = writeln!(
                 self.html,
-                "<div class=\"figure\"><b>{}</b><span>{}</span></div>",
+                "<div class=\"figure\"><b>{}</b>{interval}<span>{}</span></div>",
                 escape(&value),
                 escape(&label)
             );
         }
         self.html.push_str("</div>\n");
+        self.html.push_str("<p class=\"note\">95 % intervals: Wilson's for accuracies and recalls, a bootstrap over photos (2,000 resamples, fixed seed) for balanced accuracy and macro-F1. Two heads whose intervals overlap may still differ: <code>incept compare</code> tests them photo by photo.</p>\n");
     }
 
     fn recipe(&mut self) {
@@ -207,14 +233,16 @@ impl Renderer<'_> {
             let _ =
                 writeln!(self.html, "<td class=\"num\">{}</td></tr>", row.iter().sum::<usize>());
         }
-        self.html.push_str("</table>\n<h3>Per class</h3>\n<table>\n<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>photos</th></tr>\n");
+        self.html.push_str("</table>\n<h3>Per class</h3>\n<table>\n<tr><th>class</th><th>precision</th><th>recall</th><th>recall, 95 % interval</th><th>F1</th><th>photos</th></tr>\n");
         for class in &metrics.per_class {
             let _ = writeln!(
                 self.html,
-                "<tr><th>{}</th><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>",
+                "<tr><th>{}</th><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}–{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>",
                 escape(&class.class),
                 class.precision,
                 class.recall,
+                class.recall_interval.low,
+                class.recall_interval.high,
                 class.f1,
                 class.support
             );

@@ -6,6 +6,11 @@ fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Equal but for JSON's last digit.
+fn close_enough(found: f64, expected: f64) -> bool {
+    (found - expected).abs() < 1e-12
+}
+
 fn close(found: f64, expected: f64) -> bool {
     (found - expected).abs() < 1e-12
 }
@@ -31,7 +36,7 @@ fn hand_computed_example_with_a_never_predicted_class() -> Result<()> {
     assert!(close(metrics.weighted_f1, (f1_a * 3.0 + 0.5 * 2.0) / 6.0));
     // Recalls 2/3, 1/2 and 0: every class has a sample, so all three count.
     assert!(close(metrics.balanced_accuracy, (2.0 / 3.0 + 0.5 + 0.0) / 3.0));
-    assert_eq!(metrics.worst_class, Some(WorstClass { class: "c".into(), recall: 0.0 }));
+    assert_eq!(worst(&metrics), Some(("c".into(), 0.0)));
     assert_eq!(metrics.most_confused(3), vec![(0, 1, 1), (1, 0, 1), (2, 0, 1)]);
     Ok(())
 }
@@ -55,7 +60,7 @@ fn a_class_without_samples_is_left_out_of_balanced_accuracy_and_the_worst_class(
     // (1/2 + 2/3 + 1/2) / 3 = 5/9; counting `empty` as a 0 would give 5/12.
     assert!(close(metrics.balanced_accuracy, 5.0 / 9.0), "{}", metrics.balanced_accuracy);
     // a and d tie at 1/2: the first in class order; `empty` (recall 0) is not a candidate.
-    assert_eq!(metrics.worst_class, Some(WorstClass { class: "a".into(), recall: 0.5 }));
+    assert_eq!(worst(&metrics), Some(("a".into(), 0.5)));
     Ok(())
 }
 
@@ -66,7 +71,7 @@ fn the_worst_class_is_the_lowest_recall_wherever_it_is() -> Result<()> {
         names(&["x", "y", "z"]),
         vec![vec![2, 0, 0], vec![1, 1, 0], vec![0, 3, 1]],
     );
-    assert_eq!(metrics.worst_class, Some(WorstClass { class: "z".into(), recall: 0.25 }));
+    assert_eq!(worst(&metrics), Some(("z".into(), 0.25)));
     assert!(close(metrics.balanced_accuracy, (1.0 + 0.5 + 0.25) / 3.0));
     Ok(())
 }
@@ -77,7 +82,10 @@ fn no_samples_at_all_give_zero_and_no_worst_class() {
     assert_eq!((metrics.accuracy, metrics.balanced_accuracy), (0.0, 0.0));
     assert_eq!(metrics.worst_class, None);
     assert!(metrics.to_table().contains("worst class        - (no class has samples)"));
-    assert_eq!(metrics.to_csv(), "true\\predicted,a,b,recall\na,0,0,\nb,0,0,\n");
+    assert_eq!(
+        metrics.to_csv(),
+        "true\\predicted,a,b,recall,recall_low,recall_high\na,0,0,,,\nb,0,0,,,\n"
+    );
 }
 
 #[test]
@@ -85,25 +93,38 @@ fn renderings_carry_the_numbers() -> Result<()> {
     let metrics = Metrics::from_labels(&names(&["x,1", "y"]), &[0, 1, 1], &[0, 1, 0])?;
     let table = metrics.to_table();
     assert!(table.contains("1 (50%)"), "{table}");
-    assert!(table.contains("accuracy           0.667 (3 samples)"), "{table}");
+    assert!(table.contains("accuracy           0.667 [0.208, 0.939] (3 photos;"), "{table}");
     // Recalls 1 and 1/2.
-    assert!(
-        table.contains("balanced accuracy  0.750 (mean recall of the 2 classes with samples)"),
-        "{table}"
-    );
-    assert!(table.contains("worst class        0.500 recall (y)"), "{table}");
+    assert!(table.contains("balanced accuracy  0.750 ["), "{table}");
+    assert!(table.contains("worst class        0.500 [0.095, 0.905] recall (y)"), "{table}");
     assert!(table.contains("macro F1           0.667"), "{table}");
     assert!(table.contains("y -> x,1: 1"), "{table}");
     assert_eq!(
         metrics.to_csv(),
-        "true\\predicted,\"x,1\",y,recall\n\"x,1\",1,0,1.000000\ny,1,1,0.500000\n"
+        "true\\predicted,\"x,1\",y,recall,recall_low,recall_high\n\"x,1\",1,0,1.000000,0.206549,1.000000\ny,1,1,0.500000,0.094531,0.905469\n"
     );
     let json: serde_json::Value = serde_json::from_str(&metrics.to_json())
         .map_err(|e| Error::Plot { path: "json".into(), reason: e.to_string() })?;
     assert_eq!(json["matrix"][1][0], 1);
     assert_eq!(json["per_class"][1]["support"], 2);
     assert_eq!(json["balanced_accuracy"], 0.75);
-    assert_eq!(json["worst_class"], serde_json::json!({"class": "y", "recall": 0.5}));
+    assert_eq!(json["worst_class"]["class"], "y");
+    assert_eq!(json["worst_class"]["recall"], 0.5);
+    let interval = |value: &serde_json::Value| -> Vec<f64> {
+        value.as_array().map_or_else(Vec::new, |v| v.iter().filter_map(|x| x.as_f64()).collect())
+    };
+    let accuracy = interval(&json["accuracy_interval"]);
+    let expected = wilson(2, 3);
+    assert!(
+        accuracy.len() == 2
+            && close_enough(accuracy[0], expected.low)
+            && close_enough(accuracy[1], expected.high),
+        "{accuracy:?}"
+    );
+    assert_eq!(interval(&json["per_class"][1]["recall_interval"]).len(), 2);
+    assert_eq!(interval(&json["worst_class"]["recall_interval"]).len(), 2);
+    assert_eq!(interval(&json["balanced_accuracy_interval"]).len(), 2);
+    assert_eq!(interval(&json["macro_f1_interval"]).len(), 2);
     Ok(())
 }
 
@@ -112,16 +133,14 @@ fn renderings_say_which_classes_balanced_accuracy_leaves_out() -> Result<()> {
     let metrics = skewed()?;
     let table = metrics.to_table();
     assert!(
-        table.contains(
-            "balanced accuracy  0.556 (mean recall of the 3 classes with samples; 1 without any left out)"
-        ),
+        table.contains("(mean recall of the 3 classes with samples; 1 without any left out)"),
         "{table}"
     );
-    assert!(table.contains("worst class        0.500 recall (a)"), "{table}");
+    assert!(table.contains("worst class        0.500 [0.095, 0.905] recall (a)"), "{table}");
     // `empty` has no recall: its cell is empty, so the column's mean is the balanced accuracy.
     assert_eq!(
         metrics.to_csv(),
-        "true\\predicted,a,b,empty,d,recall\na,1,1,0,0,0.500000\nb,1,2,0,0,0.666667\nempty,0,0,0,0,\nd,0,1,0,1,0.500000\n"
+        "true\\predicted,a,b,empty,d,recall,recall_low,recall_high\na,1,1,0,0,0.500000,0.094531,0.905469\nb,1,2,0,0,0.666667,0.207660,0.938508\nempty,0,0,0,0,,,\nd,0,1,0,1,0.500000,0.094531,0.905469\n"
     );
     Ok(())
 }
@@ -129,7 +148,7 @@ fn renderings_say_which_classes_balanced_accuracy_leaves_out() -> Result<()> {
 #[test]
 fn json_round_trips() -> Result<()> {
     let mut metrics = skewed()?;
-    metrics.single_view_accuracy = Some(0.5);
+    metrics.set_single_view_accuracy(Some(0.5));
     let read = Metrics::from_json(metrics.to_json().as_bytes(), Path::new("metrics.json"))?;
     assert_eq!(read, metrics);
     Ok(())
@@ -149,7 +168,7 @@ fn json_of_an_earlier_version_reads_with_the_new_figures_derived() -> Result<()>
 }"#;
     let metrics = Metrics::from_json(old.as_bytes(), Path::new("run/metrics.json"))?;
     assert!(close(metrics.balanced_accuracy, 5.0 / 9.0), "{}", metrics.balanced_accuracy);
-    assert_eq!(metrics.worst_class, Some(WorstClass { class: "a".into(), recall: 0.5 }));
+    assert_eq!(worst(&metrics), Some(("a".into(), 0.5)));
     // The rest is derived from the matrix too (the old file's `per_class` is empty here);
     // the single-view accuracy cannot be, and is kept.
     assert_eq!(metrics.per_class, skewed()?.per_class);
@@ -200,4 +219,39 @@ fn long_names_are_shortened_with_an_ellipsis() {
     assert_eq!(shorten("Aedes_koreicus", 20), "Aedes_koreicus");
     assert_eq!(shorten("Aedes_koreicus", 6), "Aedes…");
     assert_eq!(shorten("Aedes", 0), "…");
+}
+
+/// The worst class's name and recall.
+fn worst(metrics: &Metrics) -> Option<(String, f64)> {
+    metrics.worst_class.as_ref().map(|w| (w.class.clone(), w.recall))
+}
+
+#[test]
+fn every_figure_carries_its_interval() -> Result<()> {
+    // 60 photos: a 30/30, b 20/20 … recalls 0.9, 0.6, 0.3 (balanced 0.6).
+    let matrix = vec![vec![18, 2, 0], vec![4, 12, 4], vec![7, 7, 6]];
+    let mut metrics = Metrics::from_matrix(names(&["a", "b", "c"]), matrix);
+    for (class, (correct, support)) in metrics.per_class.iter().zip([(18, 20), (12, 20), (6, 20)]) {
+        assert_eq!(class.recall_interval, wilson(correct, support), "{}", class.class);
+    }
+    assert_eq!(metrics.accuracy_interval, wilson(36, 60));
+    let worst = metrics.worst_class.clone().map(|w| (w.class, w.recall_interval));
+    assert_eq!(worst, Some(("c".into(), wilson(6, 20))));
+    for (figure, interval) in [
+        (metrics.balanced_accuracy, metrics.balanced_accuracy_interval),
+        (metrics.macro_f1, metrics.macro_f1_interval),
+    ] {
+        assert!(interval.low < figure && figure < interval.high, "{figure} {interval:?}");
+        // 60 photos: an interval of several points, not of nothing or everything.
+        assert!((0.05..0.3).contains(&interval.half_width()), "{interval:?}");
+    }
+    // The single-view accuracy's interval is over the same photos.
+    metrics.set_single_view_accuracy(Some(0.5));
+    assert_eq!(metrics.single_view_accuracy_interval, Some(wilson(30, 60)));
+    metrics.set_single_view_accuracy(None);
+    assert_eq!(metrics.single_view_accuracy_interval, None);
+    // A metrics.json read back carries the same intervals (derived again, same seed).
+    let read = Metrics::from_json(metrics.to_json().as_bytes(), Path::new("metrics.json"))?;
+    assert_eq!(read.balanced_accuracy_interval, metrics.balanced_accuracy_interval);
+    Ok(())
 }
