@@ -8,7 +8,7 @@ use incept_cache::{Compression, Dtype};
 use incept_extract::{Augmentation, Device, Layer};
 use incept_head::{Backend, OptimizerKind, Pooling, Rebalance, Select};
 
-use crate::{export, report};
+use crate::{compare, export, report};
 
 /// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
 #[derive(Debug, Parser)]
@@ -28,6 +28,9 @@ pub(crate) enum Command {
     Runs(RunsArgs),
     /// Confusion matrix and per-class metrics of a trained head.
     Confusion(ConfusionArgs),
+    /// Runs validated on the same photos compared photo by photo: the difference in accuracy
+    /// with a paired 95 % interval and the exact McNemar test, with TTA and single view.
+    Compare(compare::CompareArgs),
     /// Classify photos end to end with a trained head.
     Predict(PredictArgs),
     /// A self-contained HTML page about a trained head: figures, confusion matrix, training

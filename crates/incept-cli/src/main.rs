@@ -9,6 +9,7 @@ use clap::Parser;
 mod allocator;
 mod cli;
 mod commands;
+mod compare;
 mod export;
 mod pipes;
 mod predict;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         }
         Command::Runs(args) => commands::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
+        Command::Compare(args) => compare::compare(&args),
         Command::Predict(args) => predict::predict(args),
         Command::Report(args) => report::report(&args),
         Command::Plan(args) => sharding::plan(&args),

@@ -55,6 +55,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
                 .into_iter()
                 .map(|photo| PhotoPrediction {
                     predicted: photo.predicted(),
+                    single_view_predicted: photo.single_view_predicted().filter(|_| args.tta),
                     source: photo.source,
                     truth: photo.label,
                     probabilities: photo.probabilities,

@@ -8,6 +8,7 @@
 
 mod cache;
 mod checks;
+mod compare;
 mod plan;
 mod run;
 mod tables;

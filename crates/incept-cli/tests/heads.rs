@@ -1,6 +1,7 @@
 //! `incept train-head`, `runs`, `confusion` and `predict` end to end on tiny caches.
 
 mod caches;
+mod compare;
 mod confusion;
 mod predict;
 mod skew;

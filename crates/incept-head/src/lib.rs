@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 mod backend;
 mod bilinear;
+mod compare;
 mod config;
 mod data;
 mod model;
@@ -33,6 +34,7 @@ pub use backend::Backend;
 pub use bilinear::{
     NORM_EPSILON as BILINEAR_NORM_EPSILON, Projection, pooled_len as bilinear_pooled_len,
 };
+pub use compare::{Accuracy, ComparedPair, ComparedRun, Comparison, View, compare_runs};
 pub use config::{OptimizerKind, Pooling, TrainConfig};
 pub use model::{Head, InputShape};
 pub use rebalance::{Rebalance, SKEW_RATIO, SKEWED_DEFAULT, Select};
@@ -101,6 +103,10 @@ pub enum Error {
     ShapeMismatch { path: PathBuf, expected: String, found: String },
     #[error("{path}: class {class:?} is unknown to the head (it knows {known})")]
     UnknownClass { path: PathBuf, class: String, known: String },
+    #[error(
+        "{a} and {b} were not validated on the same photos: {reason}; compare runs validated on one split of one collection (the same --validation-split or --validation-cache, caches of the same photos)"
+    )]
+    NotComparable { a: PathBuf, b: PathBuf, reason: String },
     #[error("data: {0}")]
     Data(String),
     #[error("training diverged at epoch {epoch}: the loss became {loss}; lower --learning-rate")]

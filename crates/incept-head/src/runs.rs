@@ -203,6 +203,11 @@ impl CachePhoto {
     pub fn predicted(&self) -> usize {
         argmax(&self.probabilities)
     }
+
+    /// The class of the photo's own view alone, when it was among the samples.
+    pub fn single_view_predicted(&self) -> Option<usize> {
+        self.single_view.as_deref().map(argmax)
+    }
 }
 
 /// One line of `incept runs`.

@@ -146,7 +146,7 @@ fn checkpoint(
     let best = if improved {
         Some(BestEpoch {
             weights: last_weights.clone(),
-            predictions_csv: predictions.to_csv(&run.classes),
+            predictions_csv: predictions.to_csv(&run.classes, run.config.tta),
             metrics_json: metrics.to_json(),
         })
     } else {

@@ -15,6 +15,7 @@ mod chart;
 mod html;
 pub mod interval;
 mod metrics;
+pub mod paired;
 mod plot;
 mod predictions;
 mod thumbnail;
@@ -23,7 +24,9 @@ pub use html::{Layout, ReportData, build as build_html, write as write_html};
 pub use interval::Interval;
 pub use metrics::{ClassMetrics, Metrics, WorstClass, shorten};
 pub use plot::heatmap;
-pub use predictions::{EpochCurve, PhotoPrediction, metrics_of, read_predictions_csv, top_losses};
+pub use predictions::{
+    EpochCurve, PhotoPrediction, SINGLE_VIEW_COLUMN, metrics_of, read_predictions_csv, top_losses,
+};
 
 /// Errors of the report stage.
 #[derive(Debug, thiserror::Error)]

@@ -19,6 +19,10 @@ pub struct PhotoPrediction {
     pub predicted: usize,
     /// Class probabilities, [classes], summing to 1.
     pub probabilities: Vec<f64>,
+    /// With test-time augmentation (`predicted` from the mean over the photo's views): the
+    /// class its own view alone (variant 0) was given, what a single prediction gets; `None`
+    /// without TTA (`predicted` is the single view then) or where it was not recorded.
+    pub single_view_predicted: Option<usize>,
 }
 
 impl PhotoPrediction {
@@ -43,6 +47,9 @@ impl PhotoPrediction {
     }
 }
 
+/// The column of `predictions.csv` holding, with TTA, each photo's single-view prediction.
+pub const SINGLE_VIEW_COLUMN: &str = "single_view_predicted";
+
 /// One finished training epoch; accuracies are fractions in [0, 1], losses in nats.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochCurve {
@@ -61,8 +68,9 @@ pub fn metrics_of(classes: &[String], predictions: &[PhotoPrediction]) -> Result
 }
 
 /// Reads a run folder's `predictions.csv` (`source,label,predicted,p_<class>...`, labels by
-/// class name), with `classes` the run's classes in order. Probability columns are matched by
-/// name, so their order does not matter.
+/// class name, and `single_view_predicted` for runs validated with TTA), with `classes` the
+/// run's classes in order. Columns after the first three are matched by name, so their order
+/// does not matter.
 pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<PhotoPrediction>> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
@@ -91,6 +99,7 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
         })?;
         columns.push(column);
     }
+    let single_view_column = header.iter().position(|h| h == SINGLE_VIEW_COLUMN);
     let class_index = |line: usize, name: &str| {
         classes.iter().position(|c| c == name).ok_or_else(|| {
             bad(line, format!("class {name:?} is not one of the run's ({})", classes.join(", ")))
@@ -120,6 +129,10 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
             truth: class_index(number, &fields[1])?,
             predicted: class_index(number, &fields[2])?,
             probabilities,
+            single_view_predicted: match single_view_column.map(|c| fields[c].as_str()) {
+                None | Some("") => None,
+                Some(name) => Some(class_index(number, name)?),
+            },
         });
     }
     Ok(predictions)
@@ -271,6 +284,7 @@ mod tests {
             truth,
             predicted,
             probabilities: probabilities.to_vec(),
+            single_view_predicted: None,
         };
         let predictions = vec![
             photo("a", 0, 1, [0.3, 0.6, 0.1]),

@@ -26,7 +26,13 @@ fn predictions(dir: &Path) -> Result<Vec<PhotoPrediction>, Box<dyn std::error::E
             let mut probabilities = vec![0.1; 3];
             probabilities[predicted] = 0.8;
             probabilities[truth] += if predicted == truth { 0.0 } else { 0.01 * i as f64 };
-            predictions.push(PhotoPrediction { source, truth, predicted, probabilities });
+            predictions.push(PhotoPrediction {
+                source,
+                truth,
+                predicted,
+                probabilities,
+                single_view_predicted: None,
+            });
         }
     }
     Ok(predictions)

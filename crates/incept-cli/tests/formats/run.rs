@@ -229,13 +229,22 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
         )
     });
     for (row, class) in rows.iter().zip(recalls) {
-        let last = row.rsplit(',').next().unwrap_or_default();
-        let expected = match class["support"].as_u64() {
-            Some(0) => String::new(),
-            _ => format!("{:.6}", class["recall"].as_f64().unwrap_or(-1.0)),
+        // The last three columns: recall, recall_low, recall_high.
+        let last: Vec<&str> = row.rsplit(',').take(3).collect();
+        let expected: Vec<String> = match class["support"].as_u64() {
+            Some(0) => vec![String::new(); 3],
+            _ => {
+                let interval = class["recall_interval"].as_array().cloned().unwrap_or_default();
+                let at = |i: usize| interval.get(i).and_then(|v| v.as_f64()).unwrap_or(-1.0);
+                vec![
+                    format!("{:.6}", at(1)),
+                    format!("{:.6}", at(0)),
+                    format!("{:.6}", class["recall"].as_f64().unwrap_or(-1.0)),
+                ]
+            }
         };
         problems.check(last == expected, || {
-            format!("incept confusion --format csv row {row:?}: recall {last:?}, per_class says {expected:?}")
+            format!("incept confusion --format csv row {row:?}: recall and interval {last:?} (last first), per_class says {expected:?}")
         });
     }
 

@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 28] = [
+const CONTRACT_TABLES: [&str; 32] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -32,6 +32,10 @@ const CONTRACT_TABLES: [&str; 28] = [
     "confusion-json-per-class",
     "confusion-json-worst-class",
     "confusion-csv",
+    "compare-json",
+    "compare-json-run",
+    "compare-json-accuracy",
+    "compare-json-pair",
     "predict-json",
     "predict-json-top",
     "export-graph",

@@ -41,9 +41,15 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     assert!((0.0..=1.0).contains(&single), "{single}");
     let predictions = std::fs::read_to_string(first.join("predictions.csv"))?;
     assert!(
-        predictions.starts_with("source,label,predicted,p_ant,p_bee,p_cricket\n"),
+        predictions
+            .starts_with("source,label,predicted,p_ant,p_bee,p_cricket,single_view_predicted\n"),
         "{predictions}"
     );
+    // The single-view column agrees with metrics.json's single-view accuracy.
+    let rows: Vec<Vec<&str>> =
+        predictions.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let right = rows.iter().filter(|r| r[1] == r[6]).count();
+    assert!((right as f64 / rows.len() as f64 - single).abs() < 1e-9, "{predictions}");
     // The resolved config records the flag.
     assert!(std::fs::read_to_string(first.join("config.toml"))?.contains("seed = 3"));
 

@@ -80,21 +80,30 @@ fn optional(value: Option<f64>) -> String {
     value.map_or_else(String::new, |v| format!("{v:.6}"))
 }
 
-/// `predictions.csv`: source, label, predicted, one probability column per class; one row per
-/// photo, `labels` and rows of `probabilities` indexing `classes`.
+/// `predictions.csv`: source, label, predicted, one probability column per class, and with
+/// `single_view` (a run validated with TTA) each photo's single-view prediction (empty where its
+/// own view was not validated); one row per photo, `labels` and rows of `probabilities`
+/// indexing `classes`.
 pub(crate) fn predictions_csv(
     classes: &[String],
     sources: &[String],
     labels: &[usize],
     probabilities: &[Vec<f64>],
+    single_view: Option<&[Option<Vec<f64>>]>,
 ) -> String {
     let mut text = String::from("source,label,predicted");
     for class in classes {
         text.push(',');
         text.push_str(&csv_field(&format!("p_{class}")));
     }
+    if single_view.is_some() {
+        text.push(',');
+        text.push_str(incept_report::SINGLE_VIEW_COLUMN);
+    }
     text.push('\n');
-    for ((source, &label), probabilities) in sources.iter().zip(labels).zip(probabilities) {
+    for (photo, ((source, &label), probabilities)) in
+        sources.iter().zip(labels).zip(probabilities).enumerate()
+    {
         text.push_str(&format!(
             "{},{},{}",
             csv_field(source),
@@ -103,6 +112,12 @@ pub(crate) fn predictions_csv(
         ));
         for p in probabilities {
             text.push_str(&format!(",{p:.6}"));
+        }
+        if let Some(single_view) = single_view {
+            text.push(',');
+            if let Some(Some(own)) = single_view.get(photo) {
+                text.push_str(&csv_field(&classes[argmax(own)]));
+            }
         }
         text.push('\n');
     }

@@ -47,9 +47,15 @@ impl Predictions {
         )
     }
 
-    /// `predictions.csv` of them.
-    pub fn to_csv(&self, classes: &[String]) -> String {
-        run_folder::predictions_csv(classes, &self.sources, &self.labels, &self.probabilities)
+    /// `predictions.csv` of them; with `tta`, each photo's single-view prediction too.
+    pub fn to_csv(&self, classes: &[String], tta: bool) -> String {
+        run_folder::predictions_csv(
+            classes,
+            &self.sources,
+            &self.labels,
+            &self.probabilities,
+            tta.then_some(self.single_view.as_slice()),
+        )
     }
 }
 
