@@ -302,6 +302,15 @@ pub(crate) struct TrainArgs {
     /// Fraction of source photos held out for validation (split by photo, stable).
     #[arg(long)]
     pub(crate) validation_split: Option<f64>,
+    /// Cross-validation: K heads in one run folder, each validated on a different K-th of the
+    /// photos (by photo, stratified by class); their pooled predictions judge every photo once.
+    /// `confusion`, `report`, `compare` and `runs` read the pooled figures.
+    #[arg(long, value_name = "K")]
+    pub(crate) folds: Option<usize>,
+    /// After the folds, train the recipe on every photo for the folds' median best epoch count:
+    /// the head `predict` and `export` use (they refuse a cross-validation without it).
+    #[arg(long)]
+    pub(crate) refit: bool,
     /// How the loss counters skewed classes: auto (balanced from 10:1 between the largest and
     /// smallest class, else none; the choice is announced and saved), none, balanced (each class
     /// weighs the same), sqrt (1/√n per class) or logit-adjusted (Menon et al. 2021).

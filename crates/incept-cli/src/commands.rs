@@ -147,6 +147,9 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.validation_split {
         config.validation_split = v;
     }
+    if let Some(v) = args.folds {
+        config.folds = v;
+    }
     if let Some(v) = args.rebalance {
         config.rebalance = v;
     }
@@ -191,6 +194,12 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         backend: args.backend,
         verbose: true,
     };
+    if request.config.folds > 0 {
+        return cross_validate(&request, args.refit, interrupted);
+    }
+    if args.refit {
+        bail!("--refit follows a cross-validation: pass --folds K too");
+    }
     let report = incept_head::train(&request, interrupted)?;
     if report.interrupted {
         eprintln!("interrupted: the last finished epoch is saved; continue with --resume");
@@ -228,6 +237,56 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         report.seconds,
     );
     println!("{}", args.run_dir.display());
+    Ok(())
+}
+
+/// `train-head --folds K`: the folds, their pooled figures, the refit.
+fn cross_validate(request: &TrainRequest, refit: bool, interrupted: &AtomicBool) -> Result<()> {
+    let report = incept_head::cross_validation::cross_validate(request, refit, interrupted)?;
+    if report.interrupted {
+        eprintln!(
+            "interrupted: finished folds and the last finished epoch are saved; continue with --resume"
+        );
+        return Ok(());
+    }
+    let accuracies: Vec<String> =
+        report.folds.iter().map(|f| format!("{:.1}", 100.0 * f.accuracy)).collect();
+    if let Some(metrics) = &report.metrics {
+        eprintln!(
+            "{}-fold cross-validation, every photo validated once ({} photos): accuracy {:.3} {}{}, \
+             balanced accuracy {:.3} {}, macro-F1 {:.3} {} (95 % intervals); folds: {} %; best \
+             epochs {}; {:.1} s",
+            report.folds.len(),
+            metrics.total(),
+            metrics.accuracy,
+            metrics.accuracy_interval.ratio(),
+            metrics.single_view_accuracy.zip(metrics.single_view_accuracy_interval).map_or_else(
+                String::new,
+                |(single, interval)| format!(
+                    " with TTA, {single:.3} {} single view",
+                    interval.ratio()
+                )
+            ),
+            metrics.balanced_accuracy,
+            metrics.balanced_accuracy_interval.ratio(),
+            metrics.macro_f1,
+            metrics.macro_f1_interval.ratio(),
+            accuracies.join(", "),
+            report.folds.iter().map(|f| f.best_epoch.to_string()).collect::<Vec<_>>().join(", "),
+            report.seconds,
+        );
+    }
+    match &report.refit {
+        Some(_) => eprintln!(
+            "refit on every photo for {} epochs: `incept predict` and `export` use it",
+            report.refit_epochs
+        ),
+        None if !refit => eprintln!(
+            "no head trained on every photo: add --refit --resume to train one for predict and export"
+        ),
+        None => {}
+    }
+    println!("{}", request.run_dir.display());
     Ok(())
 }
 

@@ -116,7 +116,9 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         predictions_from,
         tta,
         epochs,
-        best_epoch: args.cache.is_none().then_some(state.best_epoch),
+        // A cross-validation's folds each have their own best epoch.
+        best_epoch: (args.cache.is_none() && state.cross_validation.is_none())
+            .then_some(state.best_epoch),
         photos_dir: args.photos.clone(),
     };
     let layout = Layout {
@@ -148,6 +150,12 @@ pub fn report(args: &ReportArgs) -> Result<()> {
 /// Where a run's own validation predictions come from, one sentence.
 fn own_validation(config: &TrainConfig, cache: &Path) -> String {
     let photos = match &config.validation_cache {
+        None if config.folds > 0 => format!(
+            "every photo of {}, by the head of the one of {} folds that held it out from training \
+             (a cross-validation split by photo, stratified by class; each fold's best epoch)",
+            cache.display(),
+            config.folds
+        ),
         Some(validation) => format!("the photos of the validation cache {}", validation.display()),
         None => format!(
             "the {:.0}% of the photos of {} held out from training (split by photo)",
@@ -208,6 +216,9 @@ fn recipe(config: &TrainConfig, cache: &Path) -> Vec<(String, String)> {
     }
     fields.push(match &config.validation_cache {
         Some(validation) => ("validation".to_owned(), validation.display().to_string()),
+        None if config.folds > 0 => {
+            ("cross-validation".to_owned(), format!("{} folds", config.folds))
+        }
         None => ("validation split".to_owned(), config.validation_split.to_string()),
     });
     fields

@@ -9,6 +9,7 @@
 mod cache;
 mod checks;
 mod compare;
+mod folds;
 mod plan;
 mod run;
 mod tables;

@@ -3,6 +3,7 @@
 mod caches;
 mod compare;
 mod confusion;
+mod folds;
 mod predict;
 mod skew;
 mod train;

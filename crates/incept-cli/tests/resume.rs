@@ -11,6 +11,7 @@ use crate::common::*;
 
 mod checksums;
 mod damaged;
+mod folds;
 
 /// Copies the files of a run folder (not its sub-folders) into `to`.
 fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {

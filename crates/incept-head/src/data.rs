@@ -16,8 +16,8 @@ use crate::{Error, Result};
 mod split;
 
 pub use split::{
-    Split, class_photo_counts, class_sample_counts, empty_classes, split_by_source,
-    validation_samples,
+    Split, class_photo_counts, class_sample_counts, empty_classes, photos_per_class, split_all,
+    split_by_fold, split_by_source, validation_samples,
 };
 
 /// Samples read per disk access when streaming (contiguous, one HDF5 hyperslab).

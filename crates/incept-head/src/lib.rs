@@ -19,6 +19,7 @@ mod backend;
 mod bilinear;
 mod compare;
 mod config;
+pub mod cross_validation;
 mod data;
 mod model;
 mod optim;
@@ -107,6 +108,10 @@ pub enum Error {
         "{a} and {b} were not validated on the same photos: {reason}; compare runs validated on one split of one collection (the same --validation-split or --validation-cache, caches of the same photos)"
     )]
     NotComparable { a: PathBuf, b: PathBuf, reason: String },
+    #[error(
+        "{path}: a cross-validation of {folds} heads, none trained on every photo; train its recipe on every photo with `incept train-head CACHE --run-dir {path} --folds {folds} --refit --resume`, or use one fold's head ({path}/folds/fold-1)"
+    )]
+    NoRefit { path: PathBuf, folds: usize },
     #[error("data: {0}")]
     Data(String),
     #[error("training diverged at epoch {epoch}: the loss became {loss}; lower --learning-rate")]

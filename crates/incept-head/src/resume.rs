@@ -26,7 +26,7 @@ fn flag_for(field: &str) -> String {
         "tta" => "--tta/--no-tta".into(),
         "epochs" | "batch_size" | "optimizer" | "learning_rate" | "momentum" | "weight_decay"
         | "seed" | "validation_split" | "validation_cache" | "memory_budget_mib" | "preset"
-        | "rebalance" | "select" => {
+        | "rebalance" | "select" | "folds" => {
             format!("--{}", field.replace('_', "-"))
         }
         other => match other.strip_prefix("head.") {

@@ -178,6 +178,7 @@ mod tests {
                 })
                 .collect(),
             sha256: Default::default(),
+            cross_validation: None,
         }
     }
 

@@ -31,8 +31,19 @@ pub struct TrainedHead {
 }
 
 impl TrainedHead {
+    /// The head of the run in `run_dir`; of a cross-validation, its refit on every photo (the
+    /// folds' heads each missed a K-th of the photos).
     pub fn load(run_dir: &Path, backend: Backend) -> Result<Self> {
         let state = load_state(run_dir)?;
+        if let Some(cross_validation) = &state.cross_validation {
+            if !cross_validation.refit {
+                return Err(Error::NoRefit {
+                    path: run_dir.to_path_buf(),
+                    folds: cross_validation.folds,
+                });
+            }
+            return Self::load(&run_dir.join(crate::cross_validation::REFIT_DIR), backend);
+        }
         let config = load_config(run_dir)?;
         let [height, width, channels] = state.input_shape;
         let device = backend.device()?;
@@ -279,6 +290,10 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
     match load_config(dir) {
         Ok(config) => {
             summary.head = format!("{} [{}]", config.head_summary(), config.preset);
+            if let Some(cross_validation) = state.as_ref().and_then(|s| s.cross_validation.as_ref())
+            {
+                summary.head.push_str(&folds_note(cross_validation));
+            }
             summary.planned_epochs = config.epochs;
         }
         Err(error) => problems.push(error.to_string()),
@@ -293,6 +308,24 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
     }
     summary.problem = (!problems.is_empty()).then(|| problems.join("; "));
     Some(summary)
+}
+
+/// ` 5-fold 84.1–88.0%`: a cross-validation's folds and the spread of their accuracies (its
+/// figures are the pooled ones), `+refit` when it has a head for every photo.
+fn folds_note(cross_validation: &crate::cross_validation::CrossValidation) -> String {
+    let accuracies = cross_validation.fold_results.iter().map(|f| f.accuracy);
+    let low = accuracies.clone().fold(f64::INFINITY, f64::min);
+    let high = accuracies.fold(f64::NEG_INFINITY, f64::max);
+    let spread = if cross_validation.fold_results.is_empty() {
+        String::new()
+    } else {
+        format!(" folds {:.1}–{:.1}%", 100.0 * low, 100.0 * high)
+    };
+    format!(
+        " {}-fold{spread}{}",
+        cross_validation.folds,
+        if cross_validation.refit { " +refit" } else { "" }
+    )
 }
 
 /// Runs made from the cache `target` (looked for under `runs_dir`), or every run in the folder

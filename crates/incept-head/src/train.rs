@@ -79,7 +79,10 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     let stop = Stop { interrupted, max_steps: None };
     let mut throughput = Throughput::default();
     let (mut epochs, mut best_predictions, mut was_interrupted) = (Vec::new(), None, false);
-    for epoch in run.state.completed_epochs..run.config.epochs {
+    let refit = run.config.refit_epochs > 0;
+    // A refit stops after its epochs of the recipe's schedule.
+    let last_epoch = if refit { run.config.refit_epochs } else { run.config.epochs };
+    for epoch in run.state.completed_epochs..last_epoch {
         let epoch_started = Instant::now();
         let end;
         (model, end) =
@@ -93,17 +96,20 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
             // Only `training_rate` sets a step limit.
             EpochEnd::StepLimit => break,
         };
-        let predictions =
-            validation::predict_split(&run, &model.valid(), &run.validation_device())?;
+        let predictions = if refit {
+            Predictions::none()
+        } else {
+            validation::predict_split(&run, &model.valid(), &run.validation_device())?
+        };
         let metrics = predictions.metrics(&run.classes, run.config.tta)?;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: training.loss,
             train_accuracy: training.accuracy,
-            validation_loss: predictions.loss,
-            validation_accuracy: predictions.accuracy(),
-            validation_balanced_accuracy: Some(metrics.balanced_accuracy),
-            validation_macro_f1: Some(metrics.macro_f1),
+            validation_loss: if refit { f64::NAN } else { predictions.loss },
+            validation_accuracy: if refit { f64::NAN } else { predictions.accuracy() },
+            validation_balanced_accuracy: (!refit).then_some(metrics.balanced_accuracy),
+            validation_macro_f1: (!refit).then_some(metrics.macro_f1),
             seconds: epoch_started.elapsed().as_secs_f64(),
         };
         if request.verbose {
@@ -115,7 +121,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         epochs.push(record);
     }
     let metrics = validation::best_metrics(&run, best_predictions)?;
-    run_folder::finish(&run.run_dir, &mut run.state, run.config.epochs)?;
+    run_folder::finish(&run.run_dir, &mut run.state, last_epoch)?;
     Ok(TrainReport {
         epochs,
         best_epoch: run.state.best_epoch,
@@ -142,7 +148,9 @@ fn checkpoint(
     metrics: &Metrics,
 ) -> Result<bool> {
     let last_weights = run_folder::weights_bytes(model)?;
-    let improved = run.state.improves_on_best(&record, run.config.select);
+    // A refit has no validation to choose by: its weights are those of its last epoch.
+    let improved =
+        run.config.refit_epochs > 0 || run.state.improves_on_best(&record, run.config.select);
     let best = if improved {
         Some(BestEpoch {
             weights: last_weights.clone(),

@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 32] = [
+const CONTRACT_TABLES: [&str; 35] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -26,6 +26,9 @@ const CONTRACT_TABLES: [&str; 32] = [
     "run-json-cache-stamp",
     "run-json-sha256",
     "run-json-epoch",
+    "run-json-cross-validation",
+    "run-json-fold-result",
+    "cross-validation-files",
     "metrics-csv",
     "predictions-csv",
     "confusion-json",

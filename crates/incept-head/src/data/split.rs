@@ -72,6 +72,65 @@ fn held_out_per_class(classes: &[Option<i32>], paths: &[String], fraction: f64) 
     if fraction <= 0.0 {
         return held_out;
     }
+    for photos in sorted_by_class(classes, paths).values() {
+        let n = photos.len();
+        let wanted = (fraction * n as f64).round() as usize;
+        let count = if n < 2 { 0 } else { wanted.clamp(1, n - 1) };
+        for &(_, _, source) in &photos[..count] {
+            held_out[source] = true;
+        }
+    }
+    held_out
+}
+
+/// The K-fold split for fold `fold` (1..=`folds`) of a cross-validation: of each class's n
+/// photos, sorted along the stable hash as [`split_by_source`] sorts them, fold k validates on
+/// the ranks [round((k−1)·n/K), round(k·n/K)) and trains on the rest. Every photo validates in
+/// exactly one fold; each fold holds every class of at least K photos; fold 1 is the stratified
+/// split of fraction 1/K. Adding m photos to a class moves at most m of its photos across each
+/// fold boundary, only those nearest it.
+pub fn split_by_fold(cache: &Cache, folds: usize, fold: usize, tta: bool) -> Split {
+    let of_photo = fold_of_photos(&source_classes(cache), &cache.sources, folds);
+    let mut split = Split::default();
+    for index in 0..cache.len() {
+        if of_photo[cache.source[index] as usize] == Some(fold) {
+            if tta || cache.variant[index] == 0 {
+                split.validation.push(index);
+            }
+        } else {
+            split.train.push(index);
+        }
+    }
+    split
+}
+
+/// Every sample trains: a refit on all photos, with nothing to validate on.
+pub fn split_all(cache: &Cache) -> Split {
+    Split { train: (0..cache.len()).collect(), validation: Vec::new() }
+}
+
+/// Each photo's fold (1..=`folds`) of photos `paths` of classes `classes`; `None` for a source
+/// without samples.
+fn fold_of_photos(classes: &[Option<i32>], paths: &[String], folds: usize) -> Vec<Option<usize>> {
+    let mut fold_of = vec![None; paths.len()];
+    for photos in sorted_by_class(classes, paths).values() {
+        let n = photos.len() as f64;
+        for (rank, &(_, _, source)) in photos.iter().enumerate() {
+            // The fold whose block [round((k−1)·n/K), round(k·n/K)) holds this rank.
+            let fold = (1..=folds)
+                .find(|&k| rank < (k as f64 * n / folds as f64).round() as usize)
+                .unwrap_or(folds);
+            fold_of[source] = Some(fold);
+        }
+    }
+    fold_of
+}
+
+/// Per class, its photos (position along the hash, path, source index) sorted along the hash.
+fn sorted_by_class<'a>(
+    classes: &[Option<i32>],
+    paths: &'a [String],
+) -> BTreeMap<i32, Vec<(f64, &'a str, usize)>> {
     let mut by_class: BTreeMap<i32, Vec<(f64, &str, usize)>> = BTreeMap::new();
     for (source, (class, path)) in classes.iter().zip(paths).enumerate() {
         if let Some(class) = class {
@@ -79,15 +138,18 @@ fn held_out_per_class(classes: &[Option<i32>], paths: &[String], fraction: f64) 
         }
     }
     for photos in by_class.values_mut() {
-        let n = photos.len();
-        let wanted = (fraction * n as f64).round() as usize;
-        let count = if n < 2 { 0 } else { wanted.clamp(1, n - 1) };
         photos.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
-        for &(_, _, source) in &photos[..count] {
-            held_out[source] = true;
-        }
     }
-    held_out
+    by_class
+}
+
+/// Photos of each class among the cache's sources.
+pub fn photos_per_class(cache: &Cache) -> Vec<usize> {
+    let mut counts = vec![0; cache.classes.len()];
+    for class in source_classes(cache).into_iter().flatten() {
+        counts[class as usize] += 1;
+    }
+    counts
 }
 
 /// Photos of each of `classes` classes among the samples `indices` (a photo counts once,
@@ -165,6 +227,49 @@ mod tests {
         // A class of one photo trains on it.
         assert_eq!(held_in(4), 0);
         assert!(held_out_per_class(&classes, &paths, 0.0).iter().all(|h| !h));
+    }
+
+    #[test]
+    fn folds_cover_every_photo_once_stratified_and_fold_one_is_the_split() {
+        let (mut classes, mut paths) = photos(0, 0..1000);
+        for (class, count) in [(1, 38), (2, 5)] {
+            let (c, p) = photos(class, 0..count);
+            classes.extend(c);
+            paths.extend(p);
+        }
+        let folds = fold_of_photos(&classes, &paths, 5);
+        assert!(folds.iter().all(|f| f.is_some_and(|k| (1..=5).contains(&k))));
+        let count = |class: i32, fold: usize| {
+            classes
+                .iter()
+                .zip(&folds)
+                .filter(|(c, f)| **c == Some(class) && **f == Some(fold))
+                .count()
+        };
+        for fold in 1..=5 {
+            // Each class's photos spread evenly: 200 a fold, 7 or 8 of 38, 1 of 5.
+            assert_eq!(count(0, fold), 200);
+            assert!((7..=8).contains(&count(1, fold)), "fold {fold}: {}", count(1, fold));
+            assert_eq!(count(2, fold), 1);
+        }
+        // Fold 1 validates on the photos the stratified split of 1/K holds out.
+        let held = held_out_per_class(&classes, &paths, 0.2);
+        for (h, f) in held.iter().zip(&folds) {
+            assert_eq!(*h, *f == Some(1));
+        }
+    }
+
+    #[test]
+    fn adding_photos_moves_few_across_folds() {
+        let (classes, paths) = photos(0, 0..300);
+        let before = fold_of_photos(&classes, &paths, 5);
+        for added in [1usize, 7, 30] {
+            let (more_classes, more_paths) = photos(0, 0..300 + added);
+            let after = fold_of_photos(&more_classes, &more_paths, 5);
+            let moved = (0..300).filter(|&i| before[i] != after[i]).count();
+            // At most `added` across each of the 4 boundaries.
+            assert!(moved <= 4 * added, "{added} added, {moved} moved");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{STATE_FILE, not_a_run, write_file};
 use crate::backend::Backend;
+use crate::cross_validation::CrossValidation;
 use crate::rebalance::Select;
 use crate::{Error, Result};
 
@@ -28,6 +29,8 @@ pub struct RunState {
     /// `null` (infinite) until an epoch has finished.
     #[serde(deserialize_with = "null_is_infinite")]
     pub best_validation_loss: f64,
+    /// `null` (NaN) in a refit, which validates on nothing.
+    #[serde(deserialize_with = "null_is_nan")]
     pub best_validation_accuracy: f64,
     pub train_seconds: f64,
     pub finished: bool,
@@ -41,6 +44,10 @@ pub struct RunState {
     /// as they are.
     #[serde(default)]
     pub sha256: BTreeMap<String, String>,
+    /// A cross-validation's folds and refit (`train-head --folds K`); absent for a run of one
+    /// split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<CrossValidation>,
 }
 
 impl RunState {
@@ -61,6 +68,7 @@ impl RunState {
             finished: false,
             epochs: Vec::new(),
             sha256: BTreeMap::new(),
+            cross_validation: None,
         }
     }
 
@@ -92,6 +100,12 @@ impl RunState {
         self.train_seconds += record.seconds;
         self.epochs.push(record);
     }
+}
+
+/// JSON has no NaN: serde writes it as `null`, read back here as NaN (a refit's validation
+/// figures: there is no validation).
+fn null_is_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// JSON has no infinity: serde writes it as `null`, read back here as infinity.
@@ -127,7 +141,10 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
     pub train_accuracy: f64,
+    /// `null` (NaN) in a refit, which validates on nothing.
+    #[serde(deserialize_with = "null_is_nan")]
     pub validation_loss: f64,
+    #[serde(deserialize_with = "null_is_nan")]
     pub validation_accuracy: f64,
     /// Mean recall over the classes; absent in runs from before it was recorded.
     #[serde(default)]

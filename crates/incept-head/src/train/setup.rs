@@ -16,8 +16,8 @@ use crate::backend::Backend;
 use crate::config::Pooling;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::{
-    Kept, Split, Store, class_photo_counts, class_sample_counts, empty_classes, split_by_source,
-    validation_samples,
+    Kept, Split, Store, class_photo_counts, class_sample_counts, empty_classes, split_all,
+    split_by_fold, split_by_source, validation_samples,
 };
 use crate::model::{Head, InputShape};
 use crate::optim::{Fused, Rule};
@@ -213,6 +213,11 @@ fn open_data(
             };
             (split, Some(other))
         }
+        // A refit trains on every photo; a fold of a cross-validation validates on its K-th.
+        None if config.refit_epochs > 0 => (split_all(&cache), None),
+        None if config.fold > 0 => {
+            (split_by_fold(&cache, config.folds, config.fold, config.tta), None)
+        }
         None => (
             split_by_source(&cache, config.validation_split, config.tta, config.stratified_split),
             None,
@@ -224,14 +229,21 @@ fn open_data(
         return Err(Error::EmptyClass { path: cache.path.clone(), class: classes[class].clone() });
     }
     let validation_source = validation_cache.as_ref().unwrap_or(&cache);
-    for class in empty_classes(validation_source, &split.validation, classes.len()) {
+    // A refit validates on nothing, on purpose.
+    let refit = config.refit_epochs > 0;
+    let unvalidated = if refit {
+        Vec::new()
+    } else {
+        empty_classes(validation_source, &split.validation, classes.len())
+    };
+    for class in unvalidated {
         eprintln!(
             "warning: {}: no validation photo of class {:?}; its recall will read 0 (raise --validation-split or add photos)",
             validation_source.path.display(),
             classes[class]
         );
     }
-    if split.validation.is_empty() {
+    if split.validation.is_empty() && !refit {
         return Err(Error::Config(
             "the validation split holds no photo; raise --validation-split".into(),
         ));

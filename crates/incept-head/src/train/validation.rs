@@ -24,6 +24,17 @@ pub(super) struct Predictions {
 }
 
 impl Predictions {
+    /// No photo: a refit's, which validates on nothing.
+    pub fn none() -> Self {
+        Predictions {
+            sources: Vec::new(),
+            labels: Vec::new(),
+            probabilities: Vec::new(),
+            single_view: Vec::new(),
+            loss: 0.0,
+        }
+    }
+
     /// Share of the photos whose averaged probabilities pick their label.
     pub fn accuracy(&self) -> f64 {
         let correct = self
