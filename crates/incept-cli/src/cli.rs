@@ -8,7 +8,7 @@ use incept_cache::{Compression, Dtype};
 use incept_extract::{Augmentation, Device, Layer};
 use incept_head::{Backend, OptimizerKind, Pooling, Rebalance, Select};
 
-use crate::{compare, export, report};
+use crate::{compare, export, report, suspects};
 
 /// Transfer learning from a frozen InceptionV3: cache its feature maps once, train many heads.
 #[derive(Debug, Parser)]
@@ -31,6 +31,9 @@ pub(crate) enum Command {
     /// Runs validated on the same photos compared photo by photo: the difference in accuracy
     /// with a paired 95 % interval and the exact McNemar test, with TTA and single view.
     Compare(compare::CompareArgs),
+    /// Photos whose label is probably wrong: confident learning on a run's predictions (every
+    /// photo for a cross-validation), the least likely label first.
+    Suspects(suspects::SuspectsArgs),
     /// Classify photos end to end with a trained head.
     Predict(PredictArgs),
     /// A self-contained HTML page about a trained head: figures, confusion matrix, training

@@ -15,6 +15,7 @@ mod pipes;
 mod predict;
 mod report;
 mod sharding;
+mod suspects;
 mod verify;
 
 use cli::{
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => commands::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
         Command::Compare(args) => compare::compare(&args),
+        Command::Suspects(args) => suspects::suspects(&args),
         Command::Predict(args) => predict::predict(args),
         Command::Report(args) => report::report(&args),
         Command::Plan(args) => sharding::plan(&args),

@@ -35,6 +35,9 @@ pub struct ReportArgs {
     /// Photos shown in the top-losses section (lowest probability of their true class).
     #[arg(long, default_value_t = 24)]
     pub top_losses: usize,
+    /// Photos shown in the probably-mislabelled section (as `incept suspects` lists them).
+    #[arg(long, default_value_t = 24)]
+    pub suspects: usize,
 }
 
 pub fn report(args: &ReportArgs) -> Result<()> {
@@ -125,6 +128,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         confused_pairs: args.confused_pairs,
         photos_per_pair: args.photos_per_pair,
         top_losses: args.top_losses,
+        suspects: args.suspects,
         ..Layout::default()
     };
     let page = incept_report::build_html(&data, &layout)?;

@@ -6,6 +6,7 @@ mod confusion;
 mod folds;
 mod predict;
 mod skew;
+mod suspects;
 mod train;
 
 /// Where the cache stores variant 0 (the photo itself) of `source`.

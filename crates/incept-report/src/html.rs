@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::predictions::{EpochCurve, PhotoPrediction, confused_photos, top_losses};
+use crate::suspects::find_suspects;
 use crate::thumbnail::make_thumbnails;
 use crate::{Error, Metrics, Result};
 
@@ -51,6 +52,8 @@ pub struct Layout {
     pub photos_per_pair: usize,
     /// Photos shown in the top-losses section.
     pub top_losses: usize,
+    /// Photos shown in the probably-mislabelled section ([`crate::suspects`]).
+    pub suspects: usize,
     /// Longest side of a thumbnail, pixels.
     pub thumbnail_side: u32,
 }
@@ -61,6 +64,7 @@ impl Default for Layout {
             confused_pairs: 4,
             photos_per_pair: 12,
             top_losses: 24,
+            suspects: 24,
             thumbnail_side: crate::thumbnail::LONG_SIDE,
         }
     }
@@ -126,10 +130,19 @@ pub fn build(data: &ReportData, layout: &Layout) -> Result<Page> {
         .map(|(t, p, count)| ((t, p, count), confused_photos(&data.predictions, t, p)))
         .collect();
     let losses = top_losses(&data.predictions, layout.top_losses);
+    let suspects = find_suspects(data.metrics.classes.len(), &data.predictions);
+    let by_source: std::collections::HashMap<&str, &PhotoPrediction> =
+        data.predictions.iter().map(|p| (p.source.as_str(), p)).collect();
+    let suspected: Vec<&PhotoPrediction> = suspects
+        .iter()
+        .take(layout.suspects)
+        .filter_map(|s| by_source.get(s.source.as_str()).copied())
+        .collect();
     let shown: Vec<&str> = pairs
         .iter()
         .flat_map(|(_, photos)| photos.iter().take(layout.photos_per_pair))
         .chain(&losses)
+        .chain(&suspected)
         .map(|p| p.source.as_str())
         .collect();
     let thumbnails = make_thumbnails(&data.photos_dir, &shown, layout.thumbnail_side)?;
@@ -145,7 +158,7 @@ pub fn build(data: &ReportData, layout: &Layout) -> Result<Page> {
         images: 0,
         placeholders: 0,
     };
-    page.render(&pairs, &losses, layout);
+    page.render(&pairs, &losses, (&suspected, suspects.len()), layout);
     Ok(Page {
         html: page.html,
         thumbnails: page.images,

@@ -18,6 +18,7 @@ mod metrics;
 pub mod paired;
 mod plot;
 mod predictions;
+pub mod suspects;
 mod thumbnail;
 
 pub use html::{Layout, ReportData, build as build_html, write as write_html};

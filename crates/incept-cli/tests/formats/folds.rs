@@ -68,5 +68,18 @@ fn a_cross_validation_is_as_documented() -> TestResult {
         problems.check(epoch["validation_loss"].is_null(), || format!("a refit epoch: {epoch}"));
     }
     ok(run(&["runs", path_str(dir.path())])?);
+
+    // `incept suspects --format json` of it.
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(run(&["suspects", path_str(&cv), "--format", "json"])?)))?;
+    check_object(&mut problems, table(&tables, "suspects-json")?, &json, "suspects --format json")?;
+    for suspect in json["suspects"].as_array().ok_or("no suspects")? {
+        check_object(
+            &mut problems,
+            table(&tables, "suspects-json-suspect")?,
+            suspect,
+            "a suspect",
+        )?;
+    }
     problems.finish()
 }

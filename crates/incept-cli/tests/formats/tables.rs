@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 35] = [
+const CONTRACT_TABLES: [&str; 37] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -36,6 +36,8 @@ const CONTRACT_TABLES: [&str; 35] = [
     "confusion-json-worst-class",
     "confusion-csv",
     "compare-json",
+    "suspects-json",
+    "suspects-json-suspect",
     "compare-json-run",
     "compare-json-accuracy",
     "compare-json-pair",

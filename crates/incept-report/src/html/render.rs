@@ -51,7 +51,14 @@ impl Renderer<'_> {
         self.data.metrics.classes.get(index).map_or("?", String::as_str)
     }
 
-    pub fn render(&mut self, pairs: &[ConfusedPair], losses: &[&PhotoPrediction], layout: &Layout) {
+    /// `suspects`: the probably mislabelled photos shown, and how many were found.
+    pub fn render(
+        &mut self,
+        pairs: &[ConfusedPair],
+        losses: &[&PhotoPrediction],
+        suspects: (&[&PhotoPrediction], usize),
+        layout: &Layout,
+    ) {
         let data = self.data;
         let name = escape(&data.run_name);
         let _ = write!(
@@ -98,6 +105,7 @@ impl Renderer<'_> {
             self.card(photo, true);
         }
         self.html.push_str("</div>\n");
+        self.suspects(suspects);
         self.problems();
         let _ = write!(
             self.html,
@@ -296,6 +304,20 @@ impl Renderer<'_> {
 
     /// One photo: its thumbnail (or a placeholder box), true and predicted class with their
     /// probabilities, its path; with `full_path`, also where it is on this machine.
+    /// The probably mislabelled photos ([`crate::suspects`]), as `incept suspects` lists them.
+    fn suspects(&mut self, (shown, found): (&[&PhotoPrediction], usize)) {
+        let _ = write!(
+            self.html,
+            "<h2 id=\"suspects\">Probably mislabelled</h2>\n<p class=\"note\">{found} of {} photos are counted as another class than their label by confident learning (per class, the mean probability the heads give that class on its own photos is the bar another class's photo must reach); {} shown, the least likely label first. Judged on predictions made without the photo in training: a cross-validation's (<code>--folds</code>) covers every photo. Check each one; move a mislabelled photo to its class folder and extract again. <code>incept suspects</code> lists them all.</p>\n<div class=\"cards\">\n",
+            self.data.predictions.len(),
+            shown.len()
+        );
+        for photo in shown {
+            self.card(photo, true);
+        }
+        self.html.push_str("</div>\n");
+    }
+
     fn card(&mut self, photo: &PhotoPrediction, full_path: bool) {
         let path = photo_path(&self.photos_root, &photo.source)
             .unwrap_or_else(|| PathBuf::from(&photo.source));
