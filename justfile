@@ -153,6 +153,11 @@ bench-grow: setup
 bench-checksums: setup
     cargo run --release --locked -p incept-cache --example bench_checksum -- features/amid5-mixed_7.h5 1000 5
 
+# What `train-head --folds 5` costs against one run of the same recipe on the demo's cache,
+# side by side (5 epochs each; EPOCHS, FOLDS, PRESET, CACHE to change them; after `just demo`).
+bench-folds: setup
+    scripts/bench_folds.sh
+
 # Merging 1,000 small shards (index and --copy) and reading every map back, side by side.
 bench-merge: setup
     cargo run --release --locked -p incept-cache --example bench_merge -- 1000 8
