@@ -112,6 +112,28 @@ fn tensors_by_name(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn std
     Ok(tensors)
 }
 
+/// The next of a xorshift sequence: kill delays that differ between rounds, the same every run.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Starts `command` with checkpoint pauses of 20 ms, SIGKILLs it after `delay`, and returns its
+/// output with its exit status when it had already finished.
+fn kill_after(
+    command: &mut std::process::Command,
+    delay: Duration,
+) -> std::io::Result<(Option<std::process::ExitStatus>, std::process::Output)> {
+    command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "20");
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    std::thread::sleep(delay);
+    let exited = child.try_wait()?;
+    child.kill()?; // SIGKILL
+    Ok((exited, child.wait_with_output()?))
+}
+
 /// Where a kill landed, from the last line the process printed.
 fn landing(lines: &[String]) -> String {
     lines
@@ -184,15 +206,8 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
             command.arg("--resume");
         }
         let landed = if target == "random" {
-            random_state ^= random_state << 13;
-            random_state ^= random_state >> 7;
-            random_state ^= random_state << 17;
-            command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "20");
-            let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-            std::thread::sleep(Duration::from_millis(50 + random_state % 700));
-            let exited = child.try_wait()?;
-            child.kill()?; // SIGKILL
-            let output = child.wait_with_output()?;
+            let delay = Duration::from_millis(50 + next_random(&mut random_state) % 700);
+            let (exited, output) = kill_after(&mut command, delay)?;
             let lines: Vec<String> = stderr(&output).lines().map(str::to_owned).collect();
             if let Some(status) = exited {
                 assert!(status.success(), "train-head failed: {lines:?}");

@@ -101,20 +101,12 @@ pub fn cross_validate(
         }
         let dir = fold_dir(run_dir, fold);
         eprintln!("fold {fold}/{folds}: {}", dir.display());
-        let fold_request = TrainRequest {
-            cache: request.cache.clone(),
-            run_dir: dir.clone(),
-            config: TrainConfig { fold, ..config.clone() },
-            resume: holds_a_run(&dir),
-            backend: Some(state.backend),
-            verbose: request.verbose,
-        };
-        let trained = train(&fold_request, interrupted)?;
-        if trained.interrupted {
+        let fold_config = TrainConfig { fold, ..config.clone() };
+        let Some(trained) = train_part(request, &state, &dir, fold_config, interrupted)? else {
             report.interrupted = true;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
-        }
+        };
         let result = FoldResult {
             fold,
             best_epoch: trained.best_epoch,
@@ -145,20 +137,12 @@ pub fn cross_validate(
     if refit && !cross_validation(&state)?.refit {
         let dir = run_dir.join(REFIT_DIR);
         eprintln!("refit on every photo for {refit_epochs} epochs: {}", dir.display());
-        let refit_request = TrainRequest {
-            cache: request.cache.clone(),
-            run_dir: dir.clone(),
-            config: TrainConfig { folds: 0, fold: 0, refit_epochs, ..config.clone() },
-            resume: holds_a_run(&dir),
-            backend: Some(state.backend),
-            verbose: request.verbose,
-        };
-        let trained = train(&refit_request, interrupted)?;
-        if trained.interrupted {
+        let refit_config = TrainConfig { folds: 0, fold: 0, refit_epochs, ..config.clone() };
+        let Some(trained) = train_part(request, &state, &dir, refit_config, interrupted)? else {
             report.interrupted = true;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
-        }
+        };
         cross_validation_mut(&mut state)?.refit = true;
         state.train_seconds += load_state(&dir)?.train_seconds;
         state.finished = true;
@@ -167,6 +151,27 @@ pub fn cross_validate(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Trains (or resumes) one part of the cross-validation, a fold or the refit, in `dir` with
+/// `config`, on the cross-validation's cache and backend; `None` when it was interrupted.
+fn train_part(
+    request: &TrainRequest,
+    state: &RunState,
+    dir: &Path,
+    config: TrainConfig,
+    interrupted: &AtomicBool,
+) -> Result<Option<TrainReport>> {
+    let part = TrainRequest {
+        cache: request.cache.clone(),
+        run_dir: dir.to_path_buf(),
+        config,
+        resume: holds_a_run(dir),
+        backend: Some(state.backend),
+        verbose: request.verbose,
+    };
+    let trained = train(&part, interrupted)?;
+    Ok((!trained.interrupted).then_some(trained))
 }
 
 /// Starts the cross-validation's run folder, or reads it back when resuming; checks the recipe

@@ -1,9 +1,9 @@
 //! A cross-validation killed at any moment and resumed ends as an uninterrupted one.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
+use super::{kill_after, next_random};
 use crate::common::*;
 
 #[test]
@@ -41,15 +41,8 @@ fn a_killed_cross_validation_resumes_to_the_uninterrupted_result() -> TestResult
             command.arg("--resume");
         }
         if target == "random" {
-            random_state ^= random_state << 13;
-            random_state ^= random_state >> 7;
-            random_state ^= random_state << 17;
-            command.env("INCEPT_TEST_CHECKPOINT_PAUSE_MS", "20");
-            let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-            std::thread::sleep(Duration::from_millis(100 + random_state % 1500));
-            let exited = child.try_wait()?;
-            child.kill()?;
-            let output = child.wait_with_output()?;
+            let delay = Duration::from_millis(100 + next_random(&mut random_state) % 1500);
+            let (exited, output) = kill_after(&mut command, delay)?;
             if let Some(status) = exited {
                 assert!(status.success(), "train-head failed: {}", stderr(&output));
                 break;
