@@ -276,15 +276,15 @@ fn cross_validate(request: &TrainRequest, refit: bool, interrupted: &AtomicBool)
             report.seconds,
         );
     }
-    match &report.refit {
-        Some(_) => eprintln!(
+    if report.refit {
+        eprintln!(
             "refit on every photo for {} epochs: `incept predict` and `export` use it",
             report.refit_epochs
-        ),
-        None if !refit => eprintln!(
+        );
+    } else if !refit {
+        eprintln!(
             "no head trained on every photo: add --refit --resume to train one for predict and export"
-        ),
-        None => {}
+        );
     }
     println!("{}", request.run_dir.display());
     Ok(())

@@ -21,9 +21,9 @@ use crate::config::TrainConfig;
 use crate::data::photos_per_class;
 use crate::run_folder::{
     self, METRICS_JSON, PREDICTIONS_CSV, RunState, committed_file, holds_a_run, load_state,
-    save_state, write_file,
+    read_metrics, save_state, write_file,
 };
-use crate::train::{TrainReport, TrainRequest, train};
+use crate::train::{TrainRequest, train};
 use crate::{Error, Result};
 
 /// The folder of the fold runs, inside the cross-validation's run folder.
@@ -62,8 +62,8 @@ pub struct CrossValidationReport {
     /// Of the pooled out-of-fold predictions: every photo once.
     pub metrics: Option<Metrics>,
     pub folds: Vec<FoldResult>,
-    /// The refit, when it was asked for and finished.
-    pub refit: Option<TrainReport>,
+    /// Whether the cross-validation has a finished refit (a head for `predict` and `export`).
+    pub refit: bool,
     pub refit_epochs: usize,
     pub interrupted: bool,
     pub seconds: f64,
@@ -89,7 +89,7 @@ pub fn cross_validate(
     let mut report = CrossValidationReport {
         metrics: None,
         folds: Vec::new(),
-        refit: None,
+        refit: false,
         refit_epochs: 0,
         interrupted: false,
         seconds: 0.0,
@@ -102,17 +102,17 @@ pub fn cross_validate(
         let dir = fold_dir(run_dir, fold);
         eprintln!("fold {fold}/{folds}: {}", dir.display());
         let fold_config = TrainConfig { fold, ..config.clone() };
-        let Some(trained) = train_part(request, &state, &dir, fold_config, interrupted)? else {
+        let Some(part) = train_part(request, &state, &dir, fold_config, interrupted)? else {
             report.interrupted = true;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         };
         let result = FoldResult {
             fold,
-            best_epoch: trained.best_epoch,
-            photos: trained.metrics.total(),
-            accuracy: trained.metrics.accuracy,
-            train_seconds: load_state(&dir)?.train_seconds,
+            best_epoch: part.state.best_epoch,
+            photos: part.metrics.total(),
+            accuracy: part.metrics.accuracy,
+            train_seconds: part.state.train_seconds,
         };
         eprintln!(
             "fold {fold}/{folds}: best epoch {}, validation accuracy {:.3} on {} photos",
@@ -138,19 +138,25 @@ pub fn cross_validate(
         let dir = run_dir.join(REFIT_DIR);
         eprintln!("refit on every photo for {refit_epochs} epochs: {}", dir.display());
         let refit_config = TrainConfig { folds: 0, fold: 0, refit_epochs, ..config.clone() };
-        let Some(trained) = train_part(request, &state, &dir, refit_config, interrupted)? else {
+        let Some(part) = train_part(request, &state, &dir, refit_config, interrupted)? else {
             report.interrupted = true;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         };
         cross_validation_mut(&mut state)?.refit = true;
-        state.train_seconds += load_state(&dir)?.train_seconds;
+        state.train_seconds += part.state.train_seconds;
         state.finished = true;
         save_state(run_dir, &state)?;
-        report.refit = Some(trained);
     }
+    report.refit = cross_validation(&state)?.refit;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A finished fold or refit: its `run.json` and best epoch's metrics.
+struct Part {
+    state: RunState,
+    metrics: Metrics,
 }
 
 /// Trains (or resumes) one part of the cross-validation, a fold or the refit, in `dir` with
@@ -161,7 +167,19 @@ fn train_part(
     dir: &Path,
     config: TrainConfig,
     interrupted: &AtomicBool,
-) -> Result<Option<TrainReport>> {
+) -> Result<Option<Part>> {
+    // A part that finished before a kill kept run.json from recording it is read back, not
+    // opened again (opening a bilinear run pools the whole cache, for no epoch).
+    if holds_a_run(dir) {
+        let finished = load_state(dir)?;
+        if finished.finished {
+            let metrics = read_metrics(dir, &finished)?.ok_or_else(|| Error::NotARun {
+                path: dir.to_path_buf(),
+                reason: "finished, but its metrics.json is missing".into(),
+            })?;
+            return Ok(Some(Part { state: finished, metrics }));
+        }
+    }
     let part = TrainRequest {
         cache: request.cache.clone(),
         run_dir: dir.to_path_buf(),
@@ -171,7 +189,10 @@ fn train_part(
         verbose: request.verbose,
     };
     let trained = train(&part, interrupted)?;
-    Ok((!trained.interrupted).then_some(trained))
+    if trained.interrupted {
+        return Ok(None);
+    }
+    Ok(Some(Part { state: load_state(dir)?, metrics: trained.metrics }))
 }
 
 /// Starts the cross-validation's run folder, or reads it back when resuming; checks the recipe
