@@ -128,6 +128,7 @@ pub fn cross_validate(
     let metrics = pool(run_dir, &state, config.tta)?;
     let refit_epochs = median_best_epoch(&report.folds);
     report.refit_epochs = refit_epochs;
+    state.best_validation_accuracy = metrics.accuracy;
     report.metrics = Some(metrics);
     state.best_epoch = refit_epochs;
     state.completed_epochs = config.epochs;

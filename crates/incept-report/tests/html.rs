@@ -69,8 +69,13 @@ fn data(dir: &Path) -> Result<ReportData, Box<dyn std::error::Error>> {
 fn the_page_shows_the_confused_photos_and_the_top_losses() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = data(dir.path())?;
-    let layout =
-        Layout { confused_pairs: 2, photos_per_pair: 12, top_losses: 5, ..Layout::default() };
+    let layout = Layout {
+        confused_pairs: 2,
+        photos_per_pair: 12,
+        top_losses: 5,
+        suspects: 0,
+        ..Layout::default()
+    };
     let page = build(&data, &layout)?;
     // Two pairs of two photos, five top losses.
     assert_eq!(page.html.matches("<img ").count(), 2 * 2 + 5);
@@ -102,8 +107,13 @@ fn a_missing_photo_is_a_placeholder_and_a_warning_and_all_missing_is_an_error() 
     let mut data = data(dir.path())?;
     let gone = dir.path().join("c0/photo 0.png");
     std::fs::remove_file(&gone)?;
-    let layout =
-        Layout { confused_pairs: 1, photos_per_pair: 12, top_losses: 3, ..Layout::default() };
+    let layout = Layout {
+        confused_pairs: 1,
+        photos_per_pair: 12,
+        top_losses: 3,
+        suspects: 0,
+        ..Layout::default()
+    };
     let page = build(&data, &layout)?;
     // c0/photo 0 is in the first pair and among the top losses: two placeholders.
     assert_eq!((page.thumbnails, page.placeholders), (2 + 3 - 2, 2));
