@@ -79,13 +79,16 @@ printf 'epochs = 3\nbatch_size = 8\nlearning_rate = 0.001\n[head]\npooling = "ga
     fatal "incept train-head: $(tail -n 3 "$work/train.log")"
 pass "a small run on $classes classes x 10 photos of $DATA"
 
-# The photos the page should show: those of the 4 most confused pairs (12 at most each) and the
-# 24 top losses, from predictions.csv.
-expected=$(python3 - "$work/run/predictions.csv" <<'EOF'
-import collections, csv, sys
+# The photos the page should show: those of the 4 most confused pairs (12 at most each), the
+# 24 top losses (from predictions.csv) and the 24 first probably mislabelled (`incept suspects`).
+"$INCEPT" suspects "$work/run" --format json >"$work/suspects.json" 2>>"$work/report.log"
+expected=$(python3 - "$work/run/predictions.csv" "$work/suspects.json" <<'EOF'
+import collections, csv, json, sys
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 cells = collections.Counter((r["label"], r["predicted"]) for r in rows if r["label"] != r["predicted"])
-print(sum(min(12, count) for count in sorted(cells.values(), reverse=True)[:4]) + min(24, len(rows)))
+suspects = json.load(open(sys.argv[2]))["found"]
+print(sum(min(12, count) for count in sorted(cells.values(), reverse=True)[:4]) + min(24, len(rows))
+      + min(24, suspects))
 EOF
 )
 

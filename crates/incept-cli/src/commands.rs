@@ -148,6 +148,11 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
         config.validation_split = v;
     }
     if let Some(v) = args.folds {
+        if args.validation_split.is_some() {
+            bail!(
+                "--validation-split with --folds: a cross-validation validates each fold on a K-th of the photos; drop --validation-split"
+            );
+        }
         config.folds = v;
     }
     if let Some(v) = args.rebalance {

@@ -128,5 +128,10 @@ fn fold_counts_a_class_cannot_fill_are_refused_before_anything_is_written() -> T
     // --refit alone has nothing to follow.
     let message = stderr(&train(&cache, &cv, &config, &["--refit"])?);
     assert!(message.contains("--refit follows a cross-validation"), "{message}");
+    // A split fraction has no meaning beside folds: refused, not ignored.
+    let message =
+        stderr(&train(&cache, &cv, &config, &["--folds", "2", "--validation-split", "0.3"])?);
+    assert!(message.contains("drop --validation-split"), "{message}");
+    assert!(!cv.exists());
     Ok(())
 }
