@@ -14,14 +14,14 @@ mod export;
 mod pipes;
 mod predict;
 mod report;
+mod runs;
 mod sharding;
 mod suspects;
 mod verify;
 
 use cli::{
     Cli, Command, ConfusionArgs, ExtractArgs, FormatArg, MachineArgs, MergeArgs, PlanArgs,
-    PredictArgs, PredictFormatArg, PresetArg, RunsArgs, SettingsArgs, ShardArg, StatusArgs,
-    TrainArgs,
+    PredictArgs, PredictFormatArg, PresetArg, SettingsArgs, ShardArg, StatusArgs, TrainArgs,
 };
 
 /// Exit status for an interrupted run (as shells report SIGINT).
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             allocator::keep_freed_memory();
             commands::train_head(args, &interrupted)
         }
-        Command::Runs(args) => commands::runs(&args),
+        Command::Runs(args) => runs::runs(&args),
         Command::Confusion(args) => commands::confusion(args),
         Command::Compare(args) => compare::compare(&args),
         Command::Suspects(args) => suspects::suspects(&args),
