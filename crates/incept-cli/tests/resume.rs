@@ -134,6 +134,17 @@ fn kill_after(
     Ok((exited, child.wait_with_output()?))
 }
 
+/// Runs `command` with the test hook that aborts it right before the first checkpoint step
+/// naming `target`; `false` when it finished without reaching that step.
+fn abort_before(command: &mut std::process::Command, target: &str) -> std::io::Result<bool> {
+    let output = command.env("INCEPT_TEST_CHECKPOINT_ABORT_BEFORE", target).output()?;
+    if output.status.success() {
+        return Ok(false);
+    }
+    assert!(stderr(&output).contains("aborting (test hook)"), "{}", stderr(&output));
+    Ok(true)
+}
+
 /// Where a kill landed, from the last line the process printed.
 fn landing(lines: &[String]) -> String {
     lines
@@ -215,12 +226,9 @@ fn a_run_killed_anywhere_resumes_to_the_uninterrupted_result() -> TestResult {
             }
             landing(&lines)
         } else {
-            command.env("INCEPT_TEST_CHECKPOINT_ABORT_BEFORE", target);
-            let output = command.output()?;
-            if output.status.success() {
+            if !abort_before(&mut command, target)? {
                 break; // finished without reaching that step again
             }
-            assert!(stderr(&output).contains("aborting (test hook)"), "{}", stderr(&output));
             format!("checkpoint: before {target}")
         };
         kills += 1;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{kill_after, next_random};
+use super::{abort_before, kill_after, next_random};
 use crate::common::*;
 
 #[test]
@@ -55,13 +55,8 @@ fn a_killed_cross_validation_resumes_to_the_uninterrupted_result() -> TestResult
                 .find(|l| l.starts_with("fold ") || l.starts_with("refit "))
                 .map_or("start", |l| if l.starts_with("refit") { "refit" } else { "folds" });
             stages.insert(stage.to_owned());
-        } else {
-            command.env("INCEPT_TEST_CHECKPOINT_ABORT_BEFORE", target);
-            let output = command.output()?;
-            if output.status.success() {
-                break;
-            }
-            assert!(stderr(&output).contains("aborting (test hook)"), "{}", stderr(&output));
+        } else if !abort_before(&mut command, target)? {
+            break;
         }
         kills += 1;
     }
