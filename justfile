@@ -172,6 +172,12 @@ test-slurm: setup
 test-report: setup
     scripts/test-report.sh
 
+# `incept export --web` in headless Chromium: a small real run's page classifies 20 amid5 photos
+# through its file input as `incept predict` does (within 1e-3), offline after its first load,
+# with a message for bad files; SCREENSHOT=FILE keeps a screenshot of the page.
+test-web: setup
+    scripts/test-web.sh
+
 # Head-training throughput per Burn backend, default head and blog preset; side by side with
 # PyTorch training the same heads (scripts/bench_train_torch.py) when the interpreter in
 # INCEPT_TORCH_PYTHON (default python3) can import torch. PyTorch is no project dependency.

@@ -4,6 +4,7 @@
 #   scripts/setup.sh            system packages, Python tools, ONNX Runtime (CPU), the model
 #   scripts/setup.sh gpu        ONNX Runtime with the CUDA execution provider
 #   scripts/setup.sh layer L    also the model cut at layer L (mixed_8: `--layer mixed_8`)
+#   scripts/setup.sh web        only the npm packages of web/ (onnxruntime-web, puppeteer-core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,8 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 [ -e /usr/include/hdf5/serial/hdf5.h ] || [ -e /usr/include/hdf5.h ] || need_apt+=(libhdf5-dev)
 [ -e /usr/include/turbojpeg.h ] || need_apt+=(libturbojpeg0-dev)
 command -v unzip >/dev/null || need_apt+=(unzip)
+# npm: onnxruntime-web for `incept export --web` and the page's browser test.
+command -v npm >/dev/null || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     say "installing ${need_apt[*]} with apt"
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -68,6 +71,20 @@ if [ "${1:-}" = ort-python ]; then
     exit 0
 fi
 
+# The npm packages pinned in web/package-lock.json (integrity hashes, no registry host):
+# onnxruntime-web, copied into every `incept export --web` page, and puppeteer-core, with which
+# `just test-web` drives the system's Chromium. Installed again when the lock file changes.
+install_web() {
+    if cmp -s web/package-lock.json web/node_modules/.incept-lock 2>/dev/null; then return; fi
+    say "npm packages of web/package-lock.json -> web/node_modules"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    cp web/package-lock.json web/node_modules/.incept-lock
+}
+if [ "${1:-}" = web ]; then
+    install_web
+    exit 0
+fi
+
 if [ "${1:-}" = gpu ]; then
     install_runtime onnxruntime-gpu "$DEPS/onnxruntime-gpu"
     say "GPU runtime ready in $DEPS/onnxruntime-gpu (CUDA 13 and cuDNN 9 must be on LD_LIBRARY_PATH)"
@@ -75,6 +92,7 @@ if [ "${1:-}" = gpu ]; then
 fi
 
 install_runtime onnxruntime "$DEPS/onnxruntime"
+install_web
 
 # The marker holds the requirements it was made for: a changed list installs again.
 if [ "$(cat "$PYTHON_DEPS/.complete" 2>/dev/null)" != "$PYTHON_REQUIREMENTS" ]; then

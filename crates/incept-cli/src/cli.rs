@@ -448,4 +448,18 @@ pub(crate) struct PredictArgs {
     /// key, as in the cache): the figure a run reports "with TTA". 0: the photo alone.
     #[arg(long, value_name = "K", default_value_t = 0)]
     pub(crate) tta: u32,
+    /// Answer `uncertain` (still listing the top classes) for a photo whose calibrated top
+    /// probability is below P; the report's accuracy–coverage table suggests P for an accuracy.
+    #[arg(long, value_name = "P", value_parser = parse_confidence)]
+    pub(crate) min_confidence: Option<f64>,
+}
+
+/// A probability threshold in (0, 1].
+pub(crate) fn parse_confidence(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not a probability in (0, 1] (e.g. 0.8)"))
+    }
 }

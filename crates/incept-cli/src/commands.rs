@@ -239,7 +239,18 @@ pub fn train_head(args: TrainArgs, interrupted: &AtomicBool) -> Result<()> {
         report.backend.name(),
         report.seconds,
     );
+    print_calibration(&args.run_dir)?;
     println!("{}", args.run_dir.display());
+    Ok(())
+}
+
+/// The calibration line of a trained run, on stderr.
+fn print_calibration(run_dir: &Path) -> Result<()> {
+    let state = incept_head::run_folder::load_state(run_dir)?;
+    let tta = incept_head::run_folder::load_config(run_dir)?.tta;
+    if let Some(calibration) = incept_head::run_folder::read_calibration(run_dir, &state, tta)? {
+        eprintln!("{}", crate::calibration::fitted_line(&calibration));
+    }
     Ok(())
 }
 
@@ -279,6 +290,9 @@ fn cross_validate(request: &TrainRequest, refit: bool, interrupted: &AtomicBool)
             report.seconds,
         );
     }
+    if report.metrics.is_some() {
+        print_calibration(&request.run_dir)?;
+    }
     if report.refit {
         eprintln!(
             "refit on every photo for {} epochs: `incept predict` and `export` use it",
@@ -294,9 +308,18 @@ fn cross_validate(request: &TrainRequest, refit: bool, interrupted: &AtomicBool)
 }
 
 pub fn confusion(args: ConfusionArgs) -> Result<()> {
-    let metrics = match &args.cache {
+    // The metrics and the calibration line: on another cache, the run's temperature measured on
+    // photos it was not fitted on; else as fitted on the run's own validation photos.
+    let (metrics, calibration_json, calibration_line) = match &args.cache {
         Some(cache) => {
-            TrainedHead::load(&args.run_dir, Backend::default())?.evaluate(cache, args.tta)?
+            let head = TrainedHead::load(&args.run_dir, Backend::default())?;
+            let photos = head.predict_cache(cache, args.tta)?;
+            let figures = crate::calibration::held_out(&head, &photos, args.tta);
+            let json = figures.as_ref().map(|(temperature, figures)| {
+                serde_json::json!({"temperature": temperature, "held_out": figures})
+            });
+            let line = crate::calibration::held_out_line(figures.as_ref(), args.tta);
+            (head.metrics_of(&photos, args.tta)?, json, line)
         }
         None => {
             if args.tta {
@@ -305,15 +328,33 @@ pub fn confusion(args: ConfusionArgs) -> Result<()> {
                 );
             }
             let state = incept_head::run_folder::load_state(&args.run_dir)?;
-            incept_head::run_folder::read_metrics(&args.run_dir, &state)?.with_context(|| {
-                format!("{}: no epoch has finished yet: no metrics", args.run_dir.display())
-            })?
+            let metrics = incept_head::run_folder::read_metrics(&args.run_dir, &state)?
+                .with_context(|| {
+                    format!("{}: no epoch has finished yet: no metrics", args.run_dir.display())
+                })?;
+            let tta = incept_head::run_folder::load_config(&args.run_dir)?.tta;
+            let calibration =
+                incept_head::run_folder::read_calibration(&args.run_dir, &state, tta)?;
+            let line = calibration.as_ref().map(crate::calibration::fitted_line);
+            let json = calibration.map(serde_json::to_value).transpose()?;
+            (metrics, json, line.unwrap_or_default())
         }
     };
     match args.format {
-        FormatArg::Table => print!("{}", metrics.to_table()),
+        FormatArg::Table => {
+            print!("{}", metrics.to_table());
+            if !calibration_line.is_empty() {
+                println!("{calibration_line}");
+            }
+        }
         FormatArg::Csv => print!("{}", metrics.to_csv()),
-        FormatArg::Json => println!("{}", metrics.to_json()),
+        FormatArg::Json => {
+            let mut value: serde_json::Value = serde_json::from_str(&metrics.to_json())?;
+            if let (Some(object), Some(calibration)) = (value.as_object_mut(), calibration_json) {
+                object.insert("calibration".to_owned(), calibration);
+            }
+            println!("{value}");
+        }
     }
     if let Some(plot) = &args.plot {
         let name =

@@ -13,8 +13,24 @@ pub struct ExportArgs {
     /// The run folder made by `incept train-head`.
     run_dir: PathBuf,
     /// The ONNX file to write (e.g. RUN_DIR/classifier.onnx).
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "web")]
+    output: Option<PathBuf>,
+    /// Also (or only) write a static page that classifies photos in a browser, offline after
+    /// its first load: DIR/index.html, the classifier and onnxruntime-web (README, "Take it to
+    /// the field"). Serve DIR with any static server.
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+    /// onnxruntime-web's dist/ folder for --web [default: web/node_modules/onnxruntime-web/dist,
+    /// installed by `just setup`].
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_ORT_WEB)]
+    onnxruntime_web: PathBuf,
+    /// Record this "not sure" threshold (a calibrated top probability) in the metadata and the
+    /// page: below it, answer "not sure". The report's accuracy–coverage table suggests one.
+    #[arg(long, value_name = "P", value_parser = crate::cli::parse_confidence)]
+    min_confidence: Option<f64>,
+    /// Leave the run's temperature out: the head's own probabilities.
+    #[arg(long)]
+    uncalibrated: bool,
     /// What the classifier takes: `uint8` pixels [N, 224, 224, 3] RGB, or `float`, the backbone's
     /// [N, 3, 224, 224] RGB already scaled to [-1, 1].
     #[arg(long, value_enum, default_value = "uint8")]
@@ -24,14 +40,26 @@ pub struct ExportArgs {
     model: Option<PathBuf>,
 }
 
+/// Where `just setup` installs onnxruntime-web's files (`npm ci` in web/).
+const DEFAULT_ORT_WEB: &str = "web/node_modules/onnxruntime-web/dist";
+
 pub fn export(args: &ExportArgs) -> Result<()> {
+    // With --web the classifier is written into the page's folder (and copied to -o if given).
+    let output = match (&args.web, &args.output) {
+        (Some(dir), _) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+            incept_export::web::model_path(dir)
+        }
+        (None, Some(output)) => output.clone(),
+        (None, None) => anyhow::bail!("pass -o FILE or --web DIR"),
+    };
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
     let model = crate::commands::backbone_of(&head, args.model.as_deref())?;
     let values = head.values()?;
     let state = &head.state;
     let metrics = incept_head::run_folder::read_metrics(&args.run_dir, state)?;
-    let run = args.run_dir.canonicalize().unwrap_or_else(|_| args.run_dir.clone());
-    let run_name = run.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let run_name = run_name_of(&args.run_dir);
     let input = args.input;
     let input_note = match input {
         InputKind::Uint8 => format!(
@@ -59,6 +87,28 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     if head.members() > 1 {
         metadata.push(("ensemble".to_owned(), head.members().to_string()));
     }
+    // A single prediction's temperature: the exported graph sees one view.
+    let temperature = if args.uncalibrated { None } else { head.temperature(false) };
+    match temperature {
+        Some(t) => {
+            metadata.push(("temperature".to_owned(), format!("{t:.6}")));
+            metadata.push((
+                "calibration".to_owned(),
+                "probabilities are softmax(log-probabilities / temperature), the temperature \
+                 fitted on the run's validation photos (out-of-fold for a cross-validation)"
+                    .to_owned(),
+            ));
+        }
+        None if !args.uncalibrated => eprintln!(
+            "note: {} has no calibration (a TTA run of an earlier incept, or no validation \
+             photo): the classifier gives the head's own probabilities",
+            args.run_dir.display()
+        ),
+        None => {}
+    }
+    if let Some(p) = args.min_confidence {
+        metadata.push(("min_confidence".to_owned(), format!("{p}")));
+    }
     if let Some(metrics) = &metrics {
         // The run's own recipe says what its accuracy is, not which figures happen to be there.
         let label = if head.config.tta { "validation_accuracy_tta" } else { "validation_accuracy" };
@@ -75,14 +125,15 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         input,
         pixel_scale: PIXEL_SCALE,
         pixel_offset: PIXEL_OFFSET,
+        temperature,
         metadata,
-        output: &args.output,
+        output: &output,
     })
     .with_context(|| format!("exporting {}", args.run_dir.display()))?;
     eprintln!(
         "wrote {} ({:.1} MB): {} -> probabilities [N, {}]; the backbone {} ({} nodes) and {} nodes \
          for the head{}",
-        args.output.display(),
+        output.display(),
         summary.bytes as f64 / 1e6,
         summary.input,
         head.classes().len(),
@@ -95,5 +146,44 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             String::new()
         },
     );
+    if let Some(dir) = &args.web {
+        if input != InputKind::Uint8 {
+            anyhow::bail!("--web needs --input uint8: the page hands the classifier pixels");
+        }
+        let info = incept_export::web::PageInfo {
+            run: run_name_of(&args.run_dir),
+            classes: head.classes().to_vec(),
+            temperature: temperature.unwrap_or(1.0),
+            min_confidence: args.min_confidence,
+            input_size: INPUT_SIZE,
+            max_dimension: incept_core::MAX_IMAGE_DIMENSION,
+            validation_accuracy: metrics
+                .as_ref()
+                .map(|m| m.single_view_accuracy.unwrap_or(m.accuracy)),
+            int8: model.to_string_lossy().ends_with(".int8.onnx"),
+            incept_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let page = incept_export::web::write_page(dir, &args.onnxruntime_web, &info)
+            .with_context(|| format!("writing the page {}", dir.display()))?;
+        eprintln!(
+            "wrote the page {} ({} files, {:.1} MB): serve it with any static server, e.g. \
+             `python3 -m http.server -d {} 8000`, and open http://localhost:8000/",
+            dir.display(),
+            page.files,
+            page.bytes as f64 / 1e6,
+            dir.display()
+        );
+        if let Some(copy) = &args.output {
+            let bytes =
+                std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
+            incept_core::write_atomically(copy, &bytes)?;
+        }
+    }
     Ok(())
+}
+
+/// A run's name: its folder's name, never a path.
+fn run_name_of(run_dir: &std::path::Path) -> String {
+    let run = run_dir.canonicalize().unwrap_or_else(|_| run_dir.to_path_buf());
+    run.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

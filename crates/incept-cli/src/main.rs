@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 
 mod allocator;
+mod calibration;
 mod cli;
 mod commands;
 mod compare;

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use incept_extract::{Augmentation, Backbone, ClassifyOptions, Views};
 use incept_head::{Backend, TrainedHead};
+use incept_report::calibration::apply_temperature;
 
 use crate::commands::backbone_of;
 use crate::{PredictArgs, PredictFormatArg};
@@ -14,6 +15,14 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let model = backbone_of(&head, args.model.as_deref())?;
     let mut backbone = Backbone::load(&model, args.device, 0)?;
     let (augmentation, seed) = tta_views(&head, args.tta)?;
+    let temperature = head.temperature(args.tta > 0);
+    if temperature.is_none() {
+        eprintln!(
+            "note: {} has no calibration (a TTA run of an earlier incept, or no validation \
+             photo): probabilities are the head's own",
+            args.run_dir.display()
+        );
+    }
     let (photos, warnings) = incept_extract::photos_in(&args.inputs);
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -28,7 +37,13 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         &mut backbone,
         &options,
         |features, rows| Ok::<_, anyhow::Error>(head.probabilities(features, rows)?),
-        |paths, probabilities| print_predictions(paths, probabilities, head.classes(), &args),
+        |paths, probabilities| {
+            let calibrated: Vec<Vec<f64>> = match temperature {
+                Some(t) => probabilities.iter().map(|row| apply_temperature(row, t)).collect(),
+                None => probabilities.to_vec(),
+            };
+            print_predictions(paths, &calibrated, head.classes(), &args)
+        },
     )?;
     eprintln!(
         "classified {} images{}; {} unreadable",
@@ -91,19 +106,28 @@ fn print_predictions(
         let mut ranked: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(args.top_k.max(1));
+        let uncertain =
+            args.min_confidence.is_some_and(|p| ranked.first().is_none_or(|top| top.1 < p));
         match args.format {
             PredictFormatArg::Json => {
                 let top: Vec<serde_json::Value> = ranked
                     .iter()
                     .map(|(c, p)| serde_json::json!({"class": classes[*c], "probability": p}))
                     .collect();
-                println!("{}", serde_json::json!({"path": path.display().to_string(), "top": top}));
+                let mut line = serde_json::json!({"path": path.display().to_string(), "top": top});
+                if args.min_confidence.is_some() {
+                    line["uncertain"] = serde_json::Value::Bool(uncertain);
+                }
+                println!("{line}");
             }
             PredictFormatArg::Table => {
-                let cells: Vec<String> = ranked
+                let mut cells: Vec<String> = ranked
                     .iter()
                     .map(|(c, p)| format!("{} {:.1}%", classes[*c], 100.0 * p))
                     .collect();
+                if uncertain {
+                    cells.insert(0, "uncertain".to_owned());
+                }
                 println!("{}\t{}", path.display(), cells.join("\t"));
             }
         }

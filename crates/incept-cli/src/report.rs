@@ -59,6 +59,7 @@ pub fn report(args: &ReportArgs) -> Result<()> {
                 .map(|photo| PhotoPrediction {
                     predicted: photo.predicted(),
                     single_view_predicted: photo.single_view_predicted().filter(|_| args.tta),
+                    single_view_probabilities: photo.single_view.clone().filter(|_| args.tta),
                     source: photo.source,
                     truth: photo.label,
                     probabilities: photo.probabilities,
@@ -123,6 +124,17 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         best_epoch: (args.cache.is_none() && state.cross_validation.is_none())
             .then_some(state.best_epoch),
         photos_dir: args.photos.clone(),
+        calibration: None,
+    };
+    let data = ReportData {
+        calibration: report_calibration(
+            &args.run_dir,
+            &state,
+            &config,
+            &data,
+            args.cache.is_none(),
+        )?,
+        ..data
     };
     let layout = Layout {
         confused_pairs: args.confused_pairs,
@@ -149,6 +161,43 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         args.output.display()
     );
     Ok(())
+}
+
+/// The temperature the report judges: the single view's where the predictions hold each
+/// photo's own view, else the TTA means'; `None` when the run has no fitting one.
+fn report_calibration(
+    run_dir: &Path,
+    state: &run_folder::RunState,
+    config: &TrainConfig,
+    data: &ReportData,
+    own_validation: bool,
+) -> Result<Option<incept_report::ReportCalibration>> {
+    let Some(calibration) = run_folder::read_calibration(run_dir, state, config.tta)? else {
+        return Ok(None);
+    };
+    let single_views = data.predictions.iter().all(|p| p.single_view(data.tta).is_some());
+    let (temperature, tta) = match (single_views, calibration.temperature(false)) {
+        (true, Some(temperature)) => (temperature, false),
+        _ if data.tta => match calibration.temperature(true) {
+            Some(temperature) => (temperature, true),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let fitted = if tta { calibration.tta.as_ref() } else { calibration.single_view.as_ref() };
+    let photos = fitted.map_or(0, |c| c.figures.photos);
+    let fitted_on = match calibration.fitted_on {
+        run_folder::FittedOn::Validation => format!("the run's {photos} validation photos"),
+        run_folder::FittedOn::OutOfFold => {
+            format!("the out-of-fold predictions of all {photos} photos of the cross-validation")
+        }
+    };
+    Ok(Some(incept_report::ReportCalibration {
+        temperature,
+        tta,
+        fitted_on,
+        fitted_here: own_validation,
+    }))
 }
 
 /// Where a run's own validation predictions come from, one sentence.

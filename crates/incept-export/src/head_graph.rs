@@ -139,13 +139,21 @@ fn check_width(member: usize, layer: &DenseValues, width: usize) -> Result<()> {
 }
 
 /// The head's nodes from `features` ([N, C, H, W], the backbone's output) to `output`
-/// ([N, classes] probabilities).
+/// ([N, classes] probabilities); with `temperature` T, the log-probabilities are divided by T
+/// before the softmax (one member: its logits; an ensemble: the log of its members' mean).
 pub fn append_head(
     nodes: &mut Nodes,
     head: &HeadValues,
     features: &str,
     output: &str,
+    temperature: Option<f64>,
 ) -> Result<()> {
+    let temperature = temperature.filter(|t| *t != 1.0);
+    if let Some(t) = temperature
+        && !(t.is_finite() && t > 0.0)
+    {
+        return Err(Error::Head(format!("temperature {t} is not a positive number")));
+    }
     let [height, width, channels] = head.input_shape;
     if head.members.is_empty() {
         return Err(Error::Head("the head has no member".into()));
@@ -270,6 +278,10 @@ pub fn append_head(
         let logits = nodes.dense(&format!("{prefix}/logits"), &member.output, &x);
         let softmax = [Attribute::Int("axis", 1)];
         if head.members.len() == 1 {
+            let logits = match temperature {
+                Some(t) => divide(nodes, &format!("{PREFIX}calibrated"), &logits, t),
+                None => logits,
+            };
             nodes.add_named("Softmax", &format!("{prefix}/softmax"), &[&logits], output, &softmax);
             return Ok(());
         }
@@ -277,6 +289,26 @@ pub fn append_head(
     }
     // An ensemble's prediction is its members' mean probability, as `incept predict` computes it.
     let members: Vec<&str> = probabilities.iter().map(String::as_str).collect();
-    nodes.add_named("Mean", &format!("{PREFIX}ensemble_mean"), &members, output, &[]);
+    let Some(t) = temperature else {
+        nodes.add_named("Mean", &format!("{PREFIX}ensemble_mean"), &members, output, &[]);
+        return Ok(());
+    };
+    let mean = nodes.add("Mean", format!("{PREFIX}ensemble_mean"), &members, &[]);
+    let log = nodes.add("Log", format!("{PREFIX}ensemble_log"), &[&mean], &[]);
+    let scaled = divide(nodes, &format!("{PREFIX}calibrated"), &log, t);
+    let softmax = [Attribute::Int("axis", 1)];
+    nodes.add_named(
+        "Softmax",
+        &format!("{PREFIX}calibrated_softmax"),
+        &[&scaled],
+        output,
+        &softmax,
+    );
     Ok(())
+}
+
+/// `x` / `temperature` (a broadcast scalar).
+fn divide(nodes: &mut Nodes, name: &str, x: &str, temperature: f64) -> String {
+    let divisor = nodes.weight(format!("{name}/temperature"), &[1], &[temperature as f32]);
+    nodes.add("Div", name.to_owned(), &[x, &divisor], &[])
 }

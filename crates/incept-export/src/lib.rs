@@ -6,7 +6,8 @@
 //!   scaled to [-1, 1] and transposed to NCHW inside the graph; or, with [`InputKind::Float`], the
 //!   backbone's own input [N, 3, S, S] float32 RGB in [-1, 1].
 //! - output `probabilities`: [N, classes] float32, each row summing to 1 (an ensemble's rows are
-//!   its members' mean).
+//!   its members' mean); with a temperature T, softmax(logits / T) (an ensemble's:
+//!   softmax(ln(mean) / T)).
 //! - metadata properties: the keys the caller passes (incept writes `classes` as a JSON array,
 //!   `backbone_sha256`, `run`, the validation accuracies, …; README, "Use your classifier
 //!   elsewhere").
@@ -18,6 +19,7 @@
 mod head_graph;
 // The protobuf wire format and ONNX's field numbers: public for tests that read a model back.
 pub mod onnx;
+pub mod web;
 pub mod wire;
 
 use std::collections::HashSet;
@@ -53,6 +55,10 @@ pub enum Error {
     TooLarge { path: PathBuf, bytes: usize },
     #[error("{0}: the same metadata key twice")]
     DuplicateMetadata(String),
+    #[error(
+        "{path} is missing: the page needs onnxruntime-web's files; run `just setup` (it installs the npm package under web/), or pass its dist/ folder with --onnxruntime-web"
+    )]
+    WebRuntimeMissing { path: PathBuf },
     /// A wire-format fault, before the file it came from is known.
     #[error("{0}")]
     Malformed(String),
@@ -90,6 +96,9 @@ pub struct ExportRequest<'a> {
     /// Pixels → network input: x / `pixel_scale` − `pixel_offset` (incept: 127.5 and 1).
     pub pixel_scale: f32,
     pub pixel_offset: f32,
+    /// Divides the head's log-probabilities by this before its softmax (calibration);
+    /// `None`: the head's own probabilities.
+    pub temperature: Option<f64>,
     /// Model metadata properties; they replace the backbone's entries with the same key.
     pub metadata: Vec<(String, String)>,
     pub output: &'a Path,
@@ -288,7 +297,13 @@ pub fn export(request: &ExportRequest<'_>) -> Result<ExportSummary> {
         InputKind::Float => None,
     };
     let mut head = Nodes::new(backbone.opset);
-    head_graph::append_head(&mut head, request.head, &backbone.output.name, OUTPUT)?;
+    head_graph::append_head(
+        &mut head,
+        request.head,
+        &backbone.output.name,
+        OUTPUT,
+        request.temperature,
+    )?;
     // `image` is only added with uint8 input.
     let reserved = match request.input {
         InputKind::Uint8 => &[IMAGE_INPUT, OUTPUT][..],

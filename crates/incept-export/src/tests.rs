@@ -93,6 +93,7 @@ fn request<'a>(backbone: &'a Path, head: &'a HeadValues, output: &'a Path) -> Ex
         input: InputKind::Uint8,
         pixel_scale: 127.5,
         pixel_offset: 1.0,
+        temperature: None,
         metadata: vec![("run".into(), "demo".into()), ("classes".into(), "[\"a\",\"b\"]".into())],
         output,
     }
@@ -244,6 +245,32 @@ fn nodes_of(bytes: &[u8]) -> Result<Vec<(String, usize)>> {
             Ok((op, onnx::strings(node, field::node::INPUT)?.len()))
         })
         .collect()
+}
+
+#[test]
+fn a_temperature_divides_the_logits_or_the_log_of_an_ensembles_mean_before_the_softmax()
+-> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Malformed(e.to_string()))?;
+    let (model, output) = (dir.path().join("backbone.onnx"), dir.path().join("out.onnx"));
+    std::fs::write(&model, backbone(3)).map_err(|e| Error::Malformed(e.to_string()))?;
+    let tail = |head: &HeadValues, temperature| -> Result<Vec<String>> {
+        export(&ExportRequest { temperature, ..request(&model, head, &output) })?;
+        let bytes = std::fs::read(&output).map_err(|e| Error::Malformed(e.to_string()))?;
+        let ops: Vec<String> = nodes_of(&bytes)?.into_iter().map(|(op, _)| op).collect();
+        Ok(ops[ops.len() - 4..].to_vec())
+    };
+    let single = head();
+    assert_eq!(tail(&single, Some(0.5))?, ["Relu", "Gemm", "Div", "Softmax"]);
+    // Temperature 1 adds nothing.
+    assert_eq!(tail(&single, Some(1.0))?, ["Gemm", "Relu", "Gemm", "Softmax"]);
+    let mut ensemble = head();
+    ensemble.members.push(ensemble.members[0].clone());
+    assert_eq!(tail(&ensemble, Some(2.0))?, ["Mean", "Log", "Div", "Softmax"]);
+    assert_eq!(tail(&ensemble, None)?[3], "Mean");
+    let refused =
+        export(&ExportRequest { temperature: Some(-1.0), ..request(&model, &single, &output) });
+    assert!(matches!(refused, Err(Error::Head(_))), "{refused:?}");
+    Ok(())
 }
 
 #[test]

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::data::photos_per_class;
 use crate::run_folder::{
-    self, METRICS_JSON, PREDICTIONS_CSV, RunState, committed_file, holds_a_run, load_state,
-    read_metrics, save_state, write_file,
+    self, CALIBRATION_JSON, FittedOn, METRICS_JSON, PREDICTIONS_CSV, RunCalibration, RunState,
+    committed_file, holds_a_run, load_state, read_metrics, save_state, write_file,
 };
 use crate::train::{TrainRequest, train};
 use crate::{Error, Result};
@@ -300,20 +300,27 @@ fn pool(run_dir: &Path, state: &RunState, tta: bool) -> Result<Metrics> {
     }
     write_file(&run_dir.join(PREDICTIONS_CSV), predictions_csv(classes, &pooled, tta).as_bytes())?;
     write_file(&run_dir.join(METRICS_JSON), metrics.to_json().as_bytes())?;
+    let calibration = RunCalibration::fit(&pooled, tta, FittedOn::OutOfFold);
+    write_file(&run_dir.join(CALIBRATION_JSON), calibration.to_json().as_bytes())?;
     Ok(metrics)
 }
 
-/// `predictions.csv` of photos read back from the folds' (probabilities as they were written).
+/// `predictions.csv` of photos read back from the folds' (probabilities as they were written);
+/// single-view probabilities when every photo's fold recorded them.
 fn predictions_csv(classes: &[String], photos: &[PhotoPrediction], tta: bool) -> String {
+    let with_probabilities = photos.iter().all(|p| p.single_view_probabilities.is_some());
     let single_view: Vec<Option<Vec<f64>>> = photos
         .iter()
-        .map(|p| {
-            // The single-view class as a one-hot row: the writer records its argmax.
-            p.single_view_predicted.map(|class| {
+        .map(|p| match (&p.single_view_probabilities, p.single_view_predicted) {
+            (Some(row), _) if with_probabilities => Some(row.clone()),
+            // Folds of an earlier incept: the single-view class as a one-hot row (the writer
+            // records only its argmax then).
+            (_, Some(class)) => {
                 let mut row = vec![0.0; classes.len()];
                 row[class] = 1.0;
-                row
-            })
+                Some(row)
+            }
+            (_, None) => None,
         })
         .collect();
     let sources: Vec<String> = photos.iter().map(|p| p.source.clone()).collect();
@@ -325,5 +332,6 @@ fn predictions_csv(classes: &[String], photos: &[PhotoPrediction], tta: bool) ->
         &labels,
         &probabilities,
         tta.then_some(single_view.as_slice()),
+        with_probabilities,
     )
 }

@@ -8,14 +8,16 @@
 //! [`TrainConfig`]), `run.json` ([`RunState`]: classes, input shape, the cache and its stamp,
 //! progress and every finished epoch), `best.bpk` and `last.bpk` (weights, burnpack),
 //! `optimizer.bin`, `metrics.csv` (rewritten from `run.json`), and the best epoch's
-//! `metrics.json` ([`incept_report::Metrics`]) and `predictions.csv`; the writer lock is
+//! `metrics.json` ([`incept_report::Metrics`]), `predictions.csv` and `calibration.json`
+//! ([`RunCalibration`]); the writer lock is
 //! `.NAME.lock` beside the folder ([`lock`]).
 //!
 //! # Crash safety
 //! Every file is written whole through [`incept_core::atomic`]. An epoch's checkpoint spans
 //! several files, so it is a two-step commit whose commit point is `run.json`:
 //! 1. the epoch's new `last.bpk` and `optimizer.bin` (and, when it is the best epoch so far,
-//!    `best.bpk`, `predictions.csv` and `metrics.json`) are written whole under pending names
+//!    `best.bpk`, `predictions.csv`, `metrics.json` and `calibration.json`) are written whole
+//!    under pending names
 //!    `NAME.epoch-N`;
 //! 2. `run.json` records epoch N (its metrics included) and the SHA-256 of the checkpoint files
 //!    of step 1, which their readers check: from here on the epoch counts;
@@ -31,10 +33,12 @@ use std::path::{Path, PathBuf};
 use crate::config::TrainConfig;
 use crate::{Error, Result};
 
+mod calibration;
 mod checkpoint;
 mod csv;
 mod state;
 
+pub use calibration::{CALIBRATION_JSON, FittedOn, RunCalibration, read_calibration};
 pub(crate) use checkpoint::{
     BestEpoch, Checkpoint, commit, load_best_weights, load_last_checkpoint, optimizer_bytes,
     recover, weights_bytes, write_metrics_json,
@@ -234,6 +238,7 @@ mod tests {
             weights: b"best 1".to_vec(),
             predictions_csv: String::new(),
             metrics_json: "{}".into(),
+            calibration_json: "{}".into(),
         };
         let first = Checkpoint {
             last_weights: b"last 1".to_vec(),

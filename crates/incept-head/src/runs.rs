@@ -12,7 +12,9 @@ use crate::bilinear::{Projection, pooled_len};
 use crate::config::TrainConfig;
 use crate::data::{Kept, Store, argmax, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::run_folder::{CacheStamp, RunState, load_config, load_state};
+use crate::run_folder::{
+    CacheStamp, RunCalibration, RunState, load_config, load_state, read_calibration,
+};
 use crate::{Error, Result};
 
 /// Samples per inference batch.
@@ -27,6 +29,9 @@ pub struct TrainedHead {
     pub(crate) model: Head,
     /// A bilinear head's projection: maps are pooled with it before the head sees them.
     projection: Option<Projection>,
+    /// The temperatures fitted on the run's validation photos (a cross-validation's: on its
+    /// out-of-fold predictions, applied to its refit); `None` before any was fitted.
+    pub calibration: Option<RunCalibration>,
     device: Device,
 }
 
@@ -42,7 +47,10 @@ impl TrainedHead {
                     folds: cross_validation.folds,
                 });
             }
-            return Self::load(&run_dir.join(crate::cross_validation::REFIT_DIR), backend);
+            let mut refit = Self::load(&run_dir.join(crate::cross_validation::REFIT_DIR), backend)?;
+            // The refit validated on nothing: the folds' out-of-fold predictions calibrate it.
+            refit.calibration = read_calibration(run_dir, &state, refit.config.tta)?;
+            return Ok(refit);
         }
         let config = load_config(run_dir)?;
         let [height, width, channels] = state.input_shape;
@@ -65,7 +73,27 @@ impl TrainedHead {
             &state,
         )?;
         let projection = model.projection()?;
-        Ok(TrainedHead { run_dir: run_dir.to_path_buf(), config, state, model, projection, device })
+        let calibration = read_calibration(run_dir, &state, config.tta)?;
+        Ok(TrainedHead {
+            run_dir: run_dir.to_path_buf(),
+            config,
+            state,
+            model,
+            projection,
+            calibration,
+            device,
+        })
+    }
+
+    /// The temperature for probabilities averaged over a photo's views (`tta`, falling back on
+    /// the single view's) or of the photo alone; `None` when the run has none (trained by an
+    /// earlier incept with TTA, or validated on no photo).
+    pub fn temperature(&self, tta: bool) -> Option<f64> {
+        let calibration = self.calibration.as_ref()?;
+        match tta {
+            true => calibration.temperature(true).or_else(|| calibration.temperature(false)),
+            false => calibration.temperature(false),
+        }
     }
 
     pub fn classes(&self) -> &[String] {

@@ -156,6 +156,12 @@ fn checkpoint(
             weights: last_weights.clone(),
             predictions_csv: predictions.to_csv(&run.classes, run.config.tta),
             metrics_json: metrics.to_json(),
+            calibration_json: run_folder::RunCalibration::fit(
+                &predictions.photos(),
+                run.config.tta,
+                run_folder::FittedOn::Validation,
+            )
+            .to_json(),
         })
     } else {
         None

@@ -33,6 +33,8 @@ pub(crate) struct Chart<'a> {
     pub marker: Option<(f64, &'a str)>,
     /// Multiply y tick labels by 100 and append `%` (y values are fractions).
     pub percent: bool,
+    /// x values are fractions too (shown as percentages), not whole epochs.
+    pub x_percent: bool,
 }
 
 /// Round-number ticks covering [min, max]: steps of 1, 2 or 5 × 10^k, about `target` of them.
@@ -99,8 +101,10 @@ pub(crate) fn line_chart(chart: &Chart) -> String {
     let y_ticks =
         nice_ticks(y_min, points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), 5);
     // Epochs are whole numbers: never a tick between two.
-    let x_ticks: Vec<f64> =
-        nice_ticks(x_min, x_max, 6).into_iter().filter(|x| x.fract() == 0.0).collect();
+    let x_ticks: Vec<f64> = nice_ticks(x_min, x_max, 6)
+        .into_iter()
+        .filter(|x| chart.x_percent || x.fract() == 0.0)
+        .collect();
     let (y_low, y_high) = match (y_ticks.first(), y_ticks.last()) {
         (Some(&low), Some(&high)) if high > low => (low, high),
         _ => (y_min - 1.0, y_min + 1.0),
@@ -128,9 +132,10 @@ pub(crate) fn line_chart(chart: &Chart) -> String {
         );
     }
     for &x in x_ticks.iter().filter(|x| (x_low..=x_high).contains(*x)) {
+        let label = if chart.x_percent { format!("{:.0}%", 100.0 * x) } else { x.to_string() };
         let _ = write!(
             svg,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{bottom}" y2="{tick}" stroke="#444"/><text x="{px:.1}" y="{ty}" font-size="11" text-anchor="middle">{x}</text>"##,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{bottom}" y2="{tick}" stroke="#444"/><text x="{px:.1}" y="{ty}" font-size="11" text-anchor="middle">{label}</text>"##,
             px = to_x(x),
             bottom = HEIGHT - BOTTOM,
             tick = HEIGHT - BOTTOM + 4.0,
@@ -217,6 +222,7 @@ mod tests {
                 }],
                 marker: None,
                 percent: false,
+                x_percent: false,
             })
             .ends_with("</svg>")
         );
@@ -238,6 +244,7 @@ mod tests {
             ],
             marker: Some((2.0, "best")),
             percent: false,
+            x_percent: false,
         };
         let svg = line_chart(&chart);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

@@ -12,8 +12,21 @@ use crate::suspects::find_suspects;
 use crate::thumbnail::make_thumbnails;
 use crate::{Error, Metrics, Result};
 
+mod calibration;
 mod render;
 use render::Renderer;
+
+/// The temperature a report judges, and where it was fitted.
+#[derive(Clone, Debug)]
+pub struct ReportCalibration {
+    pub temperature: f64,
+    /// Whether it is the temperature for TTA means (else for single views).
+    pub tta: bool,
+    /// What it was fitted on, a phrase ("the run's 412 validation photos").
+    pub fitted_on: String,
+    /// Whether the report's photos are the ones it was fitted on.
+    pub fitted_here: bool,
+}
 
 /// What a report is made of; the caller reads it from a run folder (or evaluates a cache).
 #[derive(Clone, Debug)]
@@ -41,6 +54,8 @@ pub struct ReportData {
     /// The folder the predictions' sources are relative to: the one the cache was extracted
     /// from.
     pub photos_dir: PathBuf,
+    /// The run's temperature; `None` when it has none.
+    pub calibration: Option<ReportCalibration>,
 }
 
 /// How much the report shows.
@@ -201,6 +216,7 @@ mod tests {
             epochs: Vec::new(),
             best_epoch: None,
             photos_dir: photos.path().to_path_buf(),
+            calibration: None,
         };
         let balanced_interval = data.metrics.balanced_accuracy_interval;
         let html = build(&data, &Layout::default())?.html;

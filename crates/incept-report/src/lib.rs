@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+pub mod calibration;
 mod chart;
 mod html;
 pub mod interval;
@@ -21,12 +22,13 @@ mod predictions;
 pub mod suspects;
 mod thumbnail;
 
-pub use html::{Layout, ReportData, build as build_html, write as write_html};
+pub use html::{Layout, ReportCalibration, ReportData, build as build_html, write as write_html};
 pub use interval::Interval;
 pub use metrics::{ClassMetrics, Metrics, WorstClass, shorten};
 pub use plot::heatmap;
 pub use predictions::{
-    EpochCurve, PhotoPrediction, SINGLE_VIEW_COLUMN, metrics_of, read_predictions_csv, top_losses,
+    EpochCurve, PhotoPrediction, SINGLE_VIEW_COLUMN, SINGLE_VIEW_PROBABILITY_PREFIX, metrics_of,
+    read_predictions_csv, top_losses,
 };
 
 /// Errors of the report stage.

@@ -23,9 +23,23 @@ pub struct PhotoPrediction {
     /// class its own view alone (variant 0) was given, what a single prediction gets; `None`
     /// without TTA (`predicted` is the single view then) or where it was not recorded.
     pub single_view_predicted: Option<usize>,
+    /// With test-time augmentation, the class probabilities of the photo's own view alone
+    /// ([classes]): what calibration fits a single prediction's temperature on. `None` without
+    /// TTA (`probabilities` are the single view then) or in runs of an earlier incept.
+    pub single_view_probabilities: Option<Vec<f64>>,
 }
 
 impl PhotoPrediction {
+    /// The probabilities of the photo's own view alone: the recorded single view with TTA, else
+    /// `probabilities` when `tta` is false; `None` for a TTA run that did not record them.
+    pub fn single_view(&self, tta: bool) -> Option<&Vec<f64>> {
+        match (&self.single_view_probabilities, tta) {
+            (Some(row), _) => Some(row),
+            (None, false) => Some(&self.probabilities),
+            (None, true) => None,
+        }
+    }
+
     pub fn is_correct(&self) -> bool {
         self.truth == self.predicted
     }
@@ -49,6 +63,9 @@ impl PhotoPrediction {
 
 /// The column of `predictions.csv` holding, with TTA, each photo's single-view prediction.
 pub const SINGLE_VIEW_COLUMN: &str = "single_view_predicted";
+/// The prefix of the columns holding, with TTA, each photo's single-view probability of a
+/// class (`single_view_p_<class>`).
+pub const SINGLE_VIEW_PROBABILITY_PREFIX: &str = "single_view_p_";
 
 /// One finished training epoch; accuracies are fractions in [0, 1], losses in nats.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +117,25 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
         columns.push(column);
     }
     let single_view_column = header.iter().position(|h| h == SINGLE_VIEW_COLUMN);
+    // Single-view probabilities: every class's column or none.
+    let single_view_columns: Vec<Option<usize>> = classes
+        .iter()
+        .map(|class| {
+            let name = format!("{SINGLE_VIEW_PROBABILITY_PREFIX}{class}");
+            header.iter().position(|h| *h == name)
+        })
+        .collect();
+    let single_view_columns: Option<Vec<usize>> = match single_view_columns.iter().flatten().count()
+    {
+        0 => None,
+        n if n == classes.len() => Some(single_view_columns.into_iter().flatten().collect()),
+        _ => {
+            return Err(bad(
+                1,
+                format!("some {SINGLE_VIEW_PROBABILITY_PREFIX}<class> columns are missing"),
+            ));
+        }
+    };
     let class_index = |line: usize, name: &str| {
         classes.iter().position(|c| c == name).ok_or_else(|| {
             bad(line, format!("class {name:?} is not one of the run's ({})", classes.join(", ")))
@@ -113,17 +149,25 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
                 format!("{} fields where the header has {}", fields.len(), header.len()),
             ));
         }
-        let mut probabilities = Vec::with_capacity(classes.len());
-        for &column in &columns {
-            let value: f64 = fields[column]
-                .trim()
-                .parse()
-                .map_err(|_| bad(number, format!("{:?} is not a probability", fields[column])))?;
-            if !(0.0..=1.0).contains(&value) {
-                return Err(bad(number, format!("probability {value} outside [0, 1]")));
+        let row = |columns: &[usize]| -> Result<Vec<f64>> {
+            let mut probabilities = Vec::with_capacity(columns.len());
+            for &column in columns {
+                let value: f64 = fields[column].trim().parse().map_err(|_| {
+                    bad(number, format!("{:?} is not a probability", fields[column]))
+                })?;
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(bad(number, format!("probability {value} outside [0, 1]")));
+                }
+                probabilities.push(value);
             }
-            probabilities.push(value);
-        }
+            Ok(probabilities)
+        };
+        let probabilities = row(&columns)?;
+        // Empty where a photo's own view was not validated.
+        let single_view_probabilities = match &single_view_columns {
+            Some(columns) if columns.iter().all(|&c| !fields[c].is_empty()) => Some(row(columns)?),
+            _ => None,
+        };
         predictions.push(PhotoPrediction {
             source: fields[0].clone(),
             truth: class_index(number, &fields[1])?,
@@ -133,6 +177,7 @@ pub fn read_predictions_csv(path: &Path, classes: &[String]) -> Result<Vec<Photo
                 None | Some("") => None,
                 Some(name) => Some(class_index(number, name)?),
             },
+            single_view_probabilities,
         });
     }
     Ok(predictions)
@@ -285,6 +330,7 @@ mod tests {
             predicted,
             probabilities: probabilities.to_vec(),
             single_view_predicted: None,
+            single_view_probabilities: None,
         };
         let predictions = vec![
             photo("a", 0, 1, [0.3, 0.6, 0.1]),

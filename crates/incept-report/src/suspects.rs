@@ -88,6 +88,7 @@ mod tests {
             predicted,
             probabilities: probabilities.to_vec(),
             single_view_predicted: None,
+            single_view_probabilities: None,
         }
     }
 

@@ -32,6 +32,7 @@ fn predictions(dir: &Path) -> Result<Vec<PhotoPrediction>, Box<dyn std::error::E
                 predicted,
                 probabilities,
                 single_view_predicted: None,
+                single_view_probabilities: None,
             });
         }
     }
@@ -62,6 +63,12 @@ fn data(dir: &Path) -> Result<ReportData, Box<dyn std::error::Error>> {
             .collect(),
         best_epoch: Some(3),
         photos_dir: dir.to_path_buf(),
+        calibration: Some(incept_report::ReportCalibration {
+            temperature: 1.5,
+            tta: true,
+            fitted_on: "the run's 18 validation photos".into(),
+            fitted_here: true,
+        }),
     })
 }
 
@@ -88,7 +95,18 @@ fn the_page_shows_the_confused_photos_and_the_top_losses() -> TestResult {
     assert!(html.contains("id=\"top-losses\"") && html.contains("id=\"confused\""));
     assert!(html.contains("accuracy with TTA") && html.contains("single-view accuracy"));
     assert!(html.contains("Aedes &lt;aegypti&gt; taken for Culex &amp; co: 2 photos"));
-    assert_eq!(html.matches("<svg").count(), 2);
+    // Training curves, the reliability diagram and the accuracy–coverage curve.
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(html.contains("id=\"calibration\"") && html.contains("<b>1.500</b>"));
+    assert!(
+        html.contains("fitted on the run&#39;s 18 validation photos")
+            || html.contains("fitted on the run's 18 validation photos"),
+        "{html}"
+    );
+    // 12 of 18 photos right at 0.8 (or a little less) each: 80 % is reached keeping every
+    // photo, 90 % and 95 % at no threshold.
+    assert!(html.contains("<td class=\"num\">80.0%</td>"), "{html}");
+    assert_eq!(html.matches("not reached at any threshold").count(), 2, "{html}");
     // No script, nothing fetched from elsewhere.
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
     assert!(!html.contains("href=\"http") && !html.contains("url("));

@@ -78,6 +78,11 @@ impl Problems {
         }
     }
 
+    /// A mismatch found by hand.
+    pub(super) fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+
     /// Fails with every mismatch, one a line.
     pub(super) fn finish(mut self) -> TestResult {
         // One line per mismatch, however many objects showed it.

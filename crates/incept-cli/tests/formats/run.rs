@@ -167,6 +167,7 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
         .iter()
         .flat_map(|name| match name.as_str() {
             "p_CLASS" => classes.iter().map(|c| format!("p_{c}")).collect(),
+            "single_view_p_CLASS" => classes.iter().map(|c| format!("single_view_p_{c}")).collect(),
             other => vec![other.to_owned()],
         })
         .collect();
@@ -312,5 +313,59 @@ fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
         &metadata,
         "the exported classifier's metadata",
     );
+
+    // calibration.json: both fits of a TTA run.
+    let calibration = read_json(&run_dir.join("calibration.json"))?;
+    check_object(
+        &mut problems,
+        table(&tables, "calibration-json")?,
+        &calibration,
+        "calibration.json",
+    )?;
+    for fit in ["single_view", "tta"] {
+        check_object(
+            &mut problems,
+            table(&tables, "calibration-json-fit")?,
+            &calibration[fit],
+            &format!("calibration.json's {fit}"),
+        )?;
+    }
+
+    // The field page, with stand-ins for onnxruntime-web's files (`just test-web` uses the real
+    // ones in a browser).
+    let ort = dir.path().join("ort-dist");
+    std::fs::create_dir_all(&ort)?;
+    for name in incept_export::web::ORT_FILES {
+        std::fs::write(ort.join(name), format!("stand-in for {name}"))?;
+    }
+    let page = dir.path().join("page");
+    ok(run(&[
+        "export",
+        path_str(&run_dir),
+        "--web",
+        path_str(&page),
+        "--model",
+        path_str(&model),
+        "--onnxruntime-web",
+        path_str(&ort),
+        "--min-confidence",
+        "0.6",
+    ])?);
+    let mut page_files = file_names(&page)?;
+    page_files.retain(|name| name != "ort");
+    page_files.push("ort/".to_owned());
+    problems.names(table(&tables, "web-page-files")?, &page_files, "the page's folder");
+    let info = read_json(&page.join("classifier.json"))?;
+    check_object(&mut problems, table(&tables, "classifier-json")?, &info, "classifier.json")?;
+    let listed: Vec<&str> =
+        info["files"].as_array().ok_or("files")?.iter().filter_map(|f| f.as_str()).collect();
+    for name in &listed {
+        if !page.join(name).is_file() {
+            problems.push(format!("classifier.json lists {name}, which the page lacks"));
+        }
+    }
+    if info["min_confidence"].as_f64() != Some(0.6) || listed.len() != 10 {
+        problems.push(format!("classifier.json: {info}"));
+    }
     problems.finish()
 }

@@ -7,7 +7,7 @@ use super::{DOC, Error};
 use crate::common::*;
 
 /// Every contract table of the document, and only those: each is checked by a sibling module.
-const CONTRACT_TABLES: [&str; 37] = [
+const CONTRACT_TABLES: [&str; 41] = [
     "cache-index-datasets",
     "cache-index-attributes",
     "cache-piece-datasets",
@@ -31,6 +31,8 @@ const CONTRACT_TABLES: [&str; 37] = [
     "cross-validation-files",
     "metrics-csv",
     "predictions-csv",
+    "calibration-json",
+    "calibration-json-fit",
     "confusion-json",
     "confusion-json-per-class",
     "confusion-json-worst-class",
@@ -45,6 +47,8 @@ const CONTRACT_TABLES: [&str; 37] = [
     "predict-json-top",
     "export-graph",
     "export-metadata",
+    "web-page-files",
+    "classifier-json",
 ];
 
 /// One row of a contract table: its cells, the first naming the item.

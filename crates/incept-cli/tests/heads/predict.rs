@@ -2,7 +2,10 @@
 
 use super::original_index;
 use crate::common::*;
+use std::path::PathBuf;
+
 use incept_cache::Cache;
+use incept_report::calibration::apply_temperature;
 
 #[test]
 fn predict_agrees_with_the_cached_features() -> TestResult {
@@ -36,7 +39,10 @@ fn predict_agrees_with_the_cached_features() -> TestResult {
     let cached = incept_cache::Cache::open(&cache)?;
     let index = original_index(&cached, "bee/img004.png")?;
     let features = cached.read_block(index, 1)?;
-    let probabilities = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+    let raw = head.probabilities(features.as_slice().ok_or("layout")?, 1)?;
+    // predict gives calibrated probabilities: the run's single-view temperature applied.
+    let temperature = head.temperature(false).ok_or("the run has no calibration")?;
+    let probabilities = [apply_temperature(&raw[0], temperature)];
     let classes = head.classes();
     for entry in top {
         let class = entry["class"].as_str().ok_or("class")?;
@@ -117,6 +123,8 @@ fn predict_with_tta_averages_the_views_the_cache_holds() -> TestResult {
                 *sum += value / 3.0;
             }
         }
+        // At the TTA temperature, as predict --tta applies it.
+        let mean = apply_temperature(&mean, head.temperature(true).ok_or("no TTA temperature")?);
         for entry in line["top"].as_array().ok_or("top")? {
             let class = entry["class"].as_str().ok_or("class")?;
             let position = head.classes().iter().position(|c| c == class).ok_or("class")?;
@@ -126,5 +134,123 @@ fn predict_with_tta_averages_the_views_the_cache_holds() -> TestResult {
     }
     eprintln!("predict --tta 2 against the cached TTA: largest difference {largest:.2e}");
     assert!(largest < 1e-4, "{largest}");
+    Ok(())
+}
+
+/// A tiny cache whose labels contradict each other for some photos (copies of `ant` photos
+/// labelled `bee` and the reverse), so that no head is right on every photo and the fitted
+/// temperature is not degenerate.
+fn ambiguous_cache(
+    dir: &std::path::Path,
+) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let data = dir.join("data");
+    make_dataset(&data, &["ant", "bee", "cricket"], 16)?;
+    for i in 0..6 {
+        let name = format!("img{i:03}.png");
+        std::fs::copy(data.join("ant").join(&name), data.join("bee").join(format!("ant-{name}")))?;
+        std::fs::copy(data.join("bee").join(&name), data.join("ant").join(format!("bee-{name}")))?;
+    }
+    let cache = dir.join("c.h5");
+    ok(extract(&data, &cache, &["--copies", "1"])?);
+    Ok((data, cache))
+}
+
+#[test]
+fn min_confidence_answers_uncertain_below_the_calibrated_threshold() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = ambiguous_cache(dir.path())?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &[])?);
+    let model = tiny_model();
+    let predict = |extra: &[&str]| -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+        let mut args = vec!["predict", path_str(&run_dir), path_str(&data)];
+        args.extend(["--model", path_str(&model), "--format", "json"]);
+        args.extend(extra);
+        let output = ok(run(&args)?);
+        stdout(&output).lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+    };
+    let top = |line: &serde_json::Value| line["top"][0]["probability"].as_f64().unwrap_or(-1.0);
+    let plain = predict(&[])?;
+    assert!(plain.iter().all(|line| line.get("uncertain").is_none()));
+    // The second-lowest top probability as the threshold: the least sure photos fall below it.
+    let mut tops: Vec<f64> = plain.iter().map(top).collect();
+    tops.sort_by(f64::total_cmp);
+    let threshold =
+        *tops.iter().find(|&&p| p > tops[0]).ok_or(format!("one top for all: {tops:?}"))?;
+    let judged = predict(&["--min-confidence", &threshold.to_string()])?;
+    assert_eq!(judged.len(), plain.len());
+    let mut uncertain = 0;
+    for (line, before) in judged.iter().zip(&plain) {
+        // Still the top classes, the same probabilities; flagged below the threshold.
+        assert_eq!(line["top"], before["top"]);
+        let flagged = line["uncertain"].as_bool().ok_or("no uncertain key")?;
+        assert_eq!(flagged, top(line) < threshold, "{line}");
+        uncertain += usize::from(flagged);
+    }
+    assert!(uncertain > 0 && uncertain < judged.len(), "{uncertain} of {}", judged.len());
+    let table = ok(run(&[
+        "predict",
+        path_str(&run_dir),
+        path_str(&data),
+        "--model",
+        path_str(&tiny_model()),
+        "--min-confidence",
+        &threshold.to_string(),
+    ])?);
+    assert_eq!(stdout(&table).lines().filter(|l| l.contains("\tuncertain\t")).count(), uncertain);
+    // Not a probability: refused by name.
+    let refused =
+        run(&["predict", path_str(&run_dir), path_str(&data), "--min-confidence", "1.5"])?;
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("(0, 1]"),
+        "{}",
+        stderr(&refused)
+    );
+    Ok(())
+}
+
+#[test]
+fn calibration_is_recorded_and_fitted_again_for_a_run_without_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = ambiguous_cache(dir.path())?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    let trained = ok(train(&cache, &run_dir, &config, &[])?);
+    assert!(
+        stderr(&trained).contains("calibration fitted on the validation photos"),
+        "{}",
+        stderr(&trained)
+    );
+    let confusion = |what: &str| -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        let output = ok(run(&["confusion", path_str(&run_dir), "--format", "json"])?);
+        let value: serde_json::Value = serde_json::from_str(&stdout(&output))?;
+        Ok(value.get("calibration").cloned().ok_or(format!("{what}: no calibration"))?)
+    };
+    let recorded = confusion("with calibration.json")?;
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("calibration.json"))?)?;
+    assert_eq!(recorded, file);
+    let single = &file["single_view"];
+    let before = single["expected_calibration_error_before"].as_f64().ok_or("ece")?;
+    let after = single["expected_calibration_error_after"].as_f64().ok_or("ece")?;
+    // Fitted on these photos, the temperature minimises their negative log-likelihood.
+    assert!(
+        single["negative_log_likelihood_after"].as_f64()
+            <= single["negative_log_likelihood_before"].as_f64(),
+        "{single}"
+    );
+    assert!((0.0..=1.0).contains(&before) && (0.0..=1.0).contains(&after));
+    // A run of an earlier incept has no calibration.json: fitted again from predictions.csv
+    // (its rounded probabilities), the same temperatures.
+    std::fs::remove_file(run_dir.join("calibration.json"))?;
+    let derived = confusion("without calibration.json")?;
+    for fit in ["single_view", "tta"] {
+        let t = |v: &serde_json::Value| v[fit]["temperature"].as_f64().unwrap_or(f64::NAN);
+        assert!((t(&derived) - t(&file)).abs() < 1e-3, "{fit}: {derived} against {file}");
+    }
+    // The held-out figures on another cache (here the training cache itself).
+    let held = ok(run(&["confusion", path_str(&run_dir), "--cache", path_str(&cache)])?);
+    assert!(stdout(&held).contains("calibration on these"), "{}", stdout(&held));
     Ok(())
 }

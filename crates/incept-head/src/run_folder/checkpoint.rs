@@ -11,8 +11,8 @@ use burn::tensor::Bytes;
 use super::csv::{records_from_metrics_csv, write_metrics_csv};
 use super::state::{RunState, save_state};
 use super::{
-    BEST_WEIGHTS, LAST_WEIGHTS, METRICS_JSON, OPTIMIZER_FILE, PREDICTIONS_CSV, STATE_FILE,
-    core_error, io, not_a_run, write_file,
+    BEST_WEIGHTS, CALIBRATION_JSON, LAST_WEIGHTS, METRICS_JSON, OPTIMIZER_FILE, PREDICTIONS_CSV,
+    STATE_FILE, core_error, io, not_a_run, write_file,
 };
 use crate::model::Head;
 use crate::{Error, Result};
@@ -22,7 +22,7 @@ const PENDING_MARK: &str = ".epoch-";
 /// Files committed with the last finished epoch.
 const LAST_EPOCH_FILES: [&str; 2] = [LAST_WEIGHTS, OPTIMIZER_FILE];
 /// Files committed with the best epoch.
-const BEST_EPOCH_FILES: [&str; 3] = [BEST_WEIGHTS, PREDICTIONS_CSV, METRICS_JSON];
+const BEST_EPOCH_FILES: [&str; 4] = [BEST_WEIGHTS, PREDICTIONS_CSV, METRICS_JSON, CALIBRATION_JSON];
 /// Files whose SHA-256 `run.json` records: the weights and optimizer state, in which a changed
 /// byte still reads as a number, so that nothing else would notice it.
 const CHECKSUMMED_FILES: [&str; 3] = [BEST_WEIGHTS, LAST_WEIGHTS, OPTIMIZER_FILE];
@@ -62,7 +62,8 @@ pub fn committed_file(run_dir: &Path, name: &str, state: &RunState) -> PathBuf {
 pub(crate) struct Checkpoint {
     pub last_weights: Vec<u8>,
     pub optimizer: Vec<u8>,
-    /// When this epoch is the best so far: its weights, `predictions.csv` and `metrics.json`.
+    /// When this epoch is the best so far: its weights, `predictions.csv`, `metrics.json` and
+    /// `calibration.json`.
     pub best: Option<BestEpoch>,
 }
 
@@ -71,6 +72,7 @@ pub(crate) struct BestEpoch {
     pub weights: Vec<u8>,
     pub predictions_csv: String,
     pub metrics_json: String,
+    pub calibration_json: String,
 }
 
 /// Commits the checkpoint of epoch `state.completed_epochs` (`state` already describes it; the
@@ -85,6 +87,7 @@ pub(crate) fn commit(run_dir: &Path, state: &mut RunState, checkpoint: Checkpoin
         files.push((BEST_WEIGHTS, best.weights.as_slice()));
         files.push((PREDICTIONS_CSV, best.predictions_csv.as_bytes()));
         files.push((METRICS_JSON, best.metrics_json.as_bytes()));
+        files.push((CALIBRATION_JSON, best.calibration_json.as_bytes()));
     }
     for (name, bytes) in files {
         // Hashed from the bytes in memory: what was meant to be written, not what was read back.

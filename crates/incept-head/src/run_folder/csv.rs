@@ -81,24 +81,36 @@ fn optional(value: Option<f64>) -> String {
 }
 
 /// `predictions.csv`: source, label, predicted, one probability column per class, and with
-/// `single_view` (a run validated with TTA) each photo's single-view prediction (empty where its
-/// own view was not validated); one row per photo, `labels` and rows of `probabilities`
-/// indexing `classes`.
+/// `single_view` (a run validated with TTA) each photo's single-view prediction and, with
+/// `single_view_probabilities`, its single-view probability of each class (empty where its own
+/// view was not validated); one row per photo, `labels` and rows of `probabilities` indexing
+/// `classes`.
 pub(crate) fn predictions_csv(
     classes: &[String],
     sources: &[String],
     labels: &[usize],
     probabilities: &[Vec<f64>],
     single_view: Option<&[Option<Vec<f64>>]>,
+    single_view_probabilities: bool,
 ) -> String {
     let mut text = String::from("source,label,predicted");
     for class in classes {
         text.push(',');
         text.push_str(&csv_field(&format!("p_{class}")));
     }
+    let single_view_probabilities = single_view_probabilities && single_view.is_some();
     if single_view.is_some() {
         text.push(',');
         text.push_str(incept_report::SINGLE_VIEW_COLUMN);
+    }
+    if single_view_probabilities {
+        for class in classes {
+            text.push(',');
+            text.push_str(&csv_field(&format!(
+                "{}{class}",
+                incept_report::SINGLE_VIEW_PROBABILITY_PREFIX
+            )));
+        }
     }
     text.push('\n');
     for (photo, ((source, &label), probabilities)) in
@@ -115,8 +127,17 @@ pub(crate) fn predictions_csv(
         }
         if let Some(single_view) = single_view {
             text.push(',');
-            if let Some(Some(own)) = single_view.get(photo) {
+            let own = single_view.get(photo).and_then(Option::as_ref);
+            if let Some(own) = own {
                 text.push_str(&csv_field(&classes[argmax(own)]));
+            }
+            if single_view_probabilities {
+                for class in 0..classes.len() {
+                    text.push(',');
+                    if let Some(p) = own.and_then(|own| own.get(class)) {
+                        text.push_str(&format!("{p:.6}"));
+                    }
+                }
             }
         }
         text.push('\n');

@@ -35,6 +35,26 @@ impl Predictions {
         }
     }
 
+    /// The photos as the report crate reads them back from `predictions.csv`.
+    pub fn photos(&self) -> Vec<incept_report::PhotoPrediction> {
+        self.sources
+            .iter()
+            .zip(&self.labels)
+            .zip(&self.probabilities)
+            .zip(&self.single_view)
+            .map(|(((source, &truth), probabilities), single_view)| {
+                incept_report::PhotoPrediction {
+                    source: source.clone(),
+                    truth,
+                    predicted: argmax(probabilities),
+                    probabilities: probabilities.clone(),
+                    single_view_predicted: single_view.as_deref().map(argmax),
+                    single_view_probabilities: single_view.clone(),
+                }
+            })
+            .collect()
+    }
+
     /// Share of the photos whose averaged probabilities pick their label.
     pub fn accuracy(&self) -> f64 {
         let correct = self
@@ -66,6 +86,7 @@ impl Predictions {
             &self.labels,
             &self.probabilities,
             tta.then_some(self.single_view.as_slice()),
+            true,
         )
     }
 }

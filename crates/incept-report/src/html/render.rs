@@ -72,6 +72,11 @@ impl Renderer<'_> {
         self.recipe();
         self.matrix();
         self.curves();
+        self.html.push_str(&super::calibration::section(
+            data.calibration.as_ref(),
+            &data.predictions,
+            data.tta,
+        ));
         self.html.push_str("<h2 id=\"confused\">Most confused pairs</h2>\n");
         if pairs.is_empty() {
             self.html.push_str("<p>No photo was misclassified.</p>\n");
@@ -281,6 +286,7 @@ impl Renderer<'_> {
             ],
             marker,
             percent: false,
+            x_percent: false,
         };
         let accuracy = Chart {
             title: "Accuracy",
@@ -292,6 +298,7 @@ impl Renderer<'_> {
             ],
             marker,
             percent: true,
+            x_percent: false,
         };
         let _ = writeln!(
             self.html,
