@@ -6,57 +6,39 @@
 //   node scripts/test-web.mjs --resize-only [--page DIR] [--fixtures DIR]
 //
 // EXPECTED.jsonl is `incept predict RUN PHOTO_DIR --top-k <number of classes> --format json`;
-// photos are matched to its lines by file name. The page is served by a static server in this
-// script and opened in the system's Chromium (CHROMIUM=path to use another) through
-// puppeteer-core from web/node_modules (`just setup` installs it). Before that, the page's
-// resize.js is checked against PIL's resizes in tests/fixtures/pil_resize (--fixtures).
+// photos are matched to its lines by file name. The page is served by a static server
+// (web-test-server.mjs) and opened in the system's Chromium through puppeteer-core
+// (web-test-browser.mjs); web-test-inputs.mjs makes the inputs it must refuse and the damaged
+// exports it must explain. Before that, the page's resize.js is checked against PIL's resizes
+// in tests/fixtures/pil_resize (--fixtures).
 //
 // Prints one PASS/FAIL line per check and a summary line; exits 1 on any failure, 2 on wrong
 // usage.
 
 import { createHash } from 'node:crypto';
-import {
-  createReadStream,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { deflateSync } from 'node:zlib';
+import { basename, join, relative, resolve, sep } from 'node:path';
 
 import { checkResizeFixtures, DEFAULT_FIXTURES, DEFAULT_RESIZE_JS } from './test-resize.mjs';
+import {
+  choose,
+  launch,
+  LOAD_TIMEOUT_MS,
+  loadPuppeteer,
+  openPage,
+  showConsoleErrors,
+  visibleMessage,
+  waitReadyOrError,
+} from './web-test-browser.mjs';
+import { damagedExports, readExpected, writeBadInputs } from './web-test-inputs.mjs';
+import { serve } from './web-test-server.mjs';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Probabilities must agree with incept predict's within this (float32 inference in both).
 const TOLERANCE = 1e-3;
 const MIN_PHOTOS = 20;
 const DEFAULT_MAX_DIMENSION = 16384; // as the page assumes when classifier.json has none
 const TOP_SHOWN = 3;
-// A phone's viewport, for the screenshot and so that the page is tested as phones show it.
-const VIEWPORT = { width: 412, height: 900, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
-const LOAD_TIMEOUT_MS = 180_000; // a 70 MB model, compiled and parsed on a slow machine
-const ANSWER_TIMEOUT_MS = 60_000;
-const CONTENT_TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
-  '.onnx': 'application/octet-stream',
-  '.png': 'image/png',
-  '.jpg': 'image/jpeg',
-  '.jpeg': 'image/jpeg',
-};
 
 // ---------------------------------------------------------------- reporting
 
@@ -101,219 +83,14 @@ usage: node scripts/test-web.mjs --page DIR --expected EXPECTED.jsonl --photos P
   process.exit(2);
 }
 
-// ---------------------------------------------------------------- static server
+// ---------------------------------------------------------------- files
 
-/**
- * Serves `folder` on 127.0.0.1 at a free port. `missing` paths (relative, e.g.
- * 'classifier.onnx') answer 404; `override` maps paths to bytes sent instead of the file's.
- * @returns {Promise<{url: string, close: () => Promise<void>}>}
- */
-async function serve(folder, { missing = [], override = {} } = {}) {
-  const root = resolve(folder);
-  const server = createServer((request, response) => {
-    const notFound = () => {
-      response.writeHead(404, { 'Content-Type': 'text/plain' });
-      response.end('not found');
-    };
-    let path;
-    try {
-      path = decodeURIComponent(new URL(request.url, 'http://localhost').pathname).replace(/^\/+/, '');
-    } catch {
-      return notFound(); // a malformed %-escape
-    }
-    path ||= 'index.html';
-    const file = resolve(root, path);
-    if (!file.startsWith(root + sep) || missing.includes(path)) return notFound();
-    const headers = {
-      'Content-Type': CONTENT_TYPES[extname(path).toLowerCase()] || 'application/octet-stream',
-      'Cache-Control': 'no-cache',
-    };
-    if (path in override) {
-      response.writeHead(200, { ...headers, 'Content-Length': override[path].length });
-      return response.end(request.method === 'HEAD' ? undefined : override[path]);
-    }
-    let stats;
-    try {
-      stats = statSync(file);
-    } catch {
-      return notFound();
-    }
-    if (!stats.isFile()) return notFound();
-    // An ETag lets the service worker's revalidating install get 304s for files just loaded.
-    const etag = `"${stats.size}-${stats.mtimeMs}"`;
-    if (request.headers['if-none-match'] === etag) {
-      response.writeHead(304, { ETag: etag });
-      return response.end();
-    }
-    response.writeHead(200, { ...headers, ETag: etag, 'Content-Length': stats.size });
-    if (request.method === 'HEAD') return response.end();
-    createReadStream(file).pipe(response);
-  });
-  await new Promise((done) => server.listen(0, '127.0.0.1', done));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/`,
-    close: () =>
-      new Promise((done) => {
-        server.close(() => done()); // called again on a closed server: done all the same
-        server.closeAllConnections(); // keep-alive connections would keep it serving
-      }),
-  };
-}
-
-// ---------------------------------------------------------------- browser
-
-function loadPuppeteer() {
-  // puppeteer-core lives in web/node_modules, not next to this script.
-  const require = createRequire(join(REPO, 'web', 'package.json'));
-  try {
-    return require('puppeteer-core');
-  } catch (error) {
-    console.error(
-      `test-web: puppeteer-core not found under web/node_modules (${error.message}); ` +
-        'run `just setup`, or `npm ci` in web/',
-    );
-    process.exit(2);
-  }
-}
-
+// Browser profiles and bad inputs, removed by finish().
 const temporaryDirs = [];
 function temporaryDir(label) {
   const dir = mkdtempSync(join(tmpdir(), `incept-test-web-${label}-`));
   temporaryDirs.push(dir);
   return dir;
-}
-
-/** A browser with a new, empty profile: no service worker or cache from another check. */
-async function launch(puppeteer, label) {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found; set CHROMIUM to a Chromium or Chrome`);
-  return puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    userDataDir: temporaryDir(`profile-${label}`),
-    // As root, Chromium runs only without its sandbox.
-    args: ['--no-sandbox', '--no-first-run', '--no-default-browser-check'],
-  });
-}
-
-async function openPage(browser) {
-  const page = await browser.newPage();
-  await page.setViewport(VIEWPORT);
-  page.consoleErrors = [];
-  page.on('console', (message) => message.type() === 'error' && page.consoleErrors.push(message.text()));
-  page.on('pageerror', (error) => page.consoleErrors.push(String(error)));
-  return page;
-}
-
-/** Waits until the page is ready or shows an error: {ready, error, milliseconds}. */
-async function waitReadyOrError(page) {
-  const started = Date.now();
-  await page.waitForFunction(
-    () => document.body && (document.body.dataset.ready === '1' || document.body.dataset.error),
-    { timeout: LOAD_TIMEOUT_MS, polling: 'mutation' },
-  );
-  const state = await page.evaluate(() => ({
-    ready: document.body.dataset.ready === '1',
-    error: document.body.dataset.error ?? null,
-  }));
-  return { ...state, milliseconds: Date.now() - started };
-}
-
-/** The page's counters: answers and errors so far. */
-function counters(page) {
-  return page.evaluate(() => ({
-    classified: Number(document.body.dataset.classified || 0),
-    errors: Number(document.body.dataset.errors || 0),
-  }));
-}
-
-/**
- * Chooses `file` in #photo and waits for the page's answer or error.
- * @returns {Promise<{result: object|null, error: string|null, verdict: string, shown: number}>}
- */
-async function choose(page, file) {
-  const before = await counters(page);
-  const input = await page.$('#photo');
-  if (!input) throw new Error('the page has no #photo input');
-  await input.uploadFile(file);
-  await page.waitForFunction(
-    (b) =>
-      Number(document.body.dataset.classified || 0) > b.classified ||
-      Number(document.body.dataset.errors || 0) > b.errors,
-    { timeout: ANSWER_TIMEOUT_MS, polling: 'mutation' },
-    before,
-  );
-  return page.evaluate((b) => {
-    const data = document.body.dataset;
-    const answered = Number(data.classified || 0) > b.classified;
-    return {
-      result: answered ? JSON.parse(data.result) : null,
-      error: answered ? null : data.error,
-      verdict: document.getElementById('verdict')?.textContent ?? '',
-      shown: document.querySelectorAll('#top li').length,
-    };
-  }, before);
-}
-
-/** The text of #message when it is visible, else null. */
-function visibleMessage(page) {
-  return page.evaluate(() => {
-    const message = document.getElementById('message');
-    if (!message?.checkVisibility({ opacityProperty: true, visibilityProperty: true })) return null;
-    const box = message.getBoundingClientRect();
-    return box.width > 0 && box.height > 0 ? message.textContent : null;
-  });
-}
-
-// ---------------------------------------------------------------- test inputs
-
-/** incept predict's JSON lines: Map of file name → Map of class → probability. */
-function readExpected(path) {
-  const expected = new Map();
-  readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim())
-    .forEach((line, index) => {
-      const entry = JSON.parse(line);
-      if (!entry.path || !Array.isArray(entry.top)) throw new Error(`${path}:${index + 1}: no "path" and "top"`);
-      const name = basename(entry.path);
-      if (expected.has(name)) throw new Error(`${path}: ${name} twice (photos are matched by file name)`);
-      expected.set(name, new Map(entry.top.map((t) => [t.class, t.probability])));
-    });
-  return expected;
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(bytes) {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** A valid grey 8-bit RGB PNG of width × height: tiny even when very wide. */
-function makePng(width, height) {
-  const chunk = (type, body) => {
-    const typed = Buffer.concat([Buffer.from(type, 'latin1'), body]);
-    const framing = Buffer.alloc(8);
-    framing.writeUInt32BE(body.length, 0);
-    framing.writeUInt32BE(crc32(typed), 4);
-    return Buffer.concat([framing.subarray(0, 4), typed, framing.subarray(4)]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 2, 0, 0, 0], 8); // 8-bit, RGB, deflate, adaptive filtering, not interlaced
-  const row = Buffer.alloc(1 + width * 3, 128);
-  row[0] = 0; // filter: none
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header),
-    chunk('IDAT', deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
 }
 
 function filesUnder(root, dir = root) {
@@ -440,36 +217,11 @@ async function checkBadInput(page, label, file, mustMention) {
  * message each time, never a blank page.
  */
 async function checkBrokenExports(puppeteer, dir, config) {
-  const model = readFileSync(join(dir, config.model));
-  const half = model.subarray(0, Math.floor(model.length / 2));
-  const halfSha = createHash('sha256').update(half).digest('hex');
-  const agreeing = Buffer.from(JSON.stringify({ ...config, model_bytes: half.length, model_sha256: halfSha }));
-  const again = 'export it again';
-  const cases = [
-    { label: `${config.model} missing`, missing: [config.model], mention: [config.model, 'HTTP 404', again] },
-    { label: `${config.model} truncated to half`, override: { [config.model]: half }, mention: [config.model, again] },
-    {
-      label: `${config.model} corrupt, classifier.json agreeing with it`,
-      override: { [config.model]: half, 'classifier.json': agreeing },
-      mention: [config.model, 'onnxruntime', again],
-    },
-    { label: 'classifier.json missing', missing: ['classifier.json'], mention: ['classifier.json', 'HTTP 404', again] },
-    {
-      label: 'classifier.json not JSON',
-      override: { 'classifier.json': Buffer.from('{"format": 1, "classes": [') },
-      mention: ['classifier.json', 'JSON', again],
-    },
-    { label: 'ort WebAssembly missing', missing: ['ort/ort-wasm-simd-threaded.wasm'], mention: ['WebAssembly', again] },
-    { label: 'ort script missing', missing: ['ort/ort.wasm.min.js'], mention: ['ort/ort.wasm.min.js', again] },
-    { label: 'resize.js missing', missing: ['resize.js'], mention: ['resize.js', again] },
-    // The page's WebAssembly object removed before any script runs: as in a browser without one.
-    { label: 'browser without WebAssembly', withoutWebAssembly: true, mention: ['cannot run WebAssembly'] },
-  ];
-  for (const broken of cases) {
+  for (const broken of damagedExports(dir, config)) {
     const kind = broken.withoutWebAssembly ? 'unusable browser' : 'damaged export';
     await check(`${kind}: ${broken.label}`, async () => {
       const server = await serve(dir, broken);
-      const browser = await launch(puppeteer, 'damaged');
+      const browser = await launch(puppeteer, temporaryDir('profile-damaged'));
       try {
         const page = await openPage(browser);
         if (broken.withoutWebAssembly) await page.evaluateOnNewDocument(() => delete globalThis.WebAssembly);
@@ -523,7 +275,7 @@ async function main() {
   const puppeteer = loadPuppeteer();
   const summary = { largest: { difference: -1, where: '' } };
   const server = await serve(dir);
-  const browser = await launch(puppeteer, 'main');
+  const browser = await launch(puppeteer, temporaryDir('profile-main'));
   try {
     const page = await openPage(browser);
     const opened = Date.now();
@@ -554,14 +306,9 @@ async function main() {
     }
 
     // Bad inputs: a message naming the file; then a good photo clears it.
-    const scratch = temporaryDir('inputs');
-    const notImage = join(scratch, 'notes.jpg');
-    writeFileSync(notImage, 'These are notes, not a photo.\n');
-    await checkBadInput(page, 'not an image', notImage, ['notes.jpg', 'not an image']);
-    const tooWide = config.max_dimension + 1;
-    const wide = join(scratch, 'wide.png');
-    writeFileSync(wide, makePng(tooWide, 1));
-    await checkBadInput(page, 'too large', wide, ['wide.png', `${tooWide}×1`, String(config.max_dimension)]);
+    for (const bad of writeBadInputs(temporaryDir('inputs'), config)) {
+      await checkBadInput(page, bad.label, bad.file, bad.mention);
+    }
     await check('error cleared by the next photo', async () => {
       const { result, error } = await choose(page, photos[0].path);
       if (!result) return { ok: false, detail: `error: ${error}` };
@@ -610,12 +357,6 @@ async function main() {
 
 function seconds(milliseconds) {
   return `${(milliseconds / 1000).toFixed(2)} s`;
-}
-
-function showConsoleErrors(page) {
-  if (page.consoleErrors.length) {
-    console.log(`  console errors on the page: ${page.consoleErrors.slice(0, 5).join(' | ')}`);
-  }
 }
 
 /** Prints the summary and exits; called once every browser and server is closed. */

@@ -2,8 +2,9 @@
 //! offline with the exported classifier through onnxruntime-web.
 //!
 //! # The folder
-//! - `index.html`, `app.js`, `resize.js`, `sw.js`, `style.css`: the page (embedded in incept
-//!   from `crates/incept-export/web/`); `resize.js` is incept's PIL-exact bilinear resize.
+//! - `index.html`, `app.js`, `classifier.js`, `photo.js`, `messages.js`, `resize.js`, `sw.js`,
+//!   `style.css`: the page (embedded in incept from `crates/incept-export/web/`); `resize.js` is
+//!   incept's PIL-exact bilinear resize.
 //! - `classifier.onnx`: the exported classifier (uint8 input, calibrated probabilities).
 //! - `classifier.json`: what the page shows and checks ([`PageInfo`] and the files it lists).
 //! - `ort/`: onnxruntime-web's WebAssembly build (`ort.wasm.min.js`,
@@ -19,9 +20,12 @@ use serde::Serialize;
 use crate::{Error, Result};
 
 /// The page's own files: (name, content).
-const PAGE_FILES: [(&str, &str); 5] = [
+const PAGE_FILES: [(&str, &str); 8] = [
     ("index.html", include_str!("../web/index.html")),
     ("app.js", include_str!("../web/app.js")),
+    ("classifier.js", include_str!("../web/classifier.js")),
+    ("photo.js", include_str!("../web/photo.js")),
+    ("messages.js", include_str!("../web/messages.js")),
     ("resize.js", include_str!("../web/resize.js")),
     ("sw.js", include_str!("../web/sw.js")),
     ("style.css", include_str!("../web/style.css")),
