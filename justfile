@@ -30,15 +30,17 @@ setup-gpu:
 model LAYER="":
     scripts/setup.sh {{ if LAYER == "" { "" } else { "layer " + LAYER } }}
 
-# An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` (docs/BENCHMARKS.md).
+# An int8 backbone calibrated on 320 of PHOTOS, for `incept extract --model` or `incept export
+# --int8` (docs/BENCHMARKS.md).
 model-int8 PHOTOS=data LAYER="mixed_9": setup
     #!/usr/bin/env bash
     set -euo pipefail
     scripts/setup.sh ort-python
     case "{{LAYER}}" in
+        mixed_7) model=models/inception_v3_mixed_7.onnx ;;
         mixed_9) model=models/inception_v3_mixed_9.onnx ;;
         mixed_10) model=models/inception_v3_notop.onnx ;;
-        *) echo "model-int8: LAYER is mixed_9 or mixed_10" >&2; exit 2 ;;
+        *) echo "model-int8: LAYER is mixed_7, mixed_9 or mixed_10" >&2; exit 2 ;;
     esac
     PYTHONPATH=.deps/ort-python python3 models/quantize_int8.py quantize --model "$model" \
         --output "${model%.onnx}.int8.onnx" --photos "{{PHOTOS}}" --count 320

@@ -31,6 +31,15 @@ pub struct ExportArgs {
     /// Leave the run's temperature out: the head's own probabilities.
     #[arg(long)]
     uncalibrated: bool,
+    /// Use the int8 backbone beside the run's (`NAME.int8.onnx`, which `just model-int8 PHOTOS
+    /// LAYER` writes) instead of it: about half the size; the head, trained on float features,
+    /// then sees int8 ones, so answers can differ (docs/BENCHMARKS.md measures by how much).
+    #[arg(long, requires = "photos")]
+    int8: bool,
+    /// With --int8: the folder the run's cache was extracted from, whose validation photos are
+    /// classified through both backbones to state what int8 changes.
+    #[arg(long, value_name = "DATA_DIR")]
+    photos: Option<PathBuf>,
     /// What the classifier takes: `uint8` pixels [N, 224, 224, 3] RGB, or `float`, the backbone's
     /// [N, 3, 224, 224] RGB already scaled to [-1, 1].
     #[arg(long, value_enum, default_value = "uint8")]
@@ -55,7 +64,8 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         (None, None) => anyhow::bail!("pass -o FILE or --web DIR"),
     };
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
-    let model = crate::commands::backbone_of(&head, args.model.as_deref())?;
+    let float_model = crate::commands::backbone_of(&head, args.model.as_deref())?;
+    let model = if args.int8 { int8_beside(&float_model)? } else { float_model.clone() };
     let values = head.values()?;
     let state = &head.state;
     let metrics = incept_head::run_folder::read_metrics(&args.run_dir, state)?;
@@ -87,6 +97,31 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     if head.members() > 1 {
         metadata.push(("ensemble".to_owned(), head.members().to_string()));
     }
+    let int8_check = match (&args.photos, args.int8) {
+        (Some(photos), true) => {
+            let check = crate::int8::check(&head, &args.run_dir, photos, &float_model, &model)?;
+            eprintln!(
+                "int8 backbone on the run's {} validation photos: accuracy {:.1} % (float {:.1} \
+                 %), the same answer for {:.1} %",
+                check.photos,
+                100.0 * check.int8_accuracy,
+                100.0 * check.float_accuracy,
+                100.0 * check.agreement
+            );
+            // The head was trained on the float backbone (`backbone_sha256`); this one stands in.
+            metadata.push(("int8_backbone_sha256".to_owned(), incept_core::sha256_file(&model)?));
+            metadata.push((
+                "int8_validation_accuracy".to_owned(),
+                format!(
+                    "{:.4} (float backbone {:.4}; the same answer for {:.4} of the run's {} \
+                     validation photos)",
+                    check.int8_accuracy, check.float_accuracy, check.agreement, check.photos
+                ),
+            ));
+            Some(check)
+        }
+        _ => None,
+    };
     // A single prediction's temperature: the exported graph sees one view.
     let temperature = if args.uncalibrated { None } else { head.temperature(false) };
     match temperature {
@@ -160,7 +195,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             validation_accuracy: metrics
                 .as_ref()
                 .map(|m| m.single_view_accuracy.unwrap_or(m.accuracy)),
-            int8: model.to_string_lossy().ends_with(".int8.onnx"),
+            int8: args.int8,
+            int8_check: int8_check
+                .map(|c| crate::int8::with_float_size(c, summary.bytes, &float_model, &model))
+                .transpose()?,
             incept_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let page = incept_export::web::write_page(dir, &args.onnxruntime_web, &info)
@@ -180,6 +218,25 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The int8 backbone `just model-int8` writes beside `model` (`NAME.int8.onnx`).
+fn int8_beside(model: &std::path::Path) -> Result<std::path::PathBuf> {
+    let int8 = model.with_extension("int8.onnx");
+    if !int8.is_file() {
+        let layer = model
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.strip_prefix("inception_v3_"))
+            .map_or("LAYER", |layer| if layer == "notop" { "mixed_10" } else { layer })
+            .to_owned();
+        anyhow::bail!(
+            "--int8: no int8 backbone at {}; make it from 320 of your photos with `just \
+             model-int8 PHOTOS {layer}`",
+            int8.display()
+        );
+    }
+    Ok(int8)
 }
 
 /// A run's name: its folder's name, never a path.

@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod compare;
 mod export;
+mod int8;
 mod pipes;
 mod predict;
 mod report;

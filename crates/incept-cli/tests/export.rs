@@ -240,3 +240,56 @@ fn a_model_that_does_not_fit_the_head_is_refused_and_nothing_is_written() -> Tes
     assert_eq!(std::fs::read(&output)?, b"kept");
     Ok(())
 }
+
+#[test]
+fn int8_exports_measure_what_the_int8_backbone_changes_and_say_when_it_is_missing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (data, cache) = tiny_cache(dir.path(), 6)?;
+    let config = small_config(dir.path(), "")?;
+    let run_dir = dir.path().join("run");
+    ok(train(&cache, &run_dir, &config, &["--epochs", "2"])?);
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models)?;
+    let model = models.join("tiny.onnx");
+    std::fs::copy(tiny_model(), &model)?;
+    let ort = dir.path().join("ort-dist");
+    std::fs::create_dir_all(&ort)?;
+    for name in incept_export::web::ORT_FILES {
+        std::fs::write(ort.join(name), name)?;
+    }
+    let page = dir.path().join("page");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", path_str(&run_dir), "--web", path_str(&page)];
+        args.extend(["--model", path_str(&model), "--onnxruntime-web", path_str(&ort)]);
+        args.extend(extra);
+        run(&args)
+    };
+    // No int8 model beside the float one: refused, naming the file and the recipe that makes it.
+    let refused = export(&["--int8", "--photos", path_str(&data)])?;
+    let message = stderr(&refused);
+    assert!(!refused.status.success(), "{message}");
+    assert!(message.contains("tiny.int8.onnx") && message.contains("just model-int8"), "{message}");
+    assert!(!page.join("classifier.json").exists());
+    // --int8 needs the photos it measures on.
+    assert!(!export(&["--int8"])?.status.success());
+    // A stand-in int8 backbone (the same graph): both backbones agree on every validation photo.
+    std::fs::copy(tiny_model(), models.join("tiny.int8.onnx"))?;
+    let exported = ok(export(&["--int8", "--photos", path_str(&data)])?);
+    assert!(stderr(&exported).contains("int8 backbone on the run's"), "{}", stderr(&exported));
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(page.join("classifier.json"))?)?;
+    assert_eq!(info["int8"], true);
+    let check = &info["int8_check"];
+    let validated = std::fs::read_to_string(run_dir.join("predictions.csv"))?.lines().count() - 1;
+    assert_eq!(check["photos"].as_u64(), Some(validated as u64), "{check}");
+    assert_eq!(check["agreement"].as_f64(), Some(1.0), "{check}");
+    assert_eq!(check["int8_accuracy"], check["float_accuracy"], "{check}");
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("metrics.json"))?)?;
+    let single = metrics["single_view_accuracy"].as_f64().ok_or("single view")?;
+    assert!((check["float_accuracy"].as_f64().ok_or("float")? - single).abs() < 1e-9, "{check}");
+    // The wrong photos folder: refused, naming --photos.
+    let wrong = export(&["--int8", "--photos", path_str(&models)])?;
+    assert!(!wrong.status.success() && stderr(&wrong).contains("--photos"), "{}", stderr(&wrong));
+    Ok(())
+}

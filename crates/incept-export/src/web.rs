@@ -58,7 +58,22 @@ pub struct PageInfo {
     pub validation_accuracy: Option<f64>,
     /// Whether the backbone is the int8 one.
     pub int8: bool,
+    /// With the int8 backbone: how it changed the run's answers.
+    pub int8_check: Option<Int8Check>,
     pub incept_version: String,
+}
+
+/// The int8 backbone against the float one on a run's validation photos (one view each, the
+/// run's temperature applied), measured by `export --int8`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Int8Check {
+    pub photos: usize,
+    pub float_accuracy: f64,
+    pub int8_accuracy: f64,
+    /// Share of the photos given the same class by both.
+    pub agreement: f64,
+    /// The float classifier's size, bytes, for the page's "instead of".
+    pub float_model_bytes: u64,
 }
 
 /// `classifier.json`: [`PageInfo`] and what the folder holds.

@@ -76,7 +76,17 @@ function showConfig() {
       : `When the most probable class has less than ${percent(c.min_confidence)}, the answer is “Not sure”.`;
   const details = [`Model ${c.model}`];
   if (c.model_bytes != null) details.push(megabytes(c.model_bytes));
-  if (c.int8) details.push('int8');
+  if (c.int8) details.push('int8 backbone');
+  const check = c.int8_check;
+  if (c.int8 && check) {
+    // What int8 changed, measured by `incept export --int8` on the run's validation photos.
+    about.push(
+      `int8 backbone: ${megabytes(c.model_bytes)} instead of ${megabytes(check.float_model_bytes)}; ` +
+        `${percent(check.int8_accuracy)} right on the run's ${check.photos} validation photos ` +
+        `(${percent(check.float_accuracy)} with the float backbone)`,
+    );
+    $('about').textContent = about.join(' · ');
+  }
   if (c.model_sha256) details.push(`SHA-256 ${c.model_sha256.slice(0, 12)}…`);
   if (c.incept_version) details.push(`incept ${c.incept_version}`);
   $('details').textContent = details.join(', ') + '.';

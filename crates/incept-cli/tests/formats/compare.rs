@@ -16,11 +16,12 @@ fn a_comparison_is_as_documented() -> TestResult {
     ok(train(&cache, &b, &config, &["--tta", "--seed", "3"])?);
     let mut problems = Problems::default();
 
-    // A TTA run's predictions.csv ends with each photo's single-view prediction.
+    // A TTA run's predictions.csv ends with each photo's single-view prediction and probabilities.
     let header = std::fs::read_to_string(a.join("predictions.csv"))?;
     let header = header.lines().next().unwrap_or_default().to_owned();
-    problems.check(header.ends_with(",single_view_predicted"), || {
-        format!("a TTA run's predictions.csv has the columns {header}, without single_view_predicted last")
+    let ending = ",single_view_predicted,single_view_p_ant,single_view_p_bee,single_view_p_cricket";
+    problems.check(header.ends_with(ending), || {
+        format!("a TTA run's predictions.csv has the columns {header}, not ending with {ending}")
     });
 
     let json = stdout(&ok(run(&["compare", path_str(&a), path_str(&b), "--format", "json"])?));

@@ -42,7 +42,7 @@ fn trains_writes_the_run_folder_and_is_reproducible() -> TestResult {
     let predictions = std::fs::read_to_string(first.join("predictions.csv"))?;
     assert!(
         predictions
-            .starts_with("source,label,predicted,p_ant,p_bee,p_cricket,single_view_predicted\n"),
+            .starts_with("source,label,predicted,p_ant,p_bee,p_cricket,single_view_predicted,single_view_p_ant,single_view_p_bee,single_view_p_cricket\n"),
         "{predictions}"
     );
     // The single-view column agrees with metrics.json's single-view accuracy.
