@@ -59,6 +59,15 @@ fn a_skewed_cache_is_split_per_class_and_rebalanced_by_default() -> TestResult {
     assert!(message.contains("skewed classes: ant has 40 training photos, bee 3"), "{message}");
     assert!(message.contains("rebalance = \"balanced\""), "{message}");
     assert!(message.contains("\"bee\" has only 4 photos (3 train, 1 validate)"), "{message}");
+    // A cross-validation warns once, not once per fold and refit.
+    let folds = dir.path().join("folds");
+    let output = ok(train(&cache, &folds, &config, &["--folds", "2", "--refit", "--epochs", "1"])?);
+    assert_eq!(
+        stderr(&output).matches("\"bee\" has only 4 photos").count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
     // Saved resolved, and every class validates: round(0.2·50) = 10 and 1 of 4.
     assert!(read(&auto.join("config.toml"))?.contains("rebalance = \"balanced\""));
     let metrics: serde_json::Value = serde_json::from_str(&read(&auto.join("metrics.json"))?)?;

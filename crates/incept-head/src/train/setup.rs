@@ -224,7 +224,11 @@ fn open_data(
         ),
     };
     let classes = &cache.classes;
-    warn_small_classes(&cache, &split);
+    // Once per collection: a cross-validation's first fold warns, its other folds and refit
+    // would only repeat it.
+    if config.fold <= 1 && config.refit_epochs == 0 {
+        warn_small_classes(&cache, &split);
+    }
     if let Some(&class) = empty_classes(&cache, &split.train, classes.len()).first() {
         return Err(Error::EmptyClass { path: cache.path.clone(), class: classes[class].clone() });
     }
