@@ -38,9 +38,10 @@ model-int8 PHOTOS=data LAYER="mixed_9": setup
     scripts/setup.sh ort-python
     case "{{LAYER}}" in
         mixed_7) model=models/inception_v3_mixed_7.onnx ;;
+        mixed_8) model=models/inception_v3_mixed_8.onnx ;;
         mixed_9) model=models/inception_v3_mixed_9.onnx ;;
         mixed_10) model=models/inception_v3_notop.onnx ;;
-        *) echo "model-int8: LAYER is mixed_7, mixed_9 or mixed_10" >&2; exit 2 ;;
+        *) echo "model-int8: LAYER is mixed_7, mixed_8 (after just model mixed_8), mixed_9 or mixed_10" >&2; exit 2 ;;
     esac
     PYTHONPATH=.deps/ort-python python3 models/quantize_int8.py quantize --model "$model" \
         --output "${model%.onnx}.int8.onnx" --photos "{{PHOTOS}}" --count 320

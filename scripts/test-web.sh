@@ -68,7 +68,7 @@ done < <(find "$DATA" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 printf 'epochs = 12\nbatch_size = 16\nlearning_rate = 0.003\n[head]\npooling = "gap"\ndense = [64]\n' >"$work/head.toml"
 "$INCEPT" train-head "$work/c.h5" --run-dir "$work/run" --config "$work/head.toml" >"$work/train.log" 2>&1 ||
     fatal "incept train-head: $(tail -n 3 "$work/train.log")"
-grep -q "^calibration fitted" "$work/train.log" || fatal "train-head printed no calibration line: $(tail -n 3 "$work/train.log")"
+grep -q "^calibration" "$work/train.log" || fatal "train-head printed no calibration line: $(tail -n 3 "$work/train.log")"
 "$INCEPT" export "$work/run" --web "$work/page" --model "$MODEL" --min-confidence 0.5 >"$work/export.log" 2>&1 ||
     fatal "incept export --web: $(tail -n 3 "$work/export.log")"
 "$INCEPT" predict "$work/run" "$test_photos" --model "$MODEL" --top-k "$classes" --format json \

@@ -31,8 +31,9 @@ pub fn fitted_line(calibration: &RunCalibration) -> String {
         parts.push(part("with TTA:", tta));
     }
     if parts.is_empty() {
-        return "calibration: none fitted (no validation photo, or a TTA run of an earlier incept \
-                without single-view probabilities): probabilities are the head's own"
+        return "calibration: none fitted (no validation photo, a TTA run of an earlier incept \
+                without single-view probabilities, or every validation photo right: a \
+                degenerate fit): probabilities are the head's own"
             .to_owned();
     }
     format!("calibration fitted on the {on}, {}", parts.join("; "))

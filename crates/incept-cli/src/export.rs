@@ -20,10 +20,10 @@ pub struct ExportArgs {
     /// the field"). Serve DIR with any static server.
     #[arg(long, value_name = "DIR")]
     web: Option<PathBuf>,
-    /// onnxruntime-web's dist/ folder for --web [default: web/node_modules/onnxruntime-web/dist,
-    /// installed by `just setup`].
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_ORT_WEB)]
-    onnxruntime_web: PathBuf,
+    /// onnxruntime-web's dist/ folder for --web [default: web/node_modules/onnxruntime-web/dist
+    /// in this folder or in incept's, installed by `just setup`].
+    #[arg(long, value_name = "DIR")]
+    onnxruntime_web: Option<PathBuf>,
     /// Record this "not sure" threshold (a calibrated top probability) in the metadata and the
     /// page: below it, answer "not sure". The report's accuracy–coverage table suggests one.
     #[arg(long, value_name = "P", value_parser = crate::cli::parse_confidence)]
@@ -38,7 +38,7 @@ pub struct ExportArgs {
     int8: bool,
     /// With --int8: the folder the run's cache was extracted from, whose validation photos are
     /// classified through both backbones to state what int8 changes.
-    #[arg(long, value_name = "DATA_DIR")]
+    #[arg(long, value_name = "DATA_DIR", requires = "int8")]
     photos: Option<PathBuf>,
     /// What the classifier takes: `uint8` pixels [N, 224, 224, 3] RGB, or `float`, the backbone's
     /// [N, 3, 224, 224] RGB already scaled to [-1, 1].
@@ -49,19 +49,15 @@ pub struct ExportArgs {
     model: Option<PathBuf>,
 }
 
-/// Where `just setup` installs onnxruntime-web's files (`npm ci` in web/).
-const DEFAULT_ORT_WEB: &str = "web/node_modules/onnxruntime-web/dist";
-
 pub fn export(args: &ExportArgs) -> Result<()> {
-    // With --web the classifier is written into the page's folder (and copied to -o if given).
-    let output = match (&args.web, &args.output) {
-        (Some(dir), _) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
-            incept_export::web::model_path(dir)
+    // What a page needs is checked before anything is written: a failed export must not leave a
+    // working page half replaced.
+    let runtime = match &args.web {
+        Some(_) if args.input != InputKind::Uint8 => {
+            anyhow::bail!("--web needs --input uint8: the page hands the classifier pixels")
         }
-        (None, Some(output)) => output.clone(),
-        (None, None) => anyhow::bail!("pass -o FILE or --web DIR"),
+        Some(_) => Some(incept_export::web::find_runtime(args.onnxruntime_web.as_deref())?),
+        None => None,
     };
     let head = TrainedHead::load(&args.run_dir, Backend::default())?;
     let float_model = crate::commands::backbone_of(&head, args.model.as_deref())?;
@@ -101,9 +97,9 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         (Some(photos), true) => {
             let check = crate::int8::check(&head, &args.run_dir, photos, &float_model, &model)?;
             eprintln!(
-                "int8 backbone on the run's {} validation photos: accuracy {:.1} % (float {:.1} \
-                 %), the same answer for {:.1} %",
-                check.photos,
+                "int8 backbone on {}: accuracy {:.1} % (float {:.1} %), the same answer for \
+                 {:.1} %",
+                check.photos_described(),
                 100.0 * check.int8_accuracy,
                 100.0 * check.float_accuracy,
                 100.0 * check.agreement
@@ -113,9 +109,11 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             metadata.push((
                 "int8_validation_accuracy".to_owned(),
                 format!(
-                    "{:.4} (float backbone {:.4}; the same answer for {:.4} of the run's {} \
-                     validation photos)",
-                    check.int8_accuracy, check.float_accuracy, check.agreement, check.photos
+                    "{:.4} (float backbone {:.4}; the same answer for {:.4} of {})",
+                    check.int8_accuracy,
+                    check.float_accuracy,
+                    check.agreement,
+                    check.photos_described()
                 ),
             ));
             Some(check)
@@ -135,8 +133,8 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             ));
         }
         None if !args.uncalibrated => eprintln!(
-            "note: {} has no calibration (a TTA run of an earlier incept, or no validation \
-             photo): the classifier gives the head's own probabilities",
+            "note: {} has no temperature (no validation photo, a TTA run of an earlier \
+             incept, or every validation photo right: a degenerate fit): the classifier gives the head's own probabilities",
             args.run_dir.display()
         ),
         None => {}
@@ -153,6 +151,16 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         }
         metadata.push(("validation_macro_f1".to_owned(), format!("{:.4}", metrics.macro_f1)));
     }
+    // With --web the classifier is written into the page's folder (and copied to -o if given).
+    let output = match (&args.web, &args.output) {
+        (Some(dir), _) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+            incept_export::web::model_path(dir)
+        }
+        (None, Some(output)) => output.clone(),
+        (None, None) => anyhow::bail!("pass -o FILE or --web DIR"),
+    };
     let summary = incept_export::export(&ExportRequest {
         backbone: &model,
         head: &values,
@@ -181,10 +189,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             String::new()
         },
     );
-    if let Some(dir) = &args.web {
-        if input != InputKind::Uint8 {
-            anyhow::bail!("--web needs --input uint8: the page hands the classifier pixels");
-        }
+    if let (Some(dir), Some(runtime)) = (&args.web, &runtime) {
         let info = incept_export::web::PageInfo {
             run: run_name_of(&args.run_dir),
             classes: head.classes().to_vec(),
@@ -201,7 +206,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
                 .transpose()?,
             incept_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let page = incept_export::web::write_page(dir, &args.onnxruntime_web, &info)
+        let page = incept_export::web::write_page(dir, runtime, &info)
             .with_context(|| format!("writing the page {}", dir.display()))?;
         eprintln!(
             "wrote the page {} ({} files, {:.1} MB): serve it with any static server, e.g. \

@@ -22,12 +22,21 @@ pub fn check(
     int8_model: &Path,
 ) -> Result<Int8Check> {
     let state = run_folder::load_state(validation_run)?;
+    // A cross-validation's pooled predictions list every photo, all of which its refit trained on.
+    let trained_on = state.cross_validation.is_some();
     let predictions_csv = run_folder::committed_file(validation_run, PREDICTIONS_CSV, &state);
     let validated = incept_report::read_predictions_csv(&predictions_csv, head.classes())?;
     let photos: Vec<Photo> = validated
         .iter()
         .map(|p| Photo { path: photos_dir.join(&p.source), key: p.source.clone() })
         .collect();
+    if photos.is_empty() {
+        bail!(
+            "--int8 measures the int8 backbone on the run's validation photos, and {} has none \
+             (a refit? export the cross-validation's folder instead)",
+            validation_run.display()
+        );
+    }
     if let Some(missing) = photos.iter().find(|p| !p.path.is_file()) {
         bail!(
             "--int8 measures the int8 backbone on the run's validation photos, and {} is not \
@@ -70,6 +79,7 @@ pub fn check(
     };
     Ok(Int8Check {
         photos: photos.len(),
+        trained_on,
         float_accuracy: right(&float),
         int8_accuracy: right(&int8),
         agreement: share(float.iter().zip(&int8).filter(|(a, b)| a.is_some() && a == b).count()),

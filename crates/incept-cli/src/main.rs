@@ -11,6 +11,7 @@ mod calibration;
 mod cli;
 mod commands;
 mod compare;
+mod confusion;
 mod export;
 mod int8;
 mod pipes;
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
             commands::train_head(args, &interrupted)
         }
         Command::Runs(args) => runs::runs(&args),
-        Command::Confusion(args) => commands::confusion(args),
+        Command::Confusion(args) => confusion::confusion(args),
         Command::Compare(args) => compare::compare(&args),
         Command::Suspects(args) => suspects::suspects(&args),
         Command::Predict(args) => predict::predict(args),

@@ -16,10 +16,16 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let mut backbone = Backbone::load(&model, args.device, 0)?;
     let (augmentation, seed) = tta_views(&head, args.tta)?;
     let temperature = head.temperature(args.tta > 0);
+    if temperature.is_none() && args.min_confidence.is_some() {
+        eprintln!(
+            "warning: --min-confidence applies to the head's own probabilities here; a \
+             threshold read off the report is one for calibrated ones"
+        );
+    }
     if temperature.is_none() {
         eprintln!(
-            "note: {} has no calibration (a TTA run of an earlier incept, or no validation \
-             photo): probabilities are the head's own",
+            "note: {} has no temperature (no validation photo, a TTA run of an earlier \
+             incept, or every validation photo right: a degenerate fit): probabilities are the head's own",
             args.run_dir.display()
         );
     }

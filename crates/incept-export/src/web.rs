@@ -68,12 +68,26 @@ pub struct PageInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct Int8Check {
     pub photos: usize,
+    /// Whether the head trained on these photos (a cross-validation's refit trained on every
+    /// photo): the accuracies are then training figures and only `agreement` says much.
+    pub trained_on: bool,
     pub float_accuracy: f64,
     pub int8_accuracy: f64,
     /// Share of the photos given the same class by both.
     pub agreement: f64,
     /// The float classifier's size, bytes, for the page's "instead of".
     pub float_model_bytes: u64,
+}
+
+impl Int8Check {
+    /// "the run's 400 validation photos", or the refit's training photos.
+    pub fn photos_described(&self) -> String {
+        if self.trained_on {
+            format!("the {} photos the refit trained on (training figures)", self.photos)
+        } else {
+            format!("the run's {} validation photos", self.photos)
+        }
+    }
 }
 
 /// `classifier.json`: [`PageInfo`] and what the folder holds.
@@ -96,6 +110,33 @@ pub struct PageSummary {
     pub bytes: u64,
 }
 
+/// Where `just setup` installs onnxruntime-web's files (`npm ci` in web/), relative to the
+/// working folder or to incept's own.
+pub const DEFAULT_RUNTIME: &str = "web/node_modules/onnxruntime-web/dist";
+
+/// onnxruntime-web's `dist/` folder: `chosen`, else [`DEFAULT_RUNTIME`] in the working folder or
+/// in incept's; every one of [`ORT_FILES`] must be there.
+pub fn find_runtime(chosen: Option<&Path>) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = match chosen {
+        Some(path) => vec![path.to_path_buf()],
+        None => {
+            vec![PathBuf::from(DEFAULT_RUNTIME), incept_core::project_root().join(DEFAULT_RUNTIME)]
+        }
+    };
+    for candidate in &candidates {
+        if ORT_FILES.iter().all(|name| candidate.join(name).is_file()) {
+            return Ok(candidate.clone());
+        }
+    }
+    // The first missing file of the first place looked in.
+    let first = &candidates[0];
+    let missing = ORT_FILES.iter().map(|name| first.join(name)).find(|p| !p.is_file());
+    Err(Error::WebRuntimeMissing {
+        path: missing.unwrap_or_else(|| first.clone()),
+        looked: candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", "),
+    })
+}
+
 /// Where the classifier goes in page folder `dir`.
 pub fn model_path(dir: &Path) -> PathBuf {
     dir.join(MODEL_FILE)
@@ -111,13 +152,7 @@ pub fn write_page(dir: &Path, ort_dist: &Path, info: &PageInfo) -> Result<PageSu
     let mut ort = Vec::new();
     for name in ORT_FILES {
         let path = ort_dist.join(name);
-        let bytes = std::fs::read(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                Error::WebRuntimeMissing { path: path.clone() }
-            } else {
-                Error::Io { path: path.clone(), source }
-            }
-        })?;
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
         ort.push((format!("{ORT_DIR}/{name}"), bytes));
     }
     let model = model_path(dir);

@@ -82,7 +82,8 @@ function showConfig() {
     // What int8 changed, measured by `incept export --int8` on the run's validation photos.
     about.push(
       `int8 backbone: ${megabytes(c.model_bytes)} instead of ${megabytes(check.float_model_bytes)}; ` +
-        `${percent(check.int8_accuracy)} right on the run's ${check.photos} validation photos ` +
+        `${percent(check.int8_accuracy)} right on ` +
+        (check.trained_on ? `the ${check.photos} photos it trained on ` : `the run's ${check.photos} validation photos `) +
         `(${percent(check.float_accuracy)} with the float backbone)`,
     );
     $('about').textContent = about.join(' · ');

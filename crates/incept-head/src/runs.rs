@@ -12,10 +12,11 @@ use crate::bilinear::{Projection, pooled_len};
 use crate::config::TrainConfig;
 use crate::data::{Kept, Store, argmax, mean_by_photo, validation_samples};
 use crate::model::{Head, InputShape};
-use crate::run_folder::{
-    CacheStamp, RunCalibration, RunState, load_config, load_state, read_calibration,
-};
+use crate::run_folder::{CacheStamp, RunCalibration, RunState, load_config, load_state};
 use crate::{Error, Result};
+
+mod calibrated;
+use calibrated::calibration_or_warn;
 
 /// Samples per inference batch.
 const INFERENCE_BATCH: usize = 64;
@@ -49,7 +50,7 @@ impl TrainedHead {
             }
             let mut refit = Self::load(&run_dir.join(crate::cross_validation::REFIT_DIR), backend)?;
             // The refit validated on nothing: the folds' out-of-fold predictions calibrate it.
-            refit.calibration = read_calibration(run_dir, &state, refit.config.tta)?;
+            refit.calibration = calibration_or_warn(run_dir, &state, refit.config.tta);
             return Ok(refit);
         }
         let config = load_config(run_dir)?;
@@ -73,7 +74,7 @@ impl TrainedHead {
             &state,
         )?;
         let projection = model.projection()?;
-        let calibration = read_calibration(run_dir, &state, config.tta)?;
+        let calibration = calibration_or_warn(run_dir, &state, config.tta);
         Ok(TrainedHead {
             run_dir: run_dir.to_path_buf(),
             config,
@@ -83,17 +84,6 @@ impl TrainedHead {
             calibration,
             device,
         })
-    }
-
-    /// The temperature for probabilities averaged over a photo's views (`tta`, falling back on
-    /// the single view's) or of the photo alone; `None` when the run has none (trained by an
-    /// earlier incept with TTA, or validated on no photo).
-    pub fn temperature(&self, tta: bool) -> Option<f64> {
-        let calibration = self.calibration.as_ref()?;
-        match tta {
-            true => calibration.temperature(true).or_else(|| calibration.temperature(false)),
-            false => calibration.temperature(false),
-        }
     }
 
     pub fn classes(&self) -> &[String] {

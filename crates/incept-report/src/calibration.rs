@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const ECE_BINS: usize = 15;
 /// The temperatures a fit may return: beyond them a head is degenerate, not miscalibrated.
 pub const TEMPERATURE_RANGE: (f64, f64) = (0.05, 20.0);
+/// A fitted temperature this close to a bound of [`TEMPERATURE_RANGE`] (as a ratio) is taken for
+/// the bound: a degenerate fit.
+const BOUND_MARGIN: f64 = 1.01;
 /// Probabilities are floored here before their log (written probabilities are rounded).
 pub const PROBABILITY_FLOOR: f64 = 1e-12;
 /// The accuracies the report offers a threshold for.
@@ -163,12 +166,19 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Fits the temperature on `rows` and `labels`; `None` without photos.
+    /// Fits the temperature on `rows` and `labels`; `None` without photos, or when the fit is
+    /// degenerate: at a bound of [`TEMPERATURE_RANGE`], as when every photo is classified right
+    /// (the log-loss then only falls as T shrinks, and T = 0.05 would call every answer
+    /// certain).
     pub fn fit(rows: &[Vec<f64>], labels: &[usize]) -> Option<Self> {
         if rows.is_empty() {
             return None;
         }
         let temperature = fit_temperature(rows, labels);
+        let (low, high) = TEMPERATURE_RANGE;
+        if temperature <= low * BOUND_MARGIN || temperature >= high / BOUND_MARGIN {
+            return None;
+        }
         Some(Calibration {
             temperature,
             figures: CalibrationFigures::measure(rows, labels, temperature),
@@ -289,6 +299,19 @@ mod tests {
         }
         let same = apply_temperature(&row, 1.0);
         assert!(row.iter().zip(&same).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+
+    #[test]
+    fn a_degenerate_fit_gives_no_temperature() {
+        // Every photo right: the log-loss falls as T shrinks, to the bound.
+        let rows = vec![vec![0.4, 0.3, 0.3], vec![0.2, 0.5, 0.3], vec![0.3, 0.3, 0.4]];
+        let labels = [0, 1, 2];
+        assert!(fit_temperature(&rows, &labels) <= TEMPERATURE_RANGE.0 * BOUND_MARGIN);
+        assert!(Calibration::fit(&rows, &labels).is_none());
+        // One photo wrong: a temperature inside the range.
+        let labels = [0, 1, 0];
+        let fitted = Calibration::fit(&rows, &labels).map(|c| c.temperature);
+        assert!(fitted.is_some_and(|t| t > TEMPERATURE_RANGE.0 * BOUND_MARGIN), "{fitted:?}");
     }
 
     #[test]

@@ -143,6 +143,23 @@ pub fn tiny_cache(
     Ok((data, cache))
 }
 
+/// A tiny cache whose labels contradict each other for some photos (copies of `ant` photos
+/// labelled `bee` and the reverse), so that no head is right on every photo and the fitted
+/// temperature is not degenerate.
+pub fn ambiguous_cache(
+    dir: &std::path::Path,
+) -> Result<(PathBuf, PathBuf), Box<dyn std::error::Error>> {
+    let data = dir.join("data");
+    make_dataset(&data, &["ant", "bee", "cricket"], 16)?;
+    for i in 0..6 {
+        let name = format!("img{i:03}.png");
+        std::fs::copy(data.join("ant").join(&name), data.join("bee").join(format!("ant-{name}")))?;
+        std::fs::copy(data.join("bee").join(&name), data.join("ant").join(format!("bee-{name}")))?;
+    }
+    let cache = dir.join("c.h5");
+    ok(extract(&data, &cache, &["--copies", "1"])?);
+    Ok((data, cache))
+}
 pub fn train(
     cache: &Path,
     run_dir: &Path,

@@ -87,7 +87,9 @@ fn check_balanced_figures(problems: &mut Problems, value: &serde_json::Value, wh
 fn a_trained_run_and_its_outputs_are_as_documented() -> TestResult {
     let tables = contract_tables()?;
     let dir = tempfile::tempdir()?;
-    let (data, cache) = tiny_cache(dir.path(), 10)?;
+    // Labels that contradict each other for some photos: a temperature is fitted (on photos all
+    // classified right the fit is degenerate and calibration.json's fits are null).
+    let (data, cache) = ambiguous_cache(dir.path())?;
     let config = small_config_with(dir.path(), 2, "")?;
     let run_dir = dir.path().join("runs/first");
     let output = ok(train(&cache, &run_dir, &config, &[])?);

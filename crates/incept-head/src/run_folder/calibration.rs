@@ -30,8 +30,9 @@ pub enum FittedOn {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunCalibration {
     pub fitted_on: FittedOn,
-    /// Fitted on each photo's own view; `None` without validation photos, or for a TTA run of
-    /// an earlier incept, which did not record single-view probabilities.
+    /// Fitted on each photo's own view (those whose own view was validated); `None` without
+    /// such photos (a refit; a TTA run of an earlier incept, which did not record single-view
+    /// probabilities) or when the fit is degenerate (every photo right, say).
     pub single_view: Option<Calibration>,
     /// Fitted on the TTA means; `None` without TTA.
     pub tta: Option<Calibration>,
@@ -41,9 +42,12 @@ impl RunCalibration {
     /// Fits the temperatures on `predictions` of a run validated with `tta` or without.
     pub fn fit(predictions: &[PhotoPrediction], tta: bool, fitted_on: FittedOn) -> Self {
         let labels: Vec<usize> = predictions.iter().map(|p| p.truth).collect();
-        let single_rows: Option<Vec<Vec<f64>>> =
-            predictions.iter().map(|p| p.single_view(tta).cloned()).collect();
-        let single_view = single_rows.and_then(|rows| Calibration::fit(&rows, &labels));
+        // The photos whose own view was validated (with TTA, all but those without variant 0).
+        let (single_rows, single_labels): (Vec<Vec<f64>>, Vec<usize>) = predictions
+            .iter()
+            .filter_map(|p| p.single_view(tta).map(|row| (row.clone(), p.truth)))
+            .unzip();
+        let single_view = Calibration::fit(&single_rows, &single_labels);
         let tta = if tta {
             let rows: Vec<Vec<f64>> = predictions.iter().map(|p| p.probabilities.clone()).collect();
             Calibration::fit(&rows, &labels)

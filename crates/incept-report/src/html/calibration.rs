@@ -114,7 +114,8 @@ pub(super) fn section(
                     html,
                     "<tr><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{} ({} of {})</td><td class=\"num\">{}</td></tr>",
                     percent(target),
-                    point.threshold,
+                    // Rounded down: every photo the point keeps stays kept at the P shown.
+                    (point.threshold * 1000.0).floor() / 1000.0,
                     percent(point.coverage),
                     point.kept,
                     figures.photos,
