@@ -220,6 +220,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
             let bytes =
                 std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
             incept_core::write_atomically(copy, &bytes)?;
+            eprintln!("wrote {} (the page's classifier)", copy.display());
         }
     }
     Ok(())
