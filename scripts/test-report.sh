@@ -19,7 +19,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 started_at=$SECONDS
 
-absolute() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+# shellcheck source=scripts/test-lib.sh
+. scripts/test-lib.sh
 INCEPT=$(absolute "${INCEPT:-./target/release/incept}")
 DATA=$(absolute "${DATA:-../shared/datasets/amid5}")
 MODEL=$root/tests/fixtures/tiny_inception.onnx
@@ -53,12 +54,7 @@ trap 'exit 130' INT TERM
 [ -x "$INCEPT" ] || fatal "no incept binary at $INCEPT (cargo build --release -p incept-cli)"
 [ -d "$DATA" ] || fatal "no photos at $DATA: the test needs real photos (set DATA to a folder of class sub-folders)"
 [ -e "$MODEL" ] || fatal "no fixture model at $MODEL (just fixture)"
-if ! command -v chromium >/dev/null; then
-    echo "test-report: installing chromium (apt-get)"
-    [ "$(id -u)" -eq 0 ] || fatal "chromium is missing and installing it needs root: apt-get install chromium"
-    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; } \
-        >/tmp/test-report-apt.log 2>&1 || fatal "apt-get install chromium failed (see /tmp/test-report-apt.log)"
-fi
+ensure_chromium test-report
 pass "$(chromium --version 2>/dev/null | head -n 1)"
 
 work=$(mktemp -d /tmp/test-report.XXXXXX)

@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 started_at=$SECONDS
 
-absolute() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+# shellcheck source=scripts/test-lib.sh
+. scripts/test-lib.sh
 INCEPT=$(absolute "${INCEPT:-./target/release/incept}")
 DATA=$(absolute "${DATA:-../shared/datasets/amid5}")
 MODEL=$root/models/inception_v3_mixed_7.onnx
@@ -41,12 +42,7 @@ fatal() { echo "FAIL: $*"; echo "test-web: 0 passed, 1 failed"; exit 1; }
 [ -d "$DATA" ] || fatal "no photos at $DATA: the test needs real photos (set DATA to a folder of class sub-folders)"
 [ -e "$MODEL" ] || fatal "no model at $MODEL (just setup)"
 [ -e web/node_modules/puppeteer-core/package.json ] || fatal "no web/node_modules (just setup installs them with npm ci)"
-if ! command -v chromium >/dev/null; then
-    echo "test-web: installing chromium (apt-get)"
-    [ "$(id -u)" -eq 0 ] || fatal "chromium is missing and installing it needs root: apt-get install chromium"
-    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; } \
-        >/tmp/test-web-apt.log 2>&1 || fatal "apt-get install chromium failed (see /tmp/test-web-apt.log)"
-fi
+ensure_chromium test-web
 
 work=$(mktemp -d /tmp/test-web.XXXXXX)
 photos=$work/photos

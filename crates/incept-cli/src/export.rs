@@ -1,6 +1,6 @@
 //! `incept export`: a run's head and its backbone as one ONNX classifier.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -227,15 +227,15 @@ pub fn export(args: &ExportArgs) -> Result<()> {
 }
 
 /// The int8 backbone `just model-int8` writes beside `model` (`NAME.int8.onnx`).
-fn int8_beside(model: &std::path::Path) -> Result<std::path::PathBuf> {
+fn int8_beside(model: &Path) -> Result<PathBuf> {
     let int8 = model.with_extension("int8.onnx");
     if !int8.is_file() {
-        let layer = model
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .and_then(|stem| stem.strip_prefix("inception_v3_"))
-            .map_or("LAYER", |layer| if layer == "notop" { "mixed_10" } else { layer })
-            .to_owned();
+        // The recipe's LAYER: the layer whose converted model this is.
+        let file_name = model.file_name();
+        let layer = incept_extract::Layer::ALL
+            .into_iter()
+            .find(|layer| Path::new(layer.default_model()).file_name() == file_name)
+            .map_or("LAYER", incept_extract::Layer::name);
         anyhow::bail!(
             "--int8: no int8 backbone at {}; make it from 320 of your photos with `just \
              model-int8 PHOTOS {layer}`",
@@ -246,7 +246,7 @@ fn int8_beside(model: &std::path::Path) -> Result<std::path::PathBuf> {
 }
 
 /// A run's name: its folder's name, never a path.
-fn run_name_of(run_dir: &std::path::Path) -> String {
+fn run_name_of(run_dir: &Path) -> String {
     let run = run_dir.canonicalize().unwrap_or_else(|_| run_dir.to_path_buf());
     run.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

@@ -20,7 +20,8 @@ use render::Renderer;
 #[derive(Clone, Debug)]
 pub struct ReportCalibration {
     pub temperature: f64,
-    /// Whether it is the temperature for TTA means (else for single views).
+    /// Whether it is the temperature for TTA means; else for single views, which every
+    /// prediction then holds (`PhotoPrediction::single_view`).
     pub tta: bool,
     /// What it was fitted on, a phrase ("the run's 412 validation photos").
     pub fitted_on: String,

@@ -27,19 +27,21 @@ pub(super) fn section(
         );
         return html;
     };
-    // The rows the temperature is for: each photo's own view, as `predict` and the exported
-    // classifier see it; TTA means only where single views were not recorded.
-    let single: Option<Vec<Vec<f64>>> =
-        predictions.iter().map(|p| p.single_view(tta).cloned()).collect();
-    let (rows, view) = match (&single, calibration.tta) {
-        (Some(rows), false) => (
-            rows.clone(),
-            "each photo alone (single view, as `incept predict` and the exported classifier see it)",
-        ),
-        _ => (
+    // The rows the temperature is for, as the caller chose them: the TTA means, or each photo's
+    // own view (what `predict` and the exported classifier see).
+    let (rows, view): (Vec<Vec<f64>>, _) = if calibration.tta {
+        (
             predictions.iter().map(|p| p.probabilities.clone()).collect(),
             "the mean over each photo's views (TTA, as `incept predict --tta` sees it)",
-        ),
+        )
+    } else {
+        (
+            predictions
+                .iter()
+                .map(|p| p.single_view(tta).unwrap_or(&p.probabilities).clone())
+                .collect(),
+            "each photo alone (single view, as `incept predict` and the exported classifier see it)",
+        )
     };
     let labels: Vec<usize> = predictions.iter().map(|p| p.truth).collect();
     let temperature = calibration.temperature;
