@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from mislabel import wilson
+
 ROOT = Path(__file__).resolve().parent.parent
 # The top blocks, in the network's order; the output of mixed_10 is the graph's `features`.
 BLOCKS = ("mixed_7", "mixed_8", "mixed_9", "mixed_10")
@@ -80,6 +82,7 @@ class Blocks(torch.nn.Module):
                 needed.add(node.name)
                 pending.extend(node.input)
         self.nodes = [node for node in graph.node if node.name in needed]
+        self.attributes = [{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute} for node in self.nodes]
         self.start, self.end = start, end
         self.weights = torch.nn.ParameterDict()
         for node in self.nodes:
@@ -93,8 +96,7 @@ class Blocks(torch.nn.Module):
 
     def forward(self, x):
         values = {self.start: x}
-        for node in self.nodes:
-            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        for node, attributes in zip(self.nodes, self.attributes):
             inputs = [values[name] for name in node.input if name in values]
             if node.op_type == "Conv":
                 weight = self.weights[node.input[1].replace(".", "_")]
@@ -188,12 +190,6 @@ def log_loss(photos, which):
     return float(np.mean([-math.log(max(value[which][value[0]], 1e-12)) for value in photos.values()]))
 
 
-def wilson(successes, trials, z=1.959963984540054):
-    centre = (successes + z * z / 2) / (trials + z * z)
-    half = z * math.sqrt(successes * (trials - successes) / trials + z * z / 4) / (trials + z * z)
-    return centre - half, centre + half
-
-
 def mcnemar(only_a, only_b):
     """Exact two-sided McNemar p-value from the discordant counts."""
     n, k = only_a + only_b, min(only_a, only_b)
@@ -249,9 +245,12 @@ def main() -> int:
         frozen = Blocks(model_proto, start, block_output(graph, BLOCKS[first - 1])).eval()
         began = time.perf_counter()
         with torch.no_grad():
-            maps = torch.cat([frozen(x).to(torch.float16) for _, x in batches(maps, np.arange(len(maps)), 64)])
+            def run(cached):
+                return torch.cat([frozen(x).to(torch.float16) for _, x in batches(cached, np.arange(len(cached)), 64)])
+
+            maps = run(maps)
             if aside:
-                aside = (torch.cat([frozen(x).to(torch.float16) for _, x in batches(aside[0], np.arange(len(aside[0])), 64)]), *aside[1:])
+                aside = (run(aside[0]), *aside[1:])
         print(f"# frozen {BLOCKS[1]}..{BLOCKS[first - 1]} over the cache: {time.perf_counter() - began:.0f} s, maps {tuple(maps.shape[1:])}")
         start = block_output(graph, BLOCKS[first - 1])
     blocks = Blocks(model_proto, start, block_output(graph, BLOCKS[-1]))
