@@ -183,6 +183,12 @@ test-report: setup
 test-web: setup
     scripts/test-web.sh
 
+# Training from a cache larger than the memory budget, streamed from disk, against the same head
+# held in memory, side by side in one run (samples/s and peak memory; docs/BENCHMARKS.md,
+# "Streaming"). CACHE: any cache, e.g. all of AMID at --copies 2; BUDGET: MiB for the streamed runs.
+bench-stream CACHE BUDGET="256": setup
+    cargo run --release --locked -p incept-head --example bench_stream -- "{{CACHE}}" "{{BUDGET}}"
+
 # Head-training throughput per Burn backend, default head and blog preset; side by side with
 # PyTorch training the same heads (scripts/bench_train_torch.py) when the interpreter in
 # INCEPT_TORCH_PYTHON (default python3) can import torch. PyTorch is no project dependency.

@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 backend: Some(backend),
                 verbose: false,
             };
-            let rate = incept_head::training_rate(&request, steps, implementation)?;
+            let rate = incept_head::training_rate(&request, steps, implementation)?.steps;
             let optimizer = match implementation {
                 OptimizerImplementation::Fused => "fused",
                 OptimizerImplementation::Burn => "Burn's",

@@ -2,6 +2,7 @@
 //! caches larger than the memory budget, streamed from disk through a shuffle buffer.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use incept_cache::{Cache, MapShape};
@@ -13,7 +14,10 @@ use rayon::prelude::*;
 use crate::bilinear::{Projection, pooled_len};
 use crate::{Error, Result};
 
+mod spill;
 mod split;
+
+use spill::Spill;
 
 pub use split::{
     Split, class_photo_counts, class_sample_counts, empty_classes, photos_per_class, split_all,
@@ -64,15 +68,13 @@ impl Kept {
 pub enum Store {
     /// # Shapes
     /// [N × kept values].
-    Memory {
-        cache: Cache,
-        features: Vec<f32>,
-        kept: Kept,
-    },
+    Memory { cache: Cache, features: Vec<f32>, kept: Kept },
     Disk {
         cache: Cache,
         buffer_samples: usize,
         kept: Kept,
+        /// What is kept of every map, pooled once into a scratch file (not for maps).
+        spill: Option<Spill>,
     },
 }
 
@@ -100,7 +102,16 @@ impl Store {
     /// else streams with a shuffle buffer of that size. Either way NaN or infinite values are an
     /// error. Keeping averages, a `--copies 10` cache of amid5 (4.5 GB of `mixed_10` maps)
     /// trains from 180 MB in memory.
-    pub fn open(cache: Cache, budget_bytes: usize, kept: Kept) -> Result<Self> {
+    ///
+    /// Streaming averages or bilinear pooling, what is kept of every map is computed once into
+    /// the scratch file `spill` (in the run folder) and read back from it at every pass; without
+    /// one, every pass pools the maps again.
+    pub fn open(
+        cache: Cache,
+        budget_bytes: usize,
+        kept: Kept,
+        spill: Option<&Path>,
+    ) -> Result<Self> {
         let kept_values = kept.len(&cache.shape);
         let per_sample = kept_values * std::mem::size_of::<f32>();
         let total = per_sample * cache.len();
@@ -136,7 +147,11 @@ impl Store {
             // The buffer plus one block read must stay within the budget.
             let block_bytes = DISK_BLOCK * cache.shape.len() * std::mem::size_of::<f32>();
             let buffer_samples = (budget_bytes.saturating_sub(block_bytes) / per_sample).max(1);
-            Ok(Store::Disk { cache, buffer_samples, kept })
+            let spill = match (&kept, spill) {
+                (Kept::Maps, _) | (_, None) => None,
+                (_, Some(path)) => Some(Spill::write(&cache, &kept, path)?),
+            };
+            Ok(Store::Disk { cache, buffer_samples, kept, spill })
         }
     }
 
@@ -158,6 +173,14 @@ impl Store {
 
     pub fn is_streaming(&self) -> bool {
         matches!(self, Store::Disk { .. })
+    }
+
+    /// The scratch file a streamed store reads what it keeps of each map from, if any.
+    pub fn spill_path(&self) -> Option<&Path> {
+        match self {
+            Store::Disk { spill: Some(spill), .. } => Some(spill.path()),
+            _ => None,
+        }
     }
 
     /// Calls `visit(indices, features)` for batches of at most `batch_size` samples covering
@@ -193,8 +216,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Store::Disk { cache, buffer_samples, kept } => {
-                let map_len = cache.shape.len();
+            Store::Disk { cache, buffer_samples, kept, spill } => {
                 // Group the wanted samples by block, visit blocks in (shuffled) order, and
                 // shuffle within a bounded buffer: memory stays at the budget.
                 let mut blocks: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -231,16 +253,14 @@ impl Store {
                 for (block, wanted) in block_order {
                     let start = block * DISK_BLOCK;
                     let count = DISK_BLOCK.min(cache.len() - start);
-                    let data = cache.read_block(start, count)?;
-                    let values = data
-                        .as_slice()
-                        .ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+                    // [count × dim]
+                    let rows = match spill {
+                        Some(spill) => spill.read_rows(start, count)?,
+                        None => kept_rows(cache, kept, start, count)?,
+                    };
                     for index in wanted {
-                        let row = &values[(index - start) * map_len..(index - start + 1) * map_len];
-                        check_finite(cache, index, row)?;
-                        let mut values = Vec::with_capacity(dim);
-                        kept.push(row, cache.shape.channels, &mut values)?;
-                        buffer.push((index, values));
+                        let row = &rows[(index - start) * dim..(index - start + 1) * dim];
+                        buffer.push((index, row.to_vec()));
                     }
                     if buffer.len() >= *buffer_samples && !emit(&mut buffer, &mut rng, false)? {
                         return Ok(());
@@ -250,6 +270,24 @@ impl Store {
             }
         }
     }
+}
+
+/// What `kept` keeps of the cache's maps `start..start + count`, read from the cache.
+///
+/// # Shapes
+/// → [count × kept values].
+fn kept_rows(cache: &Cache, kept: &Kept, start: usize, count: usize) -> Result<Vec<f32>> {
+    let data = cache.read_block(start, count)?;
+    let maps = data.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+    check_finite(cache, start, maps)?;
+    if let Kept::Maps = kept {
+        return Ok(maps.to_vec());
+    }
+    let mut rows = Vec::with_capacity(count * kept.len(&cache.shape));
+    for map in maps.chunks_exact(cache.shape.len()) {
+        kept.push(map, cache.shape.channels, &mut rows)?;
+    }
+    Ok(rows)
 }
 
 /// One source photo's prediction: its label and the mean class probabilities of its samples.

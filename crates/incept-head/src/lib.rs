@@ -40,7 +40,9 @@ pub use config::{OptimizerKind, Pooling, TrainConfig};
 pub use model::{Head, InputShape};
 pub use rebalance::{Rebalance, SKEW_RATIO, SKEWED_DEFAULT, Select};
 pub use runs::{CachePhoto, RunSummary, TrainedHead, list_runs};
-pub use train::{OptimizerImplementation, TrainReport, TrainRequest, train, training_rate};
+pub use train::{
+    OptimizerImplementation, TrainReport, TrainRequest, TrainingRate, train, training_rate,
+};
 pub use values::{DenseValues, HeadValues, MemberValues};
 
 /// Errors of the head stage; each names its file and, where one exists, the fix.

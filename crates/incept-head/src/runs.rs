@@ -168,8 +168,12 @@ impl TrainedHead {
         let indices = validation_samples(&cache, tta);
         let sources = cache.sources.clone();
         // Full maps: `probabilities` takes what `predict` hands it.
-        let store =
-            Store::open(cache, self.config.memory_budget_mib.saturating_mul(1 << 20), Kept::Maps)?;
+        let store = Store::open(
+            cache,
+            self.config.memory_budget_mib.saturating_mul(1 << 20),
+            Kept::Maps,
+            None,
+        )?;
         let photos = mean_by_photo(
             &store,
             &indices,

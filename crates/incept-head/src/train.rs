@@ -31,7 +31,7 @@ mod validation;
 pub use crate::backend::Backend;
 pub use crate::run_folder::EpochRecord;
 pub(crate) use epoch::learning_rate;
-pub use rate::{OptimizerImplementation, training_rate};
+pub use rate::{OptimizerImplementation, TrainingRate, training_rate};
 pub(crate) use validation::photo_metrics;
 
 use epoch::{EpochEnd, Stop, Throughput};

@@ -111,7 +111,8 @@ fn caches_larger_than_the_budget_are_streamed_within_it() -> TestResult {
     let config = small_config(dir.path(), "")?;
     // Trains one epoch under a 16 MiB budget, checks the peak resident memory, returns stderr.
     let train_within_budget = |run: &str,
-                               pooling: &str|
+                               pooling: &str,
+                               flags: &[&str]|
      -> Result<String, Box<dyn std::error::Error>> {
         let run_dir = dir.path().join(run);
         let mut child = incept()
@@ -126,6 +127,7 @@ fn caches_larger_than_the_budget_are_streamed_within_it() -> TestResult {
                 pooling,
             ])
             .args(["--epochs", "1", "--memory-budget-mib", "16"])
+            .args(flags)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()?;
@@ -154,13 +156,23 @@ fn caches_larger_than_the_budget_are_streamed_within_it() -> TestResult {
         Ok(message)
     };
     // Maps flattened: the maps themselves are needed, streamed from disk.
-    let message = train_within_budget("flatten", "flatten")?;
+    let message = train_within_budget("flatten", "flatten", &[])?;
     assert!(
         message.contains("streaming it from disk") && message.contains("streamed"),
         "{message}"
     );
     // Global average pooling: the averaged maps (8 MB) are loaded instead, nothing streams.
-    let message = train_within_budget("gap", "gap")?;
+    let message = train_within_budget("gap", "gap", &[])?;
     assert!(!message.contains("streaming it from disk"), "{message}");
+    // Bilinear pooling (more than the budget): pooled once into a scratch file beside the run
+    // folder, streamed from it, and the file is gone when the run ends.
+    let message = train_within_budget("bilinear", "bilinear", &["--no-se"])?;
+    assert!(message.contains("streaming it from disk"), "{message}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("streamed"))
+        .collect();
+    assert!(left.is_empty(), "scratch files left: {left:?}");
     Ok(())
 }

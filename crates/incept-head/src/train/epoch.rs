@@ -48,6 +48,9 @@ pub(super) struct Throughput {
     pub steps: usize,
     pub samples: usize,
     pub seconds: f64,
+    /// Wall time of the passes over the training samples: the steps plus reading the batches
+    /// (from memory, or from disk when streaming).
+    pub wall_seconds: f64,
 }
 
 /// Cosine decay from the configured rate to `final_learning_rate_fraction` of it.
@@ -86,6 +89,7 @@ pub(super) fn train_epoch(
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     let mut batch = 0u64;
     let mut slot = Some(model);
+    let pass_started = Instant::now();
     run.store.batches(&run.split.train, config.batch_size, Some(shuffle), |indices, values| {
         if stop.interrupted.load(Ordering::SeqCst)
             || stop.max_steps.is_some_and(|max| throughput.steps >= max)
@@ -115,6 +119,7 @@ pub(super) fn train_epoch(
         progress.inc(n as u64);
         Ok(true)
     })?;
+    throughput.wall_seconds += pass_started.elapsed().as_secs_f64();
     progress.finish_and_clear();
     let model = slot.ok_or_else(|| Error::Data("model lost".into()))?;
     if stop.interrupted.load(Ordering::SeqCst) {

@@ -128,9 +128,10 @@ pub(super) fn open(
     // projection is fitted again (the same one: the same photos and seed).
     let kept = kept_for(&config, &mut model, &data, run_dir, state.completed_epochs > 0)?;
     let budget = config.memory_budget_mib.saturating_mul(1 << 20);
-    let store = Store::open(data.cache, budget, kept.clone())?;
+    let (spill, validation_spill) = run_folder::spill_paths(run_dir)?;
+    let store = Store::open(data.cache, budget, kept.clone(), Some(&spill))?;
     let validation_store = match data.validation_cache {
-        Some(other) => Some(Store::open(other, budget, kept)?),
+        Some(other) => Some(Store::open(other, budget, kept, Some(&validation_spill))?),
         None => None,
     };
     if resuming {
@@ -149,6 +150,12 @@ pub(super) fn open(
             "cache larger than the memory budget ({} MiB): streaming it from disk",
             config.memory_budget_mib
         );
+        if let Some(spill) = store.spill_path() {
+            eprintln!(
+                "the head's pooled features are read from {} (scratch, removed when training ends)",
+                spill.display()
+            );
+        }
     }
 
     let loss = TrainingLoss::new(config.label_smoothing, config.rebalance, &train_counts, &device);

@@ -1,0 +1,200 @@
+//! The streamed store's scratch file: what a head keeps of each map (channel averages, or the
+//! bilinear pooling), computed once when the run opens its cache and read back at every pass.
+//! Without it a cache larger than the memory budget would be decompressed and pooled again at
+//! every epoch, a third of the speed of the same head in memory (docs/BENCHMARKS.md,
+//! "Streaming").
+//!
+//! The file lives in the run folder, whose lock keeps it to one process; it is deleted when the
+//! store is dropped, and one a killed run left is replaced by the next run that opens the folder.
+//! Format (docs/FORMATS.md, run folder): float32 little-endian rows, one per cache sample in
+//! cache order, of the kept values.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use incept_cache::Cache;
+use rayon::prelude::*;
+
+use super::{Kept, check_finite};
+use crate::{Error, Result};
+
+/// Maps pooled per read of the cache while writing: a block of contiguous HDF5 rows.
+const WRITE_BLOCK: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct Spill {
+    path: PathBuf,
+    file: File,
+    /// Values per row.
+    values: usize,
+}
+
+impl Spill {
+    /// Writes what `kept` keeps of every sample of `cache` to `path` (replacing any file there)
+    /// and opens it for reading. Non-finite maps are an error, as when loading into memory.
+    pub(crate) fn write(cache: &Cache, kept: &Kept, path: &Path) -> Result<Self> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let values = kept.len(&cache.shape);
+        let mut out = BufWriter::new(File::create(path).map_err(io)?);
+        let map_len = cache.shape.len();
+        let mut start = 0;
+        while start < cache.len() {
+            let count = WRITE_BLOCK.min(cache.len() - start);
+            let block = cache.read_block(start, count)?;
+            let maps =
+                block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+            check_finite(cache, start, maps)?;
+            // In parallel: bilinear pooling is a matrix product a map.
+            let rows = maps
+                .par_chunks(map_len)
+                .map(|map| {
+                    let mut row = Vec::with_capacity(values);
+                    kept.push(map, cache.shape.channels, &mut row).map(|()| row)
+                })
+                .collect::<Result<Vec<Vec<f32>>>>()?;
+            for row in &rows {
+                let bytes: Vec<u8> = row.iter().flat_map(|value| value.to_le_bytes()).collect();
+                out.write_all(&bytes).map_err(io)?;
+            }
+            start += count;
+        }
+        out.into_inner().map_err(|error| io(error.into_error()))?;
+        let file = File::open(path).map_err(io)?;
+        Ok(Spill { path: path.to_path_buf(), file, values })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rows `start..start + count`.
+    ///
+    /// # Shapes
+    /// → [count × values].
+    pub(crate) fn read_rows(&self, start: usize, count: usize) -> Result<Vec<f32>> {
+        let width = self.values * std::mem::size_of::<f32>();
+        let mut bytes = vec![0u8; count * width];
+        self.file
+            .read_exact_at(&mut bytes, (start * width) as u64)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        // Scratch: nothing relies on it once the store is gone; a failure leaves a file the
+        // next run of this folder replaces.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use incept_cache::{CacheWriter, Dtype, MapShape, Sample, Settings};
+
+    use super::super::Store;
+    use super::*;
+
+    const SHAPE: MapShape = MapShape { height: 2, width: 3, channels: 8 };
+    const PER_CLASS: usize = 70;
+
+    fn write_cache(dir: &Path) -> PathBuf {
+        let path = dir.join("maps.h5");
+        let settings = Settings {
+            model_sha256: "synthetic".into(),
+            input_size: 224,
+            preprocessing: "synthetic".into(),
+            augmentation: "{}".into(),
+            seed: 0,
+            copies: 0,
+            dtype: Dtype::F32,
+            augmentation_version: 1,
+            layer: "mixed_7".into(),
+        };
+        let mut writer = CacheWriter::open(&path, settings, true).expect("writer");
+        for class in 0..3 {
+            let samples: Vec<Sample> = (0..PER_CLASS)
+                .map(|i| Sample {
+                    source: format!("c{class}/{i}.jpg"),
+                    class: format!("c{class}"),
+                    variant: 0,
+                    features: (0..SHAPE.len())
+                        .map(|k| ((k * 31 + i * 7 + class * 3) % 17) as f32 / 4.0 - 1.0)
+                        .collect(),
+                })
+                .collect();
+            writer.write_segment(&samples, SHAPE).expect("segment");
+        }
+        writer.finish().expect("finish");
+        path
+    }
+
+    fn open(path: &Path) -> Cache {
+        Cache::open(path).expect("cache")
+    }
+
+    /// Every sample's row as `store.batches` hands it out, checking each comes once.
+    fn rows(store: &Store, shuffle: Option<u64>) -> BTreeMap<usize, Vec<f32>> {
+        let indices: Vec<usize> = (0..store.cache().len()).collect();
+        let dim = store.sample_dims().iter().product::<usize>();
+        let mut seen = BTreeMap::new();
+        store
+            .batches(&indices, 16, shuffle, |batch, values| {
+                for (index, row) in batch.iter().zip(values.chunks_exact(dim)) {
+                    assert!(seen.insert(*index, row.to_vec()).is_none(), "{index} twice");
+                }
+                Ok(true)
+            })
+            .expect("batches");
+        assert_eq!(seen.len(), indices.len());
+        seen
+    }
+
+    #[test]
+    fn a_streamed_store_hands_out_from_its_spill_what_memory_holds_and_removes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_cache(dir.path());
+        let projection = {
+            let cache = open(&path);
+            let train: Vec<usize> = (0..cache.len()).collect();
+            crate::bilinear::fit_on_cache(&cache, &train, 3, 0).expect("projection")
+        };
+        for kept in [Kept::Averages, Kept::Bilinear(Arc::new(projection))] {
+            let memory =
+                Store::open(open(&path), usize::MAX, kept.clone(), None).expect("memory store");
+            let spill = dir.path().join(".run.streamed.f32");
+            // A killed run's leftover, longer than the new file: replaced, not appended to.
+            std::fs::write(&spill, vec![7u8; 1 << 16]).expect("leftover");
+            // A budget of a few rows: streamed, with a shuffle buffer smaller than the cache.
+            let streamed =
+                Store::open(open(&path), 4096, kept.clone(), Some(&spill)).expect("streamed store");
+            assert!(streamed.is_streaming() && !memory.is_streaming(), "{kept:?}");
+            let width = kept.len(&SHAPE) * std::mem::size_of::<f32>();
+            let size = std::fs::metadata(&spill).expect("spill").len();
+            assert_eq!(size, (3 * PER_CLASS * width) as u64, "{kept:?}");
+            let expected = rows(&memory, None);
+            assert_eq!(rows(&streamed, None), expected, "{kept:?}");
+            assert_eq!(rows(&streamed, Some(3)), expected, "{kept:?}");
+            drop(streamed);
+            assert!(!spill.exists(), "{kept:?}: the spill outlived its store");
+        }
+    }
+
+    #[test]
+    fn maps_stream_from_the_cache_without_a_spill() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_cache(dir.path());
+        let spill = dir.path().join(".run.streamed.f32");
+        let streamed = Store::open(open(&path), 4096, Kept::Maps, Some(&spill)).expect("store");
+        assert!(streamed.is_streaming());
+        assert!(!spill.exists());
+        let memory = Store::open(open(&path), usize::MAX, Kept::Maps, None).expect("memory");
+        assert_eq!(rows(&streamed, Some(1)), rows(&memory, None));
+    }
+}
