@@ -104,8 +104,9 @@ impl Store {
     /// trains from 180 MB in memory.
     ///
     /// Streaming averages or bilinear pooling, what is kept of every map is computed once into
-    /// the scratch file `spill` (in the run folder) and read back from it at every pass; without
-    /// one, every pass pools the maps again.
+    /// the scratch file `spill` (beside the run folder) and read back from it at every pass;
+    /// without one, every pass pools the maps again. A spill file left there by a killed run is
+    /// deleted when this store needs none.
     pub fn open(
         cache: Cache,
         budget_bytes: usize,
@@ -120,37 +121,27 @@ impl Store {
             let mut start = 0;
             while start < cache.len() {
                 let count = DISK_BLOCK.min(cache.len() - start);
-                let block = cache.read_block(start, count)?;
-                let values =
-                    block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
-                check_finite(&cache, start, values)?;
-                let map_len = cache.shape.len();
-                if let Kept::Bilinear(_) = kept {
-                    // In parallel: bilinear pooling is a matrix product a map.
-                    let pooled = values
-                        .par_chunks(map_len)
-                        .map(|map| {
-                            let mut out = Vec::with_capacity(kept_values);
-                            kept.push(map, cache.shape.channels, &mut out).map(|()| out)
-                        })
-                        .collect::<Result<Vec<Vec<f32>>>>()?;
-                    pooled.iter().for_each(|sample| features.extend_from_slice(sample));
-                } else {
-                    for map in values.chunks_exact(map_len) {
-                        kept.push(map, cache.shape.channels, &mut features)?;
-                    }
-                }
+                features.extend(read_kept(&cache, &kept, start, count)?);
                 start += count;
+            }
+            if let Some(path) = spill {
+                spill::remove(path);
             }
             Ok(Store::Memory { cache, features, kept })
         } else {
-            // The buffer plus one block read must stay within the budget.
-            let block_bytes = DISK_BLOCK * cache.shape.len() * std::mem::size_of::<f32>();
-            let buffer_samples = (budget_bytes.saturating_sub(block_bytes) / per_sample).max(1);
             let spill = match (&kept, spill) {
-                (Kept::Maps, _) | (_, None) => None,
+                (Kept::Maps, Some(path)) => {
+                    spill::remove(path);
+                    None
+                }
+                (Kept::Maps, None) | (_, None) => None,
                 (_, Some(path)) => Some(Spill::write(&cache, &kept, path)?),
             };
+            // The buffer plus one block read (of maps, or of the spill's rows) must stay within
+            // the budget.
+            let block_values = if spill.is_some() { kept_values } else { cache.shape.len() };
+            let block_bytes = DISK_BLOCK * block_values * std::mem::size_of::<f32>();
+            let buffer_samples = (budget_bytes.saturating_sub(block_bytes) / per_sample).max(1);
             Ok(Store::Disk { cache, buffer_samples, kept, spill })
         }
     }
@@ -256,7 +247,7 @@ impl Store {
                     // [count × dim]
                     let rows = match spill {
                         Some(spill) => spill.read_rows(start, count)?,
-                        None => kept_rows(cache, kept, start, count)?,
+                        None => read_kept(cache, kept, start, count)?,
                     };
                     for index in wanted {
                         let row = &rows[(index - start) * dim..(index - start + 1) * dim];
@@ -272,22 +263,52 @@ impl Store {
     }
 }
 
-/// What `kept` keeps of the cache's maps `start..start + count`, read from the cache.
+/// What `kept` keeps of the cache's maps `start..start + count`, read from the cache; NaN or
+/// infinite values are an error.
 ///
 /// # Shapes
 /// → [count × kept values].
-fn kept_rows(cache: &Cache, kept: &Kept, start: usize, count: usize) -> Result<Vec<f32>> {
-    let data = cache.read_block(start, count)?;
-    let maps = data.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
+fn read_kept(cache: &Cache, kept: &Kept, start: usize, count: usize) -> Result<Vec<f32>> {
+    let block = cache.read_block(start, count)?;
+    let maps = contiguous(cache, &block)?;
     check_finite(cache, start, maps)?;
-    if let Kept::Maps = kept {
-        return Ok(maps.to_vec());
+    let map_len = cache.shape.len();
+    match kept {
+        Kept::Maps => {
+            // The block's own buffer: no second copy of the maps.
+            let (values, offset) = block.into_raw_vec_and_offset();
+            match offset {
+                Some(0) | None if values.len() == count * map_len => Ok(values),
+                _ => Err(Error::Data(format!(
+                    "{}: an unexpected block layout",
+                    cache.path.display()
+                ))),
+            }
+        }
+        // In parallel: bilinear pooling is a matrix product a map.
+        Kept::Bilinear(_) => Ok(maps
+            .par_chunks(map_len)
+            .map(|map| {
+                let mut row = Vec::with_capacity(kept.len(&cache.shape));
+                kept.push(map, cache.shape.channels, &mut row).map(|()| row)
+            })
+            .collect::<Result<Vec<Vec<f32>>>>()?
+            .concat()),
+        Kept::Averages => {
+            let mut rows = Vec::with_capacity(count * kept.len(&cache.shape));
+            for map in maps.chunks_exact(map_len) {
+                kept.push(map, cache.shape.channels, &mut rows)?;
+            }
+            Ok(rows)
+        }
     }
-    let mut rows = Vec::with_capacity(count * kept.len(&cache.shape));
-    for map in maps.chunks_exact(cache.shape.len()) {
-        kept.push(map, cache.shape.channels, &mut rows)?;
-    }
-    Ok(rows)
+}
+
+/// A block read from `cache` as one slice.
+fn contiguous<'a>(cache: &Cache, block: &'a ndarray::Array4<f32>) -> Result<&'a [f32]> {
+    block.as_slice().ok_or_else(|| {
+        Error::Data(format!("{}: a block read is not contiguous in memory", cache.path.display()))
+    })
 }
 
 /// One source photo's prediction: its label and the mean class probabilities of its samples.

@@ -130,33 +130,36 @@ pub(crate) fn reopen(run_dir: &Path, state: &mut RunState) -> Result<()> {
     save_state(run_dir, state)
 }
 
-/// Takes the run folder's writer lock (`.NAME.lock` beside the folder, so a refused command
-/// leaves the folder itself untouched): a second `train-head` on the same folder is refused at
-/// once, naming the first.
 /// Scratch files beside the run folder, kept to one process by its lock: `.NAME.streamed.f32`
 /// (what a streamed run's head keeps of every map of its cache, pooled once; see
 /// `data/spill.rs`) and `.NAME.streamed-validation.f32` (of `--validation-cache`).
 pub(crate) fn spill_paths(run_dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let parent = run_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Some(name) = run_dir.file_name() else {
-        return Err(not_a_run(run_dir, "name the run folder itself (e.g. runs/first)".into()));
-    };
-    let name = name.to_string_lossy();
+    let (parent, name) = parent_and_name(run_dir)?;
     Ok((
         parent.join(format!(".{name}.streamed.f32")),
         parent.join(format!(".{name}.streamed-validation.f32")),
     ))
 }
 
-pub(crate) fn lock(run_dir: &Path) -> Result<incept_core::lock::WriterLock> {
-    let parent = run_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+/// The folder a run folder lies in (`.` for a bare name) and the run folder's name.
+fn parent_and_name(run_dir: &Path) -> Result<(&Path, String)> {
+    let parent =
+        run_dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let Some(name) = run_dir.file_name() else {
         return Err(not_a_run(run_dir, "name the run folder itself (e.g. runs/first)".into()));
     };
+    Ok((parent, name.to_string_lossy().into_owned()))
+}
+
+/// Takes the run folder's writer lock (`.NAME.lock` beside the folder, so a refused command
+/// leaves the folder itself untouched): a second `train-head` on the same folder is refused at
+/// once, naming the first.
+pub(crate) fn lock(run_dir: &Path) -> Result<incept_core::lock::WriterLock> {
+    let (parent, name) = parent_and_name(run_dir)?;
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     // One lock per folder, however the path to it is spelled.
     let parent = std::fs::canonicalize(parent).map_err(io(parent))?;
-    let lock_path = parent.join(format!(".{}.lock", name.to_string_lossy()));
+    let lock_path = parent.join(format!(".{name}.lock"));
     incept_core::lock::WriterLock::acquire(&lock_path, run_dir).map_err(|error| match error {
         incept_core::Error::Locked { target, owner } => Error::RunLocked { path: target, owner },
         other => core_error(other),

@@ -167,7 +167,12 @@ fn caches_larger_than_the_budget_are_streamed_within_it() -> TestResult {
     // Bilinear pooling (more than the budget): pooled once into a scratch file beside the run
     // folder, streamed from it, and the file is gone when the run ends.
     let message = train_within_budget("bilinear", "bilinear", &["--no-se"])?;
-    assert!(message.contains("streaming it from disk"), "{message}");
+    assert!(
+        message.contains("streaming it from disk")
+            && message.contains("pooled features are read from")
+            && message.contains(".bilinear.streamed.f32"),
+        "{message}"
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path())?
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())

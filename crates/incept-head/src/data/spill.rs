@@ -4,24 +4,22 @@
 //! every epoch, a third of the speed of the same head in memory (docs/BENCHMARKS.md,
 //! "Streaming").
 //!
-//! The file lives in the run folder, whose lock keeps it to one process; it is deleted when the
-//! store is dropped, and one a killed run left is replaced by the next run that opens the folder.
+//! The file lies beside the run folder, whose lock keeps it to one process; it is deleted when
+//! the store is dropped or its writing fails, and one a killed run left is deleted or replaced by
+//! the next run of the folder.
 //! Format (docs/FORMATS.md, run folder): float32 little-endian rows, one per cache sample in
 //! cache order, of the kept values.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use incept_cache::Cache;
-use rayon::prelude::*;
 
-use super::{Kept, check_finite};
+use super::{DISK_BLOCK, Kept, read_kept};
 use crate::{Error, Result};
 
-/// Maps pooled per read of the cache while writing: a block of contiguous HDF5 rows.
-const WRITE_BLOCK: usize = 64;
+const FLOAT_BYTES: usize = std::mem::size_of::<f32>();
 
 #[derive(Debug)]
 pub(crate) struct Spill {
@@ -33,36 +31,21 @@ pub(crate) struct Spill {
 
 impl Spill {
     /// Writes what `kept` keeps of every sample of `cache` to `path` (replacing any file there)
-    /// and opens it for reading. Non-finite maps are an error, as when loading into memory.
+    /// and opens it for reading. Non-finite maps are an error, as when loading into memory; on
+    /// any error the file is deleted.
     pub(crate) fn write(cache: &Cache, kept: &Kept, path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
-        let values = kept.len(&cache.shape);
-        let mut out = BufWriter::new(File::create(path).map_err(io)?);
-        let map_len = cache.shape.len();
-        let mut start = 0;
-        while start < cache.len() {
-            let count = WRITE_BLOCK.min(cache.len() - start);
-            let block = cache.read_block(start, count)?;
-            let maps =
-                block.as_slice().ok_or_else(|| Error::Data("non-contiguous block".into()))?;
-            check_finite(cache, start, maps)?;
-            // In parallel: bilinear pooling is a matrix product a map.
-            let rows = maps
-                .par_chunks(map_len)
-                .map(|map| {
-                    let mut row = Vec::with_capacity(values);
-                    kept.push(map, cache.shape.channels, &mut row).map(|()| row)
-                })
-                .collect::<Result<Vec<Vec<f32>>>>()?;
-            for row in &rows {
-                let bytes: Vec<u8> = row.iter().flat_map(|value| value.to_le_bytes()).collect();
-                out.write_all(&bytes).map_err(io)?;
+        let written = write_rows(cache, kept, path).and_then(|()| {
+            File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        });
+        match written {
+            Ok(file) => {
+                Ok(Spill { path: path.to_path_buf(), file, values: kept.len(&cache.shape) })
             }
-            start += count;
+            Err(error) => {
+                remove(path);
+                Err(error)
+            }
         }
-        out.into_inner().map_err(|error| io(error.into_error()))?;
-        let file = File::open(path).map_err(io)?;
-        Ok(Spill { path: path.to_path_buf(), file, values })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -74,21 +57,48 @@ impl Spill {
     /// # Shapes
     /// → [count × values].
     pub(crate) fn read_rows(&self, start: usize, count: usize) -> Result<Vec<f32>> {
-        let width = self.values * std::mem::size_of::<f32>();
+        let width = self.values * FLOAT_BYTES;
         let mut bytes = vec![0u8; count * width];
-        self.file
-            .read_exact_at(&mut bytes, (start * width) as u64)
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start((start * width) as u64))
+            .and_then(|_| file.read_exact(&mut bytes))
             .map_err(|source| Error::Io { path: self.path.clone(), source })?;
-        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(bytes
+            .chunks_exact(FLOAT_BYTES)
+            .map(|value| f32::from_le_bytes([value[0], value[1], value[2], value[3]]))
+            .collect())
     }
 }
 
 impl Drop for Spill {
     fn drop(&mut self) {
-        // Scratch: nothing relies on it once the store is gone; a failure leaves a file the
-        // next run of this folder replaces.
-        let _ = std::fs::remove_file(&self.path);
+        remove(&self.path);
     }
+}
+
+/// Deletes a spill file, if there is one: this run's once done with, or one a killed run left
+/// when the next run of the folder needs none.
+pub(crate) fn remove(path: &Path) {
+    // Scratch: nothing relies on it; a file that cannot be deleted is replaced by the next run
+    // of the folder that streams.
+    let _ = std::fs::remove_file(path);
+}
+
+/// The rows of [`Spill::write`], written to `path`.
+fn write_rows(cache: &Cache, kept: &Kept, path: &Path) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut out = BufWriter::new(File::create(path).map_err(io)?);
+    let mut start = 0;
+    while start < cache.len() {
+        let count = DISK_BLOCK.min(cache.len() - start);
+        // [count × kept values]
+        let rows = read_kept(cache, kept, start, count)?;
+        let bytes: Vec<u8> = rows.iter().flat_map(|value| value.to_le_bytes()).collect();
+        out.write_all(&bytes).map_err(io)?;
+        start += count;
+    }
+    out.into_inner().map_err(|error| io(error.into_error()))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -187,12 +197,19 @@ mod tests {
     }
 
     #[test]
-    fn maps_stream_from_the_cache_without_a_spill() {
+    fn maps_stream_from_the_cache_without_a_spill_and_leftovers_are_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write_cache(dir.path());
         let spill = dir.path().join(".run.streamed.f32");
+        // A killed streamed run's leftover, then a run of the folder that needs no spill.
+        std::fs::write(&spill, [1u8; 64]).expect("leftover");
         let streamed = Store::open(open(&path), 4096, Kept::Maps, Some(&spill)).expect("store");
         assert!(streamed.is_streaming());
+        assert!(!spill.exists());
+        std::fs::write(&spill, [1u8; 64]).expect("leftover");
+        let held =
+            Store::open(open(&path), usize::MAX, Kept::Averages, Some(&spill)).expect("held");
+        assert!(!held.is_streaming());
         assert!(!spill.exists());
         let memory = Store::open(open(&path), usize::MAX, Kept::Maps, None).expect("memory");
         assert_eq!(rows(&streamed, Some(1)), rows(&memory, None));
