@@ -12,6 +12,8 @@
 //! subset of the cache's samples written to a temporary cache instead: samples/s in memory do
 //! not depend on how many samples there are, and the line says so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -165,7 +167,7 @@ fn child(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let [preset, cache, budget_mib, steps, run_dir] = args else {
         return Err("usage: bench_stream --child PRESET CACHE BUDGET_MIB STEPS RUN_DIR".into());
     };
-    keep_freed_memory();
+    common::keep_freed_memory();
     let mut config = TrainConfig::preset(preset)?;
     config.epochs = 1;
     config.memory_budget_mib = budget_mib.parse()?;
@@ -195,8 +197,8 @@ fn child(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
 fn kept_values(config: &TrainConfig, cache: &Cache) -> usize {
     match config.head.pooling {
         Pooling::Bilinear => {
-            let d = config.head.bilinear_dimensions;
-            d * (d + 1) / 2
+            let dimensions = config.head.bilinear_dimensions;
+            dimensions * (dimensions + 1) / 2
         }
         Pooling::Flatten | Pooling::Avgmax => cache.shape.len(),
         Pooling::Gap => cache.shape.channels,
@@ -261,16 +263,4 @@ fn kibibytes_field(text: &str, name: &str) -> Result<usize, Box<dyn std::error::
     let line = text.lines().find(|l| l.starts_with(name)).ok_or(format!("no {name} line"))?;
     let number = line[name.len()..].trim().trim_end_matches("kB").trim();
     Ok(number.parse()?)
-}
-
-/// The allocator policy `incept train-head` sets in its `main` (see `keep_freed_memory` in
-/// crates/incept-cli/src/main.rs), so the bench measures the steps as the command runs them.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: mallopt only changes malloc's tuning parameters; both values are in range.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
 }

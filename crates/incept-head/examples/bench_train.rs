@@ -5,6 +5,8 @@
 //! `python3`). PyTorch is no dependency: without it only incept's figures print, and a line says
 //! how to get it.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -22,7 +24,7 @@ const TORCH_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench_train_torch.py");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    keep_freed_memory();
+    common::keep_freed_memory();
     // Optional argument: only heads whose name contains it (e.g. `blog`), for profiling one.
     let only = std::env::args().nth(1).unwrap_or_default();
     let only_backend = std::env::args().nth(2);
@@ -226,16 +228,4 @@ fn torch_rate(
 fn parameter_count(config: &TrainConfig) -> Result<usize, incept_head::Error> {
     let input = InputShape { height: 5, width: 5, channels: 2048 };
     Ok(Head::new(&config.head, input, CLASSES, &Backend::Flex.device()?).num_params())
-}
-
-/// The allocator policy `incept train-head` sets in its `main` (see `keep_freed_memory` in
-/// crates/incept-cli/src/main.rs), so the bench measures the steps as the command runs them.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: mallopt only changes malloc's tuning parameters; both values are in range.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
 }
