@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
-mod allocator;
 mod calibration;
 mod cli;
 mod commands;
@@ -50,7 +49,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => commands::extract(args, &interrupted),
         Command::TrainHead(args) => {
             // Steps free and reallocate the same large buffers: keep them instead of unmapping.
-            allocator::keep_freed_memory();
+            incept_core::allocator::keep_freed_memory();
             commands::train_head(args, &interrupted)
         }
         Command::Runs(args) => runs::runs(&args),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod allocator;
 pub mod atomic;
 pub mod limits;
 pub mod lock;

@@ -12,8 +12,6 @@
 //! subset of the cache's samples written to a temporary cache instead: samples/s in memory do
 //! not depend on how many samples there are, and the line says so.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -167,7 +165,7 @@ fn child(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let [preset, cache, budget_mib, steps, run_dir] = args else {
         return Err("usage: bench_stream --child PRESET CACHE BUDGET_MIB STEPS RUN_DIR".into());
     };
-    common::keep_freed_memory();
+    incept_core::allocator::keep_freed_memory();
     let mut config = TrainConfig::preset(preset)?;
     config.epochs = 1;
     config.memory_budget_mib = budget_mib.parse()?;

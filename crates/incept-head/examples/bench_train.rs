@@ -5,8 +5,6 @@
 //! `python3`). PyTorch is no dependency: without it only incept's figures print, and a line says
 //! how to get it.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -24,7 +22,7 @@ const TORCH_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench_train_torch.py");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    common::keep_freed_memory();
+    incept_core::allocator::keep_freed_memory();
     // Optional argument: only heads whose name contains it (e.g. `blog`), for profiling one.
     let only = std::env::args().nth(1).unwrap_or_default();
     let only_backend = std::env::args().nth(2);

@@ -1,5 +1,6 @@
-//! Process-wide allocator policy, chosen by the binary (as ripgrep chooses its allocator in
-//! `main`), not by the libraries.
+//! Process-wide allocator policy. Programs choose it in `main` (as ripgrep chooses its
+//! allocator): `incept`, and the benches that time training as `incept train-head` runs it.
+//! Libraries never call it.
 
 /// Makes glibc keep freed memory for reuse instead of handing it back to the kernel.
 ///
