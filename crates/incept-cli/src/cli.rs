@@ -323,6 +323,11 @@ pub(crate) struct TrainArgs {
     /// macro-f1.
     #[arg(long, value_enum)]
     pub(crate) select: Option<Select>,
+    /// Early stopping: end the run once N epochs have passed without a better one (by
+    /// --select). The learning-rate schedule still spans --epochs, so the best epoch is the one
+    /// a full run would keep whenever it comes within N epochs of the previous best.
+    #[arg(long, value_name = "N")]
+    pub(crate) patience: Option<usize>,
     /// A separate cache to validate on instead of a split.
     #[arg(long)]
     pub(crate) validation_cache: Option<PathBuf>,

@@ -157,6 +157,9 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.select {
         config.select = v;
     }
+    if let Some(v) = args.patience {
+        config.patience = v;
+    }
     if let Some(v) = &args.validation_cache {
         config.validation_cache = Some(v.clone());
     }

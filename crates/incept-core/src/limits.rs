@@ -26,3 +26,43 @@ pub fn raise_open_file_limit() -> libc::rlim_t {
     #[cfg(not(unix))]
     0
 }
+
+/// Bytes free to an unprivileged writer on the file system holding `dir` (`statvfs`'s
+/// `f_bavail`), or `None` where that cannot be told (not Unix, or the call fails): a caller about
+/// to write a large scratch file checks it first, so a full disk is refused with the sizes named
+/// instead of failing hours in.
+pub fn available_disk_bytes(dir: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        #[allow(unsafe_code)]
+        // SAFETY: statvfs reads a NUL-terminated path and fills one plain struct owned by this
+        // frame; zeroed is a valid value of that struct.
+        unsafe {
+            let mut stats: libc::statvfs = std::mem::zeroed();
+            if libc::statvfs(path.as_ptr(), &mut stats) != 0 {
+                return None;
+            }
+            Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_has_some_space_free_and_a_missing_one_none() {
+        let dir = std::env::temp_dir();
+        let free = available_disk_bytes(&dir);
+        assert!(free.is_some_and(|bytes| bytes > 0), "{dir:?}: {free:?}");
+        assert_eq!(available_disk_bytes(&dir.join("no such folder, surely")), None);
+    }
+}

@@ -48,6 +48,17 @@ pub const SKEW_RATIO: f64 = 10.0;
 /// docs/BENCHMARKS.md, "A real collection").
 pub const SKEWED_DEFAULT: Rebalance = Rebalance::Balanced;
 
+impl Select {
+    /// The choice as `config.toml` and the flag spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Select::Loss => "loss",
+            Select::BalancedAccuracy => "balanced-accuracy",
+            Select::MacroF1 => "macro-f1",
+        }
+    }
+}
+
 impl Rebalance {
     /// The choice as `config.toml` and the flag spell it.
     pub fn name(self) -> &'static str {
@@ -143,6 +154,9 @@ mod tests {
             Rebalance::Sqrt,
             Rebalance::LogitAdjusted,
         ] {
+            assert_eq!(toml::Value::try_from(choice)?.as_str(), Some(choice.name()));
+        }
+        for choice in [Select::Loss, Select::BalancedAccuracy, Select::MacroF1] {
             assert_eq!(toml::Value::try_from(choice)?.as_str(), Some(choice.name()));
         }
         Ok(())

@@ -1,10 +1,13 @@
-//! What `--resume` may change: nothing of the recipe, except a larger epoch count.
+//! What `--resume` may change: nothing of the recipe, except a larger epoch count and the
+//! patience.
 //!
 //! A resumed run must end where the uninterrupted run would have: same recipe, same cache, same
 //! backend. The caller passes the configuration it resolved with the run's saved one as the
 //! base (so flags that were not repeated keep their saved values); any field that still differs
-//! is refused, naming its flag. Only `--epochs` may grow: the new count is recorded in
-//! `config.toml` and what it does to the learning-rate schedule is stated.
+//! is refused, naming its flag. `--epochs` may grow: the new count is recorded in `config.toml`
+//! and what it does to the learning-rate schedule is stated. `--patience` may change (it says
+//! when to stop, never how an epoch trains): a run that stopped early continues with a larger
+//! one, or 0, as a run with it from the start would have.
 
 use std::path::Path;
 
@@ -26,7 +29,7 @@ fn flag_for(field: &str) -> String {
         "tta" => "--tta/--no-tta".into(),
         "epochs" | "batch_size" | "optimizer" | "learning_rate" | "momentum" | "weight_decay"
         | "seed" | "validation_split" | "validation_cache" | "memory_budget_mib" | "preset"
-        | "rebalance" | "select" | "folds" => {
+        | "rebalance" | "select" | "folds" | "patience" => {
             format!("--{}", field.replace('_', "-"))
         }
         other => match other.strip_prefix("head.") {
@@ -36,8 +39,8 @@ fn flag_for(field: &str) -> String {
     }
 }
 
-/// The configuration to resume with, and when the run is extended, the sentence that says what
-/// that does to the schedule. `wanted` is the configuration resolved on top of the run's saved
+/// The configuration to resume with, and when the run is extended or its patience changed, the
+/// sentence that says what that does. `wanted` is the configuration resolved on top of the run's saved
 /// one. Writes nothing.
 pub fn resume_config(
     run_dir: &Path,
@@ -54,7 +57,7 @@ pub fn resume_config(
     let mut changes: Vec<String> = saved
         .differences(wanted)?
         .into_iter()
-        .filter(|(field, _, _)| field != "epochs")
+        .filter(|(field, _, _)| field != "epochs" && field != "patience")
         .map(|(field, have, want)| {
             format!("{} (run has {have}, this asks {want})", flag_for(&field))
         })
@@ -71,12 +74,25 @@ pub fn resume_config(
             changes: changes.join(", "),
         });
     }
-    if wanted.epochs == saved.epochs {
-        return Ok((saved, None));
+    let mut resumed = saved.clone();
+    let mut notes = Vec::new();
+    if wanted.patience != saved.patience {
+        resumed.patience = wanted.patience;
+        let describe = |patience: usize| match patience {
+            0 => "none (every epoch)".to_owned(),
+            epochs => format!("{epochs} epochs"),
+        };
+        notes.push(format!(
+            "patience {} → {} (recorded in {CONFIG_FILE})",
+            describe(saved.patience),
+            describe(wanted.patience)
+        ));
     }
-    let mut extended = saved.clone();
-    extended.epochs = wanted.epochs;
-    Ok((extended.clone(), Some(extension_note(&saved, &extended, state.completed_epochs))))
+    if wanted.epochs != saved.epochs {
+        resumed.epochs = wanted.epochs;
+        notes.push(extension_note(&saved, &resumed, state.completed_epochs));
+    }
+    Ok((resumed, (!notes.is_empty()).then(|| notes.join("; "))))
 }
 
 /// What extending `saved` to `extended` does, for the user: the schedule follows the epoch count.

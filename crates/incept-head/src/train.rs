@@ -82,7 +82,20 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
     let refit = run.config.refit_epochs > 0;
     // A refit stops after its epochs of the recipe's schedule.
     let last_epoch = if refit { run.config.refit_epochs } else { run.config.epochs };
+    // A refit validates nothing, so has no best to wait for.
+    let patience = if refit { 0 } else { run.config.patience };
     for epoch in run.state.completed_epochs..last_epoch {
+        if run.state.patience_exhausted(patience) {
+            if request.verbose {
+                eprintln!(
+                    "stopping early after epoch {epoch} of {last_epoch}: no better epoch (by {}) \
+                     in the {patience} since epoch {} (--patience {patience})",
+                    run.config.select.name(),
+                    run.state.best_epoch
+                );
+            }
+            break;
+        }
         let epoch_started = Instant::now();
         let end;
         (model, end) =
@@ -121,7 +134,7 @@ pub fn train(request: &TrainRequest, interrupted: &AtomicBool) -> Result<TrainRe
         epochs.push(record);
     }
     let metrics = validation::best_metrics(&run, best_predictions)?;
-    run_folder::finish(&run.run_dir, &mut run.state, last_epoch)?;
+    run_folder::finish(&run.run_dir, &mut run.state, last_epoch, patience)?;
     Ok(TrainReport {
         epochs,
         best_epoch: run.state.best_epoch,

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub balanced_accuracy_interval: Interval,
     /// The lowest recall among the classes with at least one sample; `None` when none has.
     pub worst_class: Option<WorstClass>,
+    /// Mean F1 of the classes with at least one sample or one prediction; a class with neither
+    /// (absent from a cache of some classes only) is left out, as scikit-learn's `f1_score`
+    /// does. 0 when no class has either.
     pub macro_f1: f64,
     /// The 95 % percentile bootstrap interval of `macro_f1` over photos.
     pub macro_f1_interval: Interval,
@@ -191,6 +194,13 @@ impl Metrics {
         self.per_class.iter().filter(|c| c.support > 0).count()
     }
 
+    /// Classes with at least one sample or one prediction: those `macro_f1` averages.
+    pub fn f1_classes(&self) -> usize {
+        (0..self.classes.len())
+            .filter(|&i| self.per_class[i].support > 0 || self.matrix.iter().any(|row| row[i] > 0))
+            .count()
+    }
+
     /// The `count` largest off-diagonal cells: (true class, predicted class, count).
     pub fn most_confused(&self, count: usize) -> Vec<(usize, usize, usize)> {
         let mut cells: Vec<(usize, usize, usize)> = (0..self.classes.len())
@@ -266,8 +276,9 @@ fn class_counts(matrix: &[Vec<usize>]) -> Vec<ClassCounts> {
 
 /// Balanced accuracy (mean recall of the classes with samples: a class without any has no
 /// recall to speak of, and counting it as 0 would punish the head for a class it was never
-/// shown) and macro-F1 (mean F1 of all classes) of a matrix; what the bootstrap recomputes on
-/// each resample.
+/// shown) and macro-F1 (mean F1 of the classes with samples or predictions: a class with
+/// neither has no F1 to speak of; one predicted but absent counts its 0) of a matrix; what the
+/// bootstrap recomputes on each resample.
 fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>]) -> [f64; 2] {
     let counts = class_counts(matrix);
     let sampled: Vec<&ClassCounts> = counts.iter().filter(|c| c.support > 0).collect();
@@ -276,10 +287,12 @@ fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>]) -> [f64; 2] {
     } else {
         sampled.iter().map(|c| c.recall()).sum::<f64>() / sampled.len() as f64
     };
-    let macro_f1 = if counts.is_empty() {
+    let judged: Vec<&ClassCounts> =
+        counts.iter().filter(|c| c.support > 0 || c.predicted > 0).collect();
+    let macro_f1 = if judged.is_empty() {
         0.0
     } else {
-        counts.iter().map(ClassCounts::f1).sum::<f64>() / counts.len() as f64
+        judged.iter().map(|c| c.f1()).sum::<f64>() / judged.len() as f64
     };
     [balanced, macro_f1]
 }

@@ -223,3 +223,86 @@ fn a_bilinear_run_killed_before_its_first_epoch_fits_the_same_projection_again()
     );
     Ok(())
 }
+
+/// Each epoch's row of `metrics.csv` less its wall time.
+fn epoch_rows(run: &Path) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(run.join("metrics.csv"))?
+        .lines()
+        .skip(1)
+        .map(|line| line.rsplit_once(',').map_or(line, |(rest, _)| rest).to_owned())
+        .collect())
+}
+
+#[test]
+fn patience_stops_where_the_full_run_would_have_kept_its_best_epoch() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_, cache) = tiny_cache(dir.path(), 8)?;
+    // The validation loss turns up well before the end (lowest at epoch 5 of 12 here).
+    let config = dir.path().join("fast.toml");
+    std::fs::write(
+        &config,
+        "epochs = 12\nbatch_size = 8\nlearning_rate = 0.001\n[head]\npooling = \"gap\"\ndense = [32]\n",
+    )?;
+    let whole = dir.path().join("whole");
+    ok(train(&cache, &whole, &config, &[])?);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("run.json"))?)?;
+    let losses: Vec<f64> = state["epochs"]
+        .as_array()
+        .ok_or("no epochs")?
+        .iter()
+        .map(|record| record["validation_loss"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let best = state["best_epoch"].as_u64().ok_or("no best epoch")? as usize;
+    // The smallest patience that still reaches the full run's best: the longest wait between
+    // two improvements up to it.
+    let (mut patience, mut last_improvement, mut lowest) = (1, 0, f64::INFINITY);
+    for (index, &loss) in losses.iter().enumerate().take(best) {
+        if loss < lowest {
+            patience = patience.max(index + 1 - last_improvement);
+            (last_improvement, lowest) = (index + 1, loss);
+        }
+    }
+    let full = epoch_rows(&whole)?;
+    let same_best = |run: &Path| -> std::io::Result<bool> {
+        Ok(std::fs::read_to_string(run.join("predictions.csv"))?
+            == std::fs::read_to_string(whole.join("predictions.csv"))?
+            && std::fs::read_to_string(run.join("metrics.json"))?
+                == std::fs::read_to_string(whole.join("metrics.json"))?)
+    };
+    // That patience and a longer one both stop past the best, each where it says.
+    for patience in [patience, patience + 2] {
+        let stop = best + patience;
+        assert!(stop < losses.len(), "the full run peaks too late to test stopping: {losses:?}");
+        let patient = dir.path().join(format!("patient-{patience}"));
+        let output = ok(train(&cache, &patient, &config, &["--patience", &patience.to_string()])?);
+        let says = format!("stopping early after epoch {stop} of 12");
+        assert!(stderr(&output).contains(&says), "{}", stderr(&output));
+        // The epochs it ran are the full run's, and its best epoch the full run's best: the
+        // same predictions photo by photo (the weights files differ in Burn's random ids).
+        assert_eq!(epoch_rows(&patient)?[..], full[..stop]);
+        assert!(same_best(&patient)?, "the best epoch's predictions differ from the full run's");
+        let patient_state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(patient.join("run.json"))?)?;
+        assert_eq!(patient_state["best_epoch"], best);
+        assert_eq!(patient_state["finished"], true);
+        assert!(std::fs::read_to_string(patient.join("config.toml"))?.contains("patience = "));
+    }
+    let patient = dir.path().join(format!("patient-{patience}"));
+    let says = format!("stopping early after epoch {} of 12", best + patience);
+    let kept = epoch_rows(&patient)?;
+
+    // Resuming a run that stopped (its saved recipe, as a scheduler's retry would) trains
+    // nothing more; resumed without patience, it ends where the full run did.
+    let resumed =
+        ok(run(&["train-head", path_str(&cache), "--run-dir", path_str(&patient), "--resume"])?);
+    assert!(stderr(&resumed).contains(&says), "{}", stderr(&resumed));
+    assert_eq!(epoch_rows(&patient)?, kept);
+    let continued = ok(train(&cache, &patient, &config, &["--resume", "--patience", "0"])?);
+    assert!(stderr(&continued).contains("→ none (every epoch)"), "{}", stderr(&continued));
+    assert_eq!(epoch_rows(&patient)?, full);
+    assert!(same_best(&patient)?, "the continued run's best differs from the full run's");
+    // Without a patience the config is written as before it existed.
+    assert!(!std::fs::read_to_string(whole.join("config.toml"))?.contains("patience"));
+    Ok(())
+}

@@ -34,6 +34,13 @@ impl Spill {
     /// and opens it for reading. Non-finite maps are an error, as when loading into memory; on
     /// any error the file is deleted.
     pub(crate) fn write(cache: &Cache, kept: &Kept, path: &Path) -> Result<Self> {
+        let needed = (cache.len() * kept.len(&cache.shape) * FLOAT_BYTES) as u64;
+        // A leftover of a killed run is replaced, so its bytes count as free.
+        let leftover = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let free = incept_core::limits::available_disk_bytes(folder)
+            .map(|bytes| bytes.saturating_add(leftover));
+        check_space(path, needed, free)?;
         let written = write_rows(cache, kept, path).and_then(|()| {
             File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
         });
@@ -82,6 +89,20 @@ pub(crate) fn remove(path: &Path) {
     // Scratch: nothing relies on it; a file that cannot be deleted is replaced by the next run
     // of the folder that streams.
     let _ = std::fs::remove_file(path);
+}
+
+/// Refuses a spill of `needed` bytes where `free` (when known) is less: before hours of
+/// pooling, not at the end of them.
+fn check_space(path: &Path, needed: u64, free: Option<u64>) -> Result<()> {
+    const MIB: u64 = 1 << 20;
+    match free {
+        Some(free) if free < needed => Err(Error::SpillNoSpace {
+            path: path.to_path_buf(),
+            needed_mib: needed.div_ceil(MIB),
+            free_mib: free / MIB,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The rows of [`Spill::write`], written to `path`.
@@ -194,6 +215,20 @@ mod tests {
             drop(streamed);
             assert!(!spill.exists(), "{kept:?}: the spill outlived its store");
         }
+    }
+
+    #[test]
+    fn a_spill_larger_than_the_free_disk_is_refused_before_writing_naming_the_fixes() {
+        let path = Path::new("runs/.head.streamed.f32");
+        let error = check_space(path, 3 << 30, Some(1 << 30)).expect_err("refused");
+        let text = error.to_string();
+        for says in ["runs/.head.streamed.f32", "3072 MiB", "1024 MiB free", "--memory-budget-mib"]
+        {
+            assert!(text.contains(says), "{text}");
+        }
+        assert!(check_space(path, 1 << 30, Some(1 << 30)).is_ok());
+        // Unknown free space: written, and a full disk says so when it happens.
+        assert!(check_space(path, u64::MAX, None).is_ok());
     }
 
     #[test]

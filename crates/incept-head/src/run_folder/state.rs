@@ -89,6 +89,12 @@ impl RunState {
         }
     }
 
+    /// Whether early stopping ends the run: `patience` (> 0) epochs have finished since the best
+    /// one.
+    pub(crate) fn patience_exhausted(&self, patience: usize) -> bool {
+        patience > 0 && self.completed_epochs >= self.best_epoch + patience
+    }
+
     /// Counts finished epoch `record` (the best so far when `best`); the caller commits it.
     pub(crate) fn record_epoch(&mut self, record: EpochRecord, best: bool) {
         if best {
@@ -176,9 +182,14 @@ pub(crate) fn save_state(run_dir: &Path, state: &RunState) -> Result<()> {
     write_file(&run_dir.join(STATE_FILE), text.as_bytes())
 }
 
-/// Records whether the run has trained all `planned_epochs` in `run.json`: the last write of a
-/// training command.
-pub(crate) fn finish(run_dir: &Path, state: &mut RunState, planned_epochs: usize) -> Result<()> {
-    state.finished = state.completed_epochs >= planned_epochs;
+/// Records whether the run has trained all `planned_epochs`, or stopped early after `patience`
+/// epochs without a better one, in `run.json`: the last write of a training command.
+pub(crate) fn finish(
+    run_dir: &Path,
+    state: &mut RunState,
+    planned_epochs: usize,
+    patience: usize,
+) -> Result<()> {
+    state.finished = state.completed_epochs >= planned_epochs || state.patience_exhausted(patience);
     save_state(run_dir, state)
 }

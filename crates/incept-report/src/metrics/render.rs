@@ -91,12 +91,21 @@ impl Metrics {
                 let _ = writeln!(out, "{:19}- (no class has samples)", "worst class");
             }
         }
+        let judged = self.f1_classes();
+        let neither = self.classes.len() - judged;
         let _ = writeln!(
             out,
-            "{:19}{:.3} {}",
+            "{:19}{:.3} {}{}",
             "macro F1",
             self.macro_f1,
-            self.macro_f1_interval.ratio()
+            self.macro_f1_interval.ratio(),
+            if neither > 0 {
+                format!(
+                    " (mean F1 of the {judged} classes with samples or predictions; {neither} with neither left out)"
+                )
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(out, "{:19}{:.3}", "weighted F1", self.weighted_f1);
         let confused = self.most_confused(3);

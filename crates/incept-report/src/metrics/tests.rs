@@ -65,6 +65,32 @@ fn a_class_without_samples_is_left_out_of_balanced_accuracy_and_the_worst_class(
 }
 
 #[test]
+fn macro_f1_leaves_out_a_class_with_neither_samples_nor_predictions() -> Result<()> {
+    // a: F1 1/2; b: precision 2/4, recall 2/3, F1 4/7; d: precision 1, recall 1/2, F1 2/3.
+    let metrics = skewed()?;
+    assert_eq!(metrics.f1_classes(), 3);
+    let expected = (0.5 + 4.0 / 7.0 + 2.0 / 3.0) / 3.0;
+    assert!(close(metrics.macro_f1, expected), "{}", metrics.macro_f1);
+    assert!(
+        metrics.to_table().contains(
+            "(mean F1 of the 3 classes with samples or predictions; 1 with neither left out)"
+        ),
+        "{}",
+        metrics.to_table()
+    );
+    // Called once but absent from the photos: precision 0, so F1 0, and it counts.
+    let predicted_absent =
+        Metrics::from_labels(&names(&["a", "b", "c"]), &[0, 0, 1, 1], &[0, 2, 1, 1])?;
+    assert_eq!(predicted_absent.f1_classes(), 3);
+    let (f1_a, f1_b) = (2.0 / 3.0, 1.0);
+    assert!(close(predicted_absent.macro_f1, (f1_a + f1_b + 0.0) / 3.0));
+    // The same matrix read back from JSON derives the same figure.
+    let read = Metrics::from_json(metrics.to_json().as_bytes(), Path::new("metrics.json"))?;
+    assert!(close(read.macro_f1, expected));
+    Ok(())
+}
+
+#[test]
 fn the_worst_class_is_the_lowest_recall_wherever_it_is() -> Result<()> {
     // Recalls 1, 1/2, 1/4: the last class is the worst.
     let metrics = Metrics::from_matrix(
