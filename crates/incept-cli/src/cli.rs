@@ -325,7 +325,8 @@ pub(crate) struct TrainArgs {
     pub(crate) select: Option<Select>,
     /// Early stopping: end the run once N epochs have passed without a better one (by
     /// --select). The learning-rate schedule still spans --epochs, so the best epoch is the one
-    /// a full run would keep whenever it comes within N epochs of the previous best.
+    /// a full run would keep whenever it comes within N epochs of the previous best. 0 (the
+    /// default) trains every epoch; with --resume, a new N continues a run that stopped.
     #[arg(long, value_name = "N")]
     pub(crate) patience: Option<usize>,
     /// A separate cache to validate on instead of a split.

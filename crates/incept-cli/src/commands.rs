@@ -157,8 +157,16 @@ fn resolve_train_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.select {
         config.select = v;
     }
-    if let Some(v) = args.patience {
-        config.patience = v;
+    match args.patience {
+        Some(v) => config.patience = v,
+        // A resume keeps the run's patience unless --patience says otherwise, even when
+        // --config (which may not name one) is repeated. An unreadable run is refused later.
+        None if args.resume => {
+            if let Ok(saved) = incept_head::run_folder::load_config(&args.run_dir) {
+                config.patience = saved.patience;
+            }
+        }
+        None => {}
     }
     if let Some(v) = &args.validation_cache {
         config.validation_cache = Some(v.clone());

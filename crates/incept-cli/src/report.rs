@@ -233,7 +233,16 @@ fn recipe(config: &TrainConfig, cache: &Path) -> Vec<(String, String)> {
         ("cache".to_owned(), cache.display().to_string()),
         ("head".to_owned(), config.head_summary()),
         ("preset".to_owned(), config.preset.clone()),
-        ("epochs".to_owned(), config.epochs.to_string()),
+        (
+            "epochs".to_owned(),
+            match config.patience {
+                0 => config.epochs.to_string(),
+                patience => format!(
+                    "{} (stopping early after {patience} without a better one)",
+                    config.epochs
+                ),
+            },
+        ),
         ("batch size".to_owned(), config.batch_size.to_string()),
         ("optimizer".to_owned(), format!("{:?}", config.optimizer).to_lowercase()),
         (

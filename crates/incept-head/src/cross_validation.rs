@@ -217,7 +217,7 @@ fn open(request: &TrainRequest) -> Result<(TrainConfig, RunState)> {
         if extension.is_some() {
             return Err(Error::ResumeChanges {
                 path: run_dir.clone(),
-                changes: "--epochs (a cross-validation is resumed as it began; extend it by starting a new one)".into(),
+                changes: "--epochs or --patience (a cross-validation is resumed as it began, so that its folds follow one rule; change them by starting a new one)".into(),
             });
         }
         crate::resume::check_same_cache(state, &cache)?;

@@ -115,8 +115,7 @@ impl Store {
     ) -> Result<Self> {
         let kept_values = kept.len(&cache.shape);
         let per_sample = kept_values * std::mem::size_of::<f32>();
-        let total = per_sample * cache.len();
-        if total <= budget_bytes {
+        if Self::fits(&cache, budget_bytes, &kept) {
             let mut features = Vec::with_capacity(kept_values * cache.len());
             let mut start = 0;
             while start < cache.len() {
@@ -144,6 +143,34 @@ impl Store {
             let buffer_samples = (budget_bytes.saturating_sub(block_bytes) / per_sample).max(1);
             Ok(Store::Disk { cache, buffer_samples, kept, spill })
         }
+    }
+
+    /// Whether what is `kept` of `cache` fits `budget_bytes` as float32: held in memory.
+    fn fits(cache: &Cache, budget_bytes: usize, kept: &Kept) -> bool {
+        spill::bytes(cache, kept) <= budget_bytes as u64
+    }
+
+    /// Bytes of the scratch file [`Store::open`] writes for `cache` under `budget_bytes`: 0 when
+    /// what is kept is held in memory, or when the maps themselves are streamed (no file).
+    pub fn spill_bytes(cache: &Cache, budget_bytes: usize, kept: &Kept) -> u64 {
+        match kept {
+            _ if Self::fits(cache, budget_bytes, kept) => 0,
+            Kept::Maps => 0,
+            _ => spill::bytes(cache, kept),
+        }
+    }
+
+    /// Refuses, before any is written, the scratch files at the paths of `caches` where their
+    /// disk has less free than they need together (see [`Store::open`]).
+    pub fn ensure_spill_space(
+        caches: &[(&Cache, &Path)],
+        budget_bytes: usize,
+        kept: &Kept,
+    ) -> Result<()> {
+        let needed =
+            caches.iter().map(|(cache, _)| Self::spill_bytes(cache, budget_bytes, kept)).sum();
+        let paths: Vec<&Path> = caches.iter().map(|(_, path)| *path).collect();
+        spill::ensure_space(&paths, needed)
     }
 
     pub fn cache(&self) -> &Cache {

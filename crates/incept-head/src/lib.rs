@@ -60,10 +60,10 @@ pub enum Error {
     )]
     DiskFull { path: PathBuf },
     #[error(
-        "{path}: streaming this cache needs a scratch file of {needed_mib} MiB beside the run \
-         folder, and that disk has {free_mib} MiB free; free space there, choose a --run-dir on \
-         a larger disk, or raise --memory-budget-mib above what the features need so they are \
-         held in memory"
+        "{path}: streaming needs scratch files of {needed_mib} MiB beside the run folder, and \
+         that disk has {free_mib} MiB free; free space there (a new run can instead take a \
+         --run-dir on a larger disk, or a --memory-budget-mib above what the features need so \
+         they are held in memory)"
     )]
     SpillNoSpace { path: PathBuf, needed_mib: u64, free_mib: u64 },
     #[error("configuration: {0}")]

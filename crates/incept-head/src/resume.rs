@@ -91,6 +91,13 @@ pub fn resume_config(
     if wanted.epochs != saved.epochs {
         resumed.epochs = wanted.epochs;
         notes.push(extension_note(&saved, &resumed, state.completed_epochs));
+        if state.patience_exhausted(resumed.patience) {
+            notes.push(format!(
+                "but the run stopped early, {} epochs after its best, and trains nothing more \
+                 unless --patience grows (or is 0)",
+                resumed.patience
+            ));
+        }
     }
     Ok((resumed, (!notes.is_empty()).then(|| notes.join("; "))))
 }
@@ -121,7 +128,7 @@ fn extension_note(saved: &TrainConfig, extended: &TrainConfig, completed: usize)
     )
 }
 
-/// Records an extended epoch count in the run's `config.toml`.
+/// Records an extended epoch count or a new patience in the run's `config.toml`.
 pub fn record_extension(run_dir: &Path, config: &TrainConfig) -> Result<()> {
     write_file(&run_dir.join(CONFIG_FILE), config.to_toml()?.as_bytes())
 }

@@ -316,6 +316,9 @@ fn summarize(dir: &Path) -> Option<RunSummary> {
             {
                 summary.head.push_str(&folds_note(cross_validation));
             }
+            if config.patience > 0 {
+                summary.head.push_str(&format!(" patience {}", config.patience));
+            }
             summary.planned_epochs = config.epochs;
         }
         Err(error) => problems.push(error.to_string()),

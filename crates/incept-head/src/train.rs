@@ -45,7 +45,7 @@ pub struct TrainRequest {
     pub run_dir: PathBuf,
     pub config: TrainConfig,
     /// Continue the run in `run_dir`: `config` must be its saved recipe, except for a larger
-    /// `epochs` (see [`resume_config`](crate::resume::resume_config)).
+    /// `epochs` and another `patience` (see [`resume_config`](crate::resume::resume_config)).
     pub resume: bool,
     /// `None`: flex for a new run, the run's own backend when resuming.
     pub backend: Option<Backend>,

@@ -8,6 +8,8 @@
 //! when precision + recall is 0. Balanced accuracy is the mean recall of the classes with at
 //! least one sample, and the worst class the one of them with the lowest recall (the first in
 //! class order among equals): a class with no samples is left out of both, not counted as 0.
+//! Macro-F1 is the mean F1 of the classes with at least one sample or one prediction: a class
+//! with neither (a cache of some of the classes) is left out; one predicted but absent counts.
 
 use std::path::PathBuf;
 

@@ -140,9 +140,12 @@ impl Metrics {
         } else {
             per_class.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / total as f64
         };
-        let [balanced_accuracy, macro_f1] = balanced_accuracy_and_macro_f1(&matrix);
-        let [balanced_accuracy_interval, macro_f1_interval] =
-            bootstrap(&matrix, balanced_accuracy_and_macro_f1);
+        // The classes macro-F1 averages are those of the whole matrix, in every resample too: a
+        // rare class missing from a resample counts its 0, as it does in the figure.
+        let judged = judged_classes(&matrix);
+        let figures = |m: &[Vec<usize>]| balanced_accuracy_and_macro_f1(m, &judged);
+        let [balanced_accuracy, macro_f1] = figures(&matrix);
+        let [balanced_accuracy_interval, macro_f1_interval] = bootstrap(&matrix, figures);
         let worst_class = per_class
             .iter()
             .filter(|c| c.support > 0)
@@ -196,9 +199,7 @@ impl Metrics {
 
     /// Classes with at least one sample or one prediction: those `macro_f1` averages.
     pub fn f1_classes(&self) -> usize {
-        (0..self.classes.len())
-            .filter(|&i| self.per_class[i].support > 0 || self.matrix.iter().any(|row| row[i] > 0))
-            .count()
+        judged_classes(&self.matrix).iter().filter(|&&judged| judged).count()
     }
 
     /// The `count` largest off-diagonal cells: (true class, predicted class, count).
@@ -264,6 +265,11 @@ impl ClassCounts {
     }
 }
 
+/// Whether each class has at least one sample or one prediction: the classes macro-F1 averages.
+fn judged_classes(matrix: &[Vec<usize>]) -> Vec<bool> {
+    class_counts(matrix).iter().map(|c| c.support > 0 || c.predicted > 0).collect()
+}
+
 fn class_counts(matrix: &[Vec<usize>]) -> Vec<ClassCounts> {
     (0..matrix.len())
         .map(|i| ClassCounts {
@@ -278,8 +284,9 @@ fn class_counts(matrix: &[Vec<usize>]) -> Vec<ClassCounts> {
 /// recall to speak of, and counting it as 0 would punish the head for a class it was never
 /// shown) and macro-F1 (mean F1 of the classes with samples or predictions: a class with
 /// neither has no F1 to speak of; one predicted but absent counts its 0) of a matrix; what the
-/// bootstrap recomputes on each resample.
-fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>]) -> [f64; 2] {
+/// bootstrap recomputes on each resample. `judged[c]`: class c has samples or predictions in
+/// the whole matrix ([`judged_classes`]).
+fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>], judged: &[bool]) -> [f64; 2] {
     let counts = class_counts(matrix);
     let sampled: Vec<&ClassCounts> = counts.iter().filter(|c| c.support > 0).collect();
     let balanced = if sampled.is_empty() {
@@ -288,7 +295,7 @@ fn balanced_accuracy_and_macro_f1(matrix: &[Vec<usize>]) -> [f64; 2] {
         sampled.iter().map(|c| c.recall()).sum::<f64>() / sampled.len() as f64
     };
     let judged: Vec<&ClassCounts> =
-        counts.iter().filter(|c| c.support > 0 || c.predicted > 0).collect();
+        counts.iter().zip(judged).filter(|(_, judged)| **judged).map(|(c, _)| c).collect();
     let macro_f1 = if judged.is_empty() {
         0.0
     } else {

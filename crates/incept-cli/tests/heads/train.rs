@@ -297,7 +297,12 @@ fn patience_stops_where_the_full_run_would_have_kept_its_best_epoch() -> TestRes
     let resumed =
         ok(run(&["train-head", path_str(&cache), "--run-dir", path_str(&patient), "--resume"])?);
     assert!(stderr(&resumed).contains(&says), "{}", stderr(&resumed));
+    // Repeating a --config that names no patience keeps the run's.
+    let resumed = ok(train(&cache, &patient, &config, &["--resume"])?);
+    assert!(stderr(&resumed).contains(&says), "{}", stderr(&resumed));
     assert_eq!(epoch_rows(&patient)?, kept);
+    let listing = ok(run(&["runs", path_str(&patient)])?);
+    assert!(stdout(&listing).contains(&format!("patience {patience}")), "{}", stdout(&listing));
     let continued = ok(train(&cache, &patient, &config, &["--resume", "--patience", "0"])?);
     assert!(stderr(&continued).contains("→ none (every epoch)"), "{}", stderr(&continued));
     assert_eq!(epoch_rows(&patient)?, full);

@@ -34,13 +34,6 @@ impl Spill {
     /// and opens it for reading. Non-finite maps are an error, as when loading into memory; on
     /// any error the file is deleted.
     pub(crate) fn write(cache: &Cache, kept: &Kept, path: &Path) -> Result<Self> {
-        let needed = (cache.len() * kept.len(&cache.shape) * FLOAT_BYTES) as u64;
-        // A leftover of a killed run is replaced, so its bytes count as free.
-        let leftover = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let free = incept_core::limits::available_disk_bytes(folder)
-            .map(|bytes| bytes.saturating_add(leftover));
-        check_space(path, needed, free)?;
         let written = write_rows(cache, kept, path).and_then(|()| {
             File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
         });
@@ -91,8 +84,30 @@ pub(crate) fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-/// Refuses a spill of `needed` bytes where `free` (when known) is less: before hours of
-/// pooling, not at the end of them.
+/// Bytes of the spill of `cache`: one row of what `kept` keeps per sample.
+pub(crate) fn bytes(cache: &Cache, kept: &Kept) -> u64 {
+    (cache.len() * kept.len(&cache.shape) * FLOAT_BYTES) as u64
+}
+
+/// Refuses spills of `needed` bytes in all, at `paths` (beside one run folder, so on one disk),
+/// where that disk has less free: before hours of pooling, not at the end of them. Leftovers a
+/// killed run left at `paths` count as free, since they are replaced.
+pub(crate) fn ensure_space(paths: &[&Path], needed: u64) -> Result<()> {
+    let Some(first) = paths.first() else {
+        return Ok(());
+    };
+    if needed == 0 {
+        return Ok(());
+    }
+    let leftovers: u64 =
+        paths.iter().map(|path| std::fs::metadata(path).map_or(0, |m| m.len())).sum();
+    let folder = first.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let free = incept_core::limits::available_disk_bytes(folder)
+        .map(|bytes| bytes.saturating_add(leftovers));
+    check_space(first, needed, free)
+}
+
+/// Refuses a spill of `needed` bytes where `free` (when known) is less.
 fn check_space(path: &Path, needed: u64, free: Option<u64>) -> Result<()> {
     const MIB: u64 = 1 << 20;
     match free {
@@ -229,6 +244,19 @@ mod tests {
         assert!(check_space(path, 1 << 30, Some(1 << 30)).is_ok());
         // Unknown free space: written, and a full disk says so when it happens.
         assert!(check_space(path, u64::MAX, None).is_ok());
+        // On a real folder: more than any disk holds is refused, naming the first file; a
+        // leftover's bytes count as free.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (train, validation) = (dir.path().join(".r.streamed.f32"), dir.path().join(".r.v.f32"));
+        let refused = ensure_space(&[&train, &validation], u64::MAX / 2).expect_err("refused");
+        assert!(refused.to_string().contains(".r.streamed.f32"), "{refused}");
+        assert!(ensure_space(&[&train, &validation], 0).is_ok());
+        // 64 MiB left over: asking 32 MiB more than the disk has free passes (with 32 MiB to
+        // spare for whatever else writes to this disk meanwhile).
+        std::fs::write(&validation, vec![0u8; 64 << 20]).expect("leftover");
+        let free = incept_core::limits::available_disk_bytes(dir.path()).expect("statvfs");
+        assert!(ensure_space(&[&train, &validation], free + (32 << 20)).is_ok());
+        assert!(ensure_space(&[&train, &validation], free + (128 << 20)).is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::{Error, Result};
 pub(super) struct Run {
     pub run_dir: PathBuf,
     /// The recipe: the request's, or the resumed run's own (with a larger epoch count when
-    /// extended).
+    /// extended, and the patience asked for).
     pub config: TrainConfig,
     pub backend: Backend,
     /// The training cache's classes, in label order.
@@ -129,6 +129,11 @@ pub(super) fn open(
     let kept = kept_for(&config, &mut model, &data, run_dir, state.completed_epochs > 0)?;
     let budget = config.memory_budget_mib.saturating_mul(1 << 20);
     let (spill, validation_spill) = run_folder::spill_paths(run_dir)?;
+    let mut spilled = vec![(&data.cache, spill.as_path())];
+    if let Some(other) = &data.validation_cache {
+        spilled.push((other, validation_spill.as_path()));
+    }
+    Store::ensure_spill_space(&spilled, budget, &kept)?;
     let store = Store::open(data.cache, budget, kept.clone(), Some(&spill))?;
     let validation_store = match data.validation_cache {
         Some(other) => Some(Store::open(other, budget, kept, Some(&validation_spill))?),

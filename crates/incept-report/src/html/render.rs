@@ -165,7 +165,7 @@ impl Renderer<'_> {
         figures.push((
             format!("{:.3}", metrics.macro_f1),
             Some(metrics.macro_f1_interval),
-            "macro-F1 (mean of the classes' F1)".into(),
+            "macro-F1 (mean F1 of the classes with photos or predictions)".into(),
         ));
         figures.push((
             format!("{:.3}", metrics.weighted_f1),
