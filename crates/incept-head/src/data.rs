@@ -153,11 +153,8 @@ impl Store {
     /// Bytes of the scratch file [`Store::open`] writes for `cache` under `budget_bytes`: 0 when
     /// what is kept is held in memory, or when the maps themselves are streamed (no file).
     pub fn spill_bytes(cache: &Cache, budget_bytes: usize, kept: &Kept) -> u64 {
-        match kept {
-            _ if Self::fits(cache, budget_bytes, kept) => 0,
-            Kept::Maps => 0,
-            _ => spill::bytes(cache, kept),
-        }
+        let bytes = spill::bytes(cache, kept);
+        if bytes <= budget_bytes as u64 || matches!(kept, Kept::Maps) { 0 } else { bytes }
     }
 
     /// Refuses, before any is written, the scratch files at the paths of `caches` where their

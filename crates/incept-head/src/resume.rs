@@ -40,8 +40,8 @@ fn flag_for(field: &str) -> String {
 }
 
 /// The configuration to resume with, and when the run is extended or its patience changed, the
-/// sentence that says what that does. `wanted` is the configuration resolved on top of the run's saved
-/// one. Writes nothing.
+/// sentence that says what that does. `wanted` is the configuration resolved on top of the
+/// run's saved one. Writes nothing.
 pub fn resume_config(
     run_dir: &Path,
     state: &RunState,
